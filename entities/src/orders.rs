@@ -1,0 +1,78 @@
+//! `orders`: one customer order to one merchant; owned by the order service.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "orders")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub merchant_id: i64,
+    /// `pending`, `confirmed`, `rejected`, `dispatched`, `delivered` or `cancelled`.
+    #[sea_orm(column_type = "Text")]
+    pub status: String,
+    pub total_cents: i64,
+    #[sea_orm(column_type = "Text")]
+    pub currency: String,
+    /// Unique per customer (`orders_customer_idempotency_key`).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub idempotency_key: Option<String>,
+    /// Hash of the request body: tells a replay from a different body under the same key.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub request_hash: Option<String>,
+    /// The shortages, when rejected.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub rejection: Option<Json>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub correlation_id: Option<String>,
+    pub created_at: DateTimeWithTimeZone,
+    pub updated_at: DateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::users::Entity",
+        from = "Column::CustomerId",
+        to = "super::users::Column::Id"
+    )]
+    Users,
+    #[sea_orm(
+        belongs_to = "super::merchants::Entity",
+        from = "Column::MerchantId",
+        to = "super::merchants::Column::Id"
+    )]
+    Merchants,
+    #[sea_orm(has_many = "super::order_lines::Entity")]
+    OrderLines,
+    #[sea_orm(has_many = "super::order_status_history::Entity")]
+    OrderStatusHistory,
+}
+
+impl Related<super::users::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Users.def()
+    }
+}
+
+impl Related<super::merchants::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Merchants.def()
+    }
+}
+
+impl Related<super::order_lines::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::OrderLines.def()
+    }
+}
+
+impl Related<super::order_status_history::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::OrderStatusHistory.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,40 @@
+//! `stock_movements`: the audit trail of stock changes (their sum is the stock); owned by the
+//! stock service.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "stock_movements")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The order reserving or releasing; `None` for seed and restock. Unique with
+    /// `ingredient_id` and `reason` (`stock_movements_order_ingredient_reason_key`).
+    pub order_id: Option<Uuid>,
+    pub ingredient_id: i64,
+    /// Signed, in the ingredient's base unit.
+    pub delta: i64,
+    /// `seed`, `reserve`, `release` or `restock`.
+    #[sea_orm(column_type = "Text")]
+    pub reason: String,
+    pub created_at: DateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::ingredients::Entity",
+        from = "Column::IngredientId",
+        to = "super::ingredients::Column::Id"
+    )]
+    Ingredients,
+}
+
+impl Related<super::ingredients::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Ingredients.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

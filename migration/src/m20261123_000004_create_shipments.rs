@@ -1,0 +1,40 @@
+//! The delivery service's shipments, with the durable due time of their next step (SPEC §2).
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(UP).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(DOWN).await?;
+        Ok(())
+    }
+}
+
+const UP: &str = r#"
+CREATE TABLE shipments (
+    id            UUID PRIMARY KEY,
+    -- No foreign key: orders belong to the order service. One shipment per order.
+    order_id      UUID NOT NULL CONSTRAINT shipments_order_id_key UNIQUE,
+    status        TEXT NOT NULL CONSTRAINT shipments_status_check
+                  CHECK (status IN ('pending', 'dispatched', 'delivered', 'cancelled')),
+    -- When the next transition is due; NULL once there is none.
+    next_step_at  TIMESTAMPTZ NULL,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    dispatched_at TIMESTAMPTZ NULL,
+    delivered_at  TIMESTAMPTZ NULL
+);
+CREATE INDEX shipments_next_step_at_idx ON shipments (next_step_at) WHERE next_step_at IS NOT NULL;
+"#;
+
+const DOWN: &str = r#"
+DROP TABLE shipments;
+"#;

@@ -1,0 +1,8 @@
+//! The schema against a real PostgreSQL: each test owns a fresh `larder_t_<uuid>` database
+//! (`migration::testing::TestDatabase`), so the tests run in parallel.
+
+mod constraints;
+mod entity_round_trip;
+mod helpers;
+mod migrate;
+mod outbox_notify;

@@ -1,0 +1,145 @@
+//! Configuration of the NATS connection and of the outbox relay, and a connect that waits.
+
+use std::time::Duration;
+
+use crate::namespace::Namespace;
+
+/// Where NATS is and how the streams are shaped (SPEC §4: file storage, limits retention with a
+/// max age, replicas configurable).
+#[derive(Clone, Debug, clap::Args)]
+pub struct NatsConfig {
+    /// NATS server URL.
+    #[arg(
+        id = "nats_url",
+        long = "nats-url",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub url: String,
+    /// Prefix for every subject, stream and durable; empty in production.
+    #[arg(
+        id = "nats_namespace",
+        long = "nats-namespace",
+        env = "NATS_NAMESPACE",
+        default_value = ""
+    )]
+    pub namespace: Namespace,
+    /// Stream replicas: 1 on one server, 3 in a cluster.
+    #[arg(
+        id = "nats_replicas",
+        long = "nats-replicas",
+        env = "NATS_REPLICAS",
+        default_value_t = 1
+    )]
+    pub replicas: usize,
+    /// How long streams keep messages.
+    #[arg(id = "nats_max_age_secs", long = "nats-max-age-secs", env = "NATS_MAX_AGE_SECS", default_value_t = 7 * 24 * 3600)]
+    pub max_age_secs: u64,
+    /// Window in which the server drops a re-published Nats-Msg-Id as a duplicate.
+    #[arg(
+        id = "nats_duplicate_window_secs",
+        long = "nats-duplicate-window-secs",
+        env = "NATS_DUPLICATE_WINDOW_SECS",
+        default_value_t = 120
+    )]
+    pub duplicate_window_secs: u64,
+}
+
+impl NatsConfig {
+    /// Local defaults: the server on loopback, no namespace.
+    pub fn local() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            namespace: Namespace::none(),
+            replicas: 1,
+            max_age_secs: 7 * 24 * 3600,
+            duplicate_window_secs: 120,
+        }
+    }
+
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(self.max_age_secs)
+    }
+
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_secs(self.duplicate_window_secs)
+    }
+}
+
+/// How the outbox relay batches and polls.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OutboxConfig {
+    /// Rows claimed and published per round trip.
+    #[arg(
+        id = "outbox_batch_size",
+        long = "outbox-batch-size",
+        env = "OUTBOX_BATCH_SIZE",
+        default_value_t = 512
+    )]
+    pub batch_size: u64,
+    /// Fallback poll when no LISTEN/NOTIFY wake-up arrives.
+    #[arg(
+        id = "outbox_poll_interval_ms",
+        long = "outbox-poll-interval-ms",
+        env = "OUTBOX_POLL_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub poll_interval_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 512,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// Connects to NATS, retrying with capped exponential backoff until the server answers or
+/// `give_up_after` passes (SPEC §5 rule 8: services start in any order). Once connected, the
+/// client reconnects by itself.
+pub async fn connect(
+    config: &NatsConfig,
+    client_name: &str,
+    give_up_after: Duration,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let deadline = tokio::time::Instant::now() + give_up_after;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name(client_name)
+            .connection_timeout(Duration::from_secs(2))
+            // Unbounded reconnects after the first connect: a broker restart must not kill a service.
+            .max_reconnects(None);
+        match options.connect(config.url.as_str()).await {
+            Ok(client) => return Ok(client),
+            Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(url = %config.url, %error, retry_in = ?delay, "NATS not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Connects to NATS (waiting for it, see [`connect`]) and makes sure every stream and durable
+/// consumer exists with the configured shape. What every service does at start.
+pub async fn connect_jetstream(
+    config: &NatsConfig,
+    client_name: &str,
+) -> Result<async_nats::jetstream::Context, crate::NatsError> {
+    let client = connect(config, client_name, Duration::from_secs(120))
+        .await
+        .map_err(crate::NatsError::Connect)?;
+    let js = async_nats::jetstream::new(client);
+    crate::topology::ensure(&js, config).await?;
+    Ok(js)
+}

@@ -1,0 +1,263 @@
+//! The consumer runner: pulls from a durable consumer, decodes, hands batches to an actor, and
+//! settles each message by what the actor answers (SPEC §5 rules 1 and 7).
+//!
+//! - The actor replies after its transaction commits, so an ack always follows a commit.
+//! - [`Outcome::Retry`] Naks with the consumer's backoff delay (a plain Nak would redeliver at
+//!   once); on the last delivery the message is dead-lettered instead.
+//! - A message that does not decode, or that the actor [rejects](Outcome::Reject), is poison: it
+//!   is dead-lettered and terminated at once, and the rest of the batch carries on.
+//! - On shutdown the runner stops pulling and finishes the batch in hand.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::Decode;
+use crate::topology::ConsumerSpec;
+use crate::{Namespace, NatsError, dlq};
+
+/// One decoded message, as the handling actor sees it.
+#[derive(Clone, Debug)]
+pub struct Delivery<E> {
+    pub event: E,
+    pub subject: String,
+    pub stream_sequence: u64,
+    /// 1 on the first delivery.
+    pub delivered: i64,
+    pub max_deliver: i64,
+}
+
+impl<E> Delivery<E> {
+    /// No retry follows this delivery: a `Retry` now dead-letters the message.
+    pub fn is_last_attempt(&self) -> bool {
+        self.delivered >= self.max_deliver
+    }
+}
+
+/// How the handler settled one delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed (or a duplicate already committed): ack.
+    Done,
+    /// A transient failure (database, SMTP): redeliver after the backoff delay.
+    Retry { reason: String },
+    /// Can never succeed: dead-letter and terminate.
+    Reject { reason: String },
+}
+
+/// A batch of deliveries for an actor; it answers one [`Outcome`] per delivery, in order.
+#[derive(Message)]
+#[rtype(result = "Vec<Outcome>")]
+pub struct HandleBatch<E: Decode>(pub Vec<Delivery<E>>);
+
+/// Pulls one durable consumer for one handler actor.
+pub struct ConsumerRunner<E: Decode> {
+    js: jetstream::Context,
+    namespace: Namespace,
+    spec: ConsumerSpec,
+    handler: Recipient<HandleBatch<E>>,
+    batch_size: usize,
+}
+
+impl<E: Decode> ConsumerRunner<E> {
+    pub fn new(
+        js: jetstream::Context,
+        namespace: Namespace,
+        spec: ConsumerSpec,
+        handler: Recipient<HandleBatch<E>>,
+        batch_size: usize,
+    ) -> Self {
+        Self {
+            js,
+            namespace,
+            spec,
+            handler,
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. The consumer must exist ([`crate::topology::ensure`]).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), NatsError> {
+        let durable = self.namespace.durable(self.spec.durable);
+        let stream = self.namespace.stream(self.spec.stream.name);
+        let consumer: PullConsumer = self
+            .js
+            .get_consumer_from_stream(&durable, &stream)
+            .await
+            .map_err(|source| NatsError::GetConsumer {
+                stream: stream.clone(),
+                durable: durable.clone(),
+                source,
+            })?;
+        // Pull no more than one batch ahead: ack timers start at delivery, so a deep prefetch
+        // would see redeliveries of messages still waiting in the buffer.
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.batch_size)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|source| NatsError::Pull {
+                durable: durable.clone(),
+                source,
+            })?;
+        // Whatever has arrived, up to a batch, without waiting for a full one.
+        let mut batches = messages.ready_chunks(self.batch_size);
+        tracing::info!(%durable, "consuming");
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                next = batches.next() => match next {
+                    Some(batch) => batch,
+                    None => break,
+                },
+            };
+            self.handle(batch).await;
+        }
+        tracing::info!(%durable, "stopped consuming");
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        batch: Vec<Result<jetstream::Message, jetstream::consumer::pull::MessagesError>>,
+    ) {
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for item in batch {
+            let message = match item {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(consumer = self.spec.durable, %error, "pull error");
+                    continue;
+                }
+            };
+            let (stream_sequence, delivered) = match message.info() {
+                Ok(info) => (info.stream_sequence, info.delivered),
+                Err(error) => {
+                    tracing::warn!(consumer = self.spec.durable, %error, "message without JetStream metadata");
+                    continue;
+                }
+            };
+            match E::decode(&message.payload) {
+                Ok(event) => {
+                    deliveries.push(Delivery {
+                        event,
+                        subject: message.subject.to_string(),
+                        stream_sequence,
+                        delivered,
+                        max_deliver: self.spec.max_deliver,
+                    });
+                    messages.push(message);
+                }
+                Err(error) => {
+                    self.dead_letter(
+                        &message,
+                        stream_sequence,
+                        delivered,
+                        format!("poison: {error}"),
+                    )
+                    .await;
+                }
+            }
+        }
+        if deliveries.is_empty() {
+            return;
+        }
+
+        let count = messages.len();
+        let outcomes = match self.handler.send(HandleBatch(deliveries)).await {
+            Ok(outcomes) if outcomes.len() == count => outcomes,
+            Ok(outcomes) => {
+                tracing::error!(
+                    consumer = self.spec.durable,
+                    expected = count,
+                    got = outcomes.len(),
+                    "handler answered the wrong number of outcomes"
+                );
+                vec![
+                    Outcome::Retry {
+                        reason: "handler answered the wrong number of outcomes".into()
+                    };
+                    count
+                ]
+            }
+            Err(error) => {
+                tracing::warn!(consumer = self.spec.durable, %error, "handler unavailable");
+                vec![
+                    Outcome::Retry {
+                        reason: format!("handler unavailable: {error}")
+                    };
+                    count
+                ]
+            }
+        };
+
+        for (message, outcome) in messages.iter().zip(outcomes) {
+            let (stream_sequence, delivered) = message
+                .info()
+                .map(|i| (i.stream_sequence, i.delivered))
+                .unwrap_or_default();
+            let settled = match outcome {
+                Outcome::Done => message.ack().await,
+                Outcome::Retry { reason } if delivered >= self.spec.max_deliver => {
+                    let reason = format!("gave up after {delivered} deliveries: {reason}");
+                    self.dead_letter(message, stream_sequence, delivered, reason)
+                        .await;
+                    Ok(())
+                }
+                Outcome::Retry { reason } => {
+                    let delay = self.spec.retry_delay(delivered);
+                    tracing::warn!(consumer = self.spec.durable, stream_sequence, delivered, %reason, retry_in = ?delay, "retrying");
+                    message.ack_with(AckKind::Nak(Some(delay))).await
+                }
+                Outcome::Reject { reason } => {
+                    self.dead_letter(message, stream_sequence, delivered, reason)
+                        .await;
+                    Ok(())
+                }
+            };
+            if let Err(error) = settled {
+                // The server redelivers after the ack wait; the handler's inbox makes that harmless.
+                tracing::warn!(consumer = self.spec.durable, stream_sequence, %error, "could not settle message");
+            }
+        }
+    }
+
+    /// Dead-letters and terminates. If the dead letter cannot be stored, the message is Nak'ed
+    /// instead, so nothing is lost.
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        stream_sequence: u64,
+        delivered: i64,
+        reason: String,
+    ) {
+        tracing::error!(consumer = self.spec.durable, stream_sequence, delivered, %reason, "dead-lettering message");
+        let dead = dlq::DeadLetter {
+            consumer: self.spec.durable.to_owned(),
+            subject: message.subject.to_string(),
+            stream_sequence,
+            deliveries: delivered,
+            reason,
+            headers: message.headers.clone(),
+            payload: message.payload.clone(),
+        };
+        let settled = match dlq::publish(&self.js, &self.namespace, dead).await {
+            Ok(()) => message.ack_with(AckKind::Term).await,
+            Err(error) => {
+                tracing::error!(consumer = self.spec.durable, %error, "could not store dead letter; will retry");
+                message
+                    .ack_with(AckKind::Nak(Some(self.spec.retry_delay(delivered))))
+                    .await
+            }
+        };
+        if let Err(error) = settled {
+            tracing::warn!(consumer = self.spec.durable, stream_sequence, %error, "could not settle message");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The consumer inbox (SPEC §5 rule 1): a consumer records the envelope id of each event it
+//! handles in the same transaction as the effects, so a redelivery changes nothing.
+//!
+//! The id is the envelope's, not the transport's: a replayed dead letter or a re-published event
+//! carries a new `Nats-Msg-Id` but is still recognised.
+
+use std::collections::HashSet;
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use uuid::Uuid;
+
+/// Whether the event was new to this consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// First time: apply the effects in this transaction.
+    New,
+    /// Already handled: apply nothing, ack.
+    Duplicate,
+}
+
+/// Records one event for `consumer` in the caller's transaction.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<Recorded, DbErr> {
+    let result = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [consumer.into(), event_id.into()],
+        ))
+        .await?;
+    Ok(if result.rows_affected() == 1 {
+        Recorded::New
+    } else {
+        Recorded::Duplicate
+    })
+}
+
+/// Records a batch of events in one statement and returns the ids that were new.
+pub async fn record_all(
+    db: &impl ConnectionTrait,
+    consumer: &str,
+    event_ids: &[Uuid],
+) -> Result<HashSet<Uuid>, DbErr> {
+    if event_ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    // One VALUES row per id: ($1, $2), ($1, $3), ...
+    let values = (0..event_ids.len())
+        .map(|i| format!("($1, ${})", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut params = Vec::with_capacity(event_ids.len() + 1);
+    params.push(consumer.into());
+    params.extend(event_ids.iter().map(|id| (*id).into()));
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "INSERT INTO inbox (consumer, event_id) VALUES {values} \
+                 ON CONFLICT DO NOTHING RETURNING event_id"
+            ),
+            params,
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get::<Uuid>("", "event_id"))
+        .collect()
+}

@@ -1,0 +1,30 @@
+//! JetStream plumbing shared by every Larder service: what the events look like, where they go, and
+//! how they get there exactly once (SPEC §4, §5 rule 1).
+//!
+//! - [`namespace`]: a prefix for every subject, stream and durable, so tests and stacks can share a server.
+//! - [`topology`]: subject, stream and consumer names in one place, and [`topology::ensure`] to create them.
+//! - [`envelope`], [`events`]: the versioned event envelope and every event payload.
+//! - [`outbox`], [`relay`]: write events in the caller's transaction; an actor publishes them.
+//! - [`inbox`]: record a consumed event id in the caller's transaction; tells duplicates apart.
+//! - [`consume`]: pull from a durable consumer, hand batches to an actor, ack only after it commits.
+//! - [`dlq`]: dead letters for poison messages and exhausted retries.
+//! - [`config`]: `NatsConfig` and a connect that waits for the server.
+//! - [`testing`]: a namespace of its own per test, deleted when the test ends.
+
+pub mod config;
+pub mod consume;
+pub mod dlq;
+pub mod envelope;
+pub mod error;
+pub mod events;
+pub mod inbox;
+pub mod namespace;
+pub mod outbox;
+pub mod relay;
+pub mod testing;
+pub mod topology;
+
+pub use config::{NatsConfig, OutboxConfig, connect, connect_jetstream};
+pub use envelope::{Decode, DecodeError, Envelope, Event};
+pub use error::NatsError;
+pub use namespace::Namespace;

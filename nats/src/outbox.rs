@@ -1,0 +1,80 @@
+//! The transactional outbox (SPEC §5 rule 1): a state change and the events it causes commit in
+//! one transaction. [`Outbox::enqueue`] writes the event as a row through the caller's
+//! connection or transaction; the [`relay`](crate::relay) publishes it afterwards.
+
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+use serde_json::json;
+
+use entities::outbox;
+
+use crate::envelope::{Envelope, Event};
+use crate::namespace::Namespace;
+
+/// Header carrying the envelope's correlation id, for operators reading streams.
+pub const CORRELATION_ID_HEADER: &str = "Correlation-Id";
+/// Header carrying the envelope's type.
+pub const EVENT_TYPE_HEADER: &str = "Event-Type";
+
+/// Writes events into the outbox table, under the service's namespace.
+#[derive(Clone, Debug, Default)]
+pub struct Outbox {
+    namespace: Namespace,
+}
+
+impl Outbox {
+    pub fn new(namespace: Namespace) -> Self {
+        Self { namespace }
+    }
+
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Adds one event to the caller's transaction. The row id is the envelope id, which the relay
+    /// publishes as `Nats-Msg-Id`.
+    pub async fn enqueue<E: Event>(
+        &self,
+        db: &impl ConnectionTrait,
+        event: &Envelope<E>,
+    ) -> Result<(), DbErr> {
+        outbox::Entity::insert(self.row(event)?)
+            .exec_without_returning(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds many events of one type in a single statement.
+    pub async fn enqueue_all<E: Event>(
+        &self,
+        db: &impl ConnectionTrait,
+        events: &[Envelope<E>],
+    ) -> Result<(), DbErr> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = events
+            .iter()
+            .map(|e| self.row(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        outbox::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+        Ok(())
+    }
+
+    fn row<E: Event>(&self, event: &Envelope<E>) -> Result<outbox::ActiveModel, DbErr> {
+        let payload =
+            serde_json::to_value(event).map_err(|e| DbErr::Custom(format!("encode event: {e}")))?;
+        let mut headers = json!({ EVENT_TYPE_HEADER: event.kind });
+        if let Some(correlation_id) = &event.correlation_id {
+            headers[CORRELATION_ID_HEADER] = json!(correlation_id);
+        }
+        Ok(outbox::ActiveModel {
+            id: Set(event.id),
+            subject: Set(self.namespace.subject(E::SUBJECT)),
+            payload: Set(payload),
+            headers: Set(headers),
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! The outbox relay: publishes committed outbox rows to JetStream with `Nats-Msg-Id` = row id,
+//! then marks them published (SPEC §5 rule 1).
+//!
+//! [`publish_pending`] is one round, a plain function tests can drive. [`OutboxRelay`] is the
+//! actor that runs rounds: woken by `LISTEN larder_outbox` (a trigger notifies on insert), with
+//! a fallback poll in case a wake-up is lost, and flushed on shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::prelude::*;
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, message::PublishMessage};
+use futures::future::join_all;
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use entities::outbox;
+
+use crate::{NatsError, OutboxConfig};
+
+/// The channel the outbox insert trigger notifies.
+pub const OUTBOX_CHANNEL: &str = "larder_outbox";
+
+/// What one round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayRound {
+    /// Rows claimed from the outbox.
+    pub claimed: usize,
+    /// Rows the server acknowledged and that are now marked published.
+    pub published: usize,
+    /// Of those, how many the server had already stored (a re-publish inside the duplicate window).
+    pub duplicates: usize,
+}
+
+/// Claims up to `batch_size` unpublished rows (`FOR UPDATE SKIP LOCKED`, so several relays never
+/// claim the same row), publishes them all with their acks in flight, and marks the acknowledged
+/// ones published in the same transaction. A row whose publish failed stays unpublished and is
+/// retried with the same `Nats-Msg-Id`, so the server drops it if it had been stored after all.
+pub async fn publish_pending(
+    db: &DatabaseConnection,
+    js: &jetstream::Context,
+    batch_size: u64,
+) -> Result<RelayRound, NatsError> {
+    let txn = db.begin().await?;
+    // Never an `id > last_seen` cursor: a row committed late with an earlier key would be skipped.
+    let rows = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .order_by_asc(outbox::Column::CreatedAt)
+        .limit(batch_size)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(&txn)
+        .await?;
+    if rows.is_empty() {
+        txn.commit().await?;
+        return Ok(RelayRound::default());
+    }
+
+    let mut pending_acks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let payload = serde_json::to_vec(&row.payload)?;
+        let message = PublishMessage::build()
+            .payload(payload.into())
+            .headers(header_map(&row.headers))
+            .message_id(row.id.to_string());
+        pending_acks.push(js.send_publish(row.subject.clone(), message).await);
+    }
+    let acks = join_all(pending_acks.into_iter().map(|sent| async move {
+        match sent {
+            Ok(ack) => ack.await,
+            Err(error) => Err(error),
+        }
+    }))
+    .await;
+
+    let mut round = RelayRound {
+        claimed: rows.len(),
+        ..Default::default()
+    };
+    let mut published_ids = Vec::with_capacity(rows.len());
+    let mut first_error = None;
+    for (row, ack) in rows.iter().zip(acks) {
+        match ack {
+            Ok(ack) => {
+                round.duplicates += usize::from(ack.duplicate);
+                published_ids.push(row.id);
+            }
+            Err(source) => {
+                tracing::warn!(outbox_id = %row.id, subject = %row.subject, error = %source, "publish failed; will retry");
+                first_error.get_or_insert(NatsError::Publish {
+                    subject: row.subject.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    round.published = published_ids.len();
+    if !published_ids.is_empty() {
+        outbox::Entity::update_many()
+            .col_expr(
+                outbox::Column::PublishedAt,
+                Expr::current_timestamp().into(),
+            )
+            .filter(outbox::Column::Id.is_in(published_ids))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    match first_error {
+        Some(error) if round.published == 0 => Err(error),
+        _ => Ok(round),
+    }
+}
+
+/// Runs rounds until a round claims less than a full batch. Returns the rows published.
+pub async fn drain(
+    db: &DatabaseConnection,
+    js: &jetstream::Context,
+    batch_size: u64,
+) -> Result<usize, NatsError> {
+    let mut total = 0;
+    loop {
+        let round = publish_pending(db, js, batch_size).await?;
+        total += round.published;
+        if (round.claimed as u64) < batch_size {
+            return Ok(total);
+        }
+    }
+}
+
+fn header_map(headers: &serde_json::Value) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    if let Some(object) = headers.as_object() {
+        for (name, value) in object {
+            if let Some(value) = value.as_str() {
+                map.insert(name.as_str(), value);
+            }
+        }
+    }
+    map
+}
+
+/// The relay actor. Start it in every service that writes to the outbox.
+pub struct OutboxRelay {
+    db: DatabaseConnection,
+    js: jetstream::Context,
+    config: OutboxConfig,
+    /// Set while a drain is queued, so a burst of notifications queues one drain, not thousands.
+    drain_queued: Arc<AtomicBool>,
+}
+
+impl OutboxRelay {
+    pub fn new(db: DatabaseConnection, js: jetstream::Context, config: OutboxConfig) -> Self {
+        Self {
+            db,
+            js,
+            config,
+            drain_queued: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn queue_drain(&self, ctx: &mut Context<Self>) {
+        if !self.drain_queued.swap(true, Ordering::AcqRel) {
+            ctx.notify(Drain);
+        }
+    }
+}
+
+impl Actor for OutboxRelay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Rows left by a previous run go out first.
+        self.queue_drain(ctx);
+        ctx.run_interval(self.config.poll_interval(), |relay, ctx| {
+            relay.queue_drain(ctx)
+        });
+        let wake = listen_for_inserts(self.db.clone(), ctx.address(), self.drain_queued.clone());
+        ctx.spawn(wake.into_actor(self));
+    }
+}
+
+/// Waits on `LISTEN larder_outbox` and queues a drain per wake-up; reconnects on failure (the
+/// fallback poll covers the gap).
+async fn listen_for_inserts(
+    db: DatabaseConnection,
+    relay: Addr<OutboxRelay>,
+    drain_queued: Arc<AtomicBool>,
+) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let pool = db.get_postgres_connection_pool().clone();
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "outbox LISTEN connection failed; polling meanwhile");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
+            tracing::warn!(%error, "LISTEN {OUTBOX_CHANNEL} failed");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(_) => {
+                    if !drain_queued.swap(true, Ordering::AcqRel) {
+                        relay.do_send(Drain);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox LISTEN interrupted");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Publish everything pending now.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Drain;
+
+impl Handler<Drain> for OutboxRelay {
+    // Atomic: one drain at a time per relay, the next waits for it.
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        self.drain_queued.store(false, Ordering::Release);
+        let (db, js, batch) = (self.db.clone(), self.js.clone(), self.config.batch_size);
+        AtomicResponse::new(Box::pin(
+            async move {
+                match drain(&db, &js, batch).await {
+                    Ok(0) => {}
+                    Ok(published) => tracing::debug!(published, "outbox drained"),
+                    Err(error) => {
+                        tracing::warn!(error = %error, "outbox relay round failed; will retry")
+                    }
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Graceful shutdown (SPEC §5 rule 8): publish what is pending, then stop. Replies with the rows
+/// published by this last drain.
+#[derive(Message)]
+#[rtype(result = "Result<usize, NatsError>")]
+pub struct FlushAndStop;
+
+impl Handler<FlushAndStop> for OutboxRelay {
+    type Result = AtomicResponse<Self, Result<usize, NatsError>>;
+
+    fn handle(&mut self, _: FlushAndStop, _: &mut Self::Context) -> Self::Result {
+        let (db, js, batch) = (self.db.clone(), self.js.clone(), self.config.batch_size);
+        AtomicResponse::new(Box::pin(
+            async move { drain(&db, &js, batch).await }
+                .into_actor(self)
+                .map(|result, _, ctx| {
+                    ctx.stop();
+                    result
+                }),
+        ))
+    }
+}

@@ -1,0 +1,299 @@
+//! Every subject, stream and durable consumer in one place (SPEC §4), and [`ensure`], which
+//! creates or updates them all.
+//!
+//! One filter subject per consumer, so it runs on nats-server 2.9 (Debian's) as well as newer.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+
+use crate::{Namespace, NatsConfig, NatsError};
+
+/// Subjects, lower dotted, without the namespace prefix.
+pub mod subjects {
+    pub const ORDERS_CREATED: &str = "orders.created";
+    pub const ORDERS_CONFIRMED: &str = "orders.confirmed";
+    pub const ORDERS_REJECTED: &str = "orders.rejected";
+    pub const ORDERS_CANCELLED: &str = "orders.cancelled";
+    pub const STOCK_LOW: &str = "stock.low";
+    pub const DELIVERY_DISPATCHED: &str = "delivery.dispatched";
+    pub const DELIVERY_DELIVERED: &str = "delivery.delivered";
+    /// Every delivery event: one consumer of the order service follows them all, in order.
+    pub const DELIVERY_ALL: &str = "delivery.>";
+
+    /// `dlq.<consumer>`: where a consumer's dead letters go.
+    pub fn dead_letter(durable: &str) -> String {
+        format!("dlq.{durable}")
+    }
+}
+
+/// A stream: its name (upper case) and the subjects it captures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: &'static str,
+    pub subjects: &'static str,
+    pub description: &'static str,
+}
+
+pub const ORDERS: StreamSpec = StreamSpec {
+    name: "ORDERS",
+    subjects: "orders.>",
+    description: "Order lifecycle: created, confirmed, rejected, cancelled",
+};
+pub const STOCK: StreamSpec = StreamSpec {
+    name: "STOCK",
+    subjects: "stock.>",
+    description: "Stock alerts: low",
+};
+pub const DELIVERY: StreamSpec = StreamSpec {
+    name: "DELIVERY",
+    subjects: "delivery.>",
+    description: "Shipments: dispatched, delivered",
+};
+pub const DEAD_LETTERS: StreamSpec = StreamSpec {
+    name: "DLQ",
+    subjects: "dlq.>",
+    description: "Dead letters: poison messages and exhausted retries, per consumer",
+};
+
+pub const STREAMS: [StreamSpec; 4] = [ORDERS, STOCK, DELIVERY, DEAD_LETTERS];
+
+/// A durable pull consumer, shared by every instance of the service that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    /// Kebab case: `<service>-<subject>`.
+    pub durable: &'static str,
+    pub stream: StreamSpec,
+    pub filter_subject: &'static str,
+    /// Deliveries before the message is dead-lettered.
+    pub max_deliver: i64,
+    /// The server's backoff: entry `n - 1` is how long delivery `n` may stay unacked before it is
+    /// redelivered (so each entry must be long enough to finish the work). The consumer runner
+    /// uses the same schedule for its Nak delays, since a plain Nak ignores it.
+    pub backoff_secs: &'static [u64],
+    /// Unacked messages the server lets out at once, across all instances.
+    pub max_ack_pending: i64,
+}
+
+impl ConsumerSpec {
+    /// The delay before delivery `delivered + 1`, after delivery number `delivered` failed.
+    pub fn retry_delay(&self, delivered: i64) -> Duration {
+        let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
+        let secs = self
+            .backoff_secs
+            .get(index)
+            .or(self.backoff_secs.last())
+            .copied()
+            .unwrap_or(1);
+        Duration::from_secs(secs)
+    }
+}
+
+// Handlers that run one database transaction: 10 s to finish, retries back off to 5 minutes.
+const DB_BACKOFF: &[u64] = &[10, 20, 40, 60, 120, 300];
+
+pub const STOCK_ORDERS_CREATED: ConsumerSpec = ConsumerSpec {
+    durable: "stock-orders-created",
+    stream: ORDERS,
+    filter_subject: subjects::ORDERS_CREATED,
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
+pub const STOCK_ORDERS_CANCELLED: ConsumerSpec = ConsumerSpec {
+    durable: "stock-orders-cancelled",
+    stream: ORDERS,
+    filter_subject: subjects::ORDERS_CANCELLED,
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
+pub const ORDER_ORDERS_CONFIRMED: ConsumerSpec = ConsumerSpec {
+    durable: "order-orders-confirmed",
+    stream: ORDERS,
+    filter_subject: subjects::ORDERS_CONFIRMED,
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
+pub const ORDER_ORDERS_REJECTED: ConsumerSpec = ConsumerSpec {
+    durable: "order-orders-rejected",
+    stream: ORDERS,
+    filter_subject: subjects::ORDERS_REJECTED,
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
+pub const ORDER_DELIVERY: ConsumerSpec = ConsumerSpec {
+    durable: "order-delivery",
+    stream: DELIVERY,
+    filter_subject: subjects::DELIVERY_ALL,
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
+pub const DELIVERY_ORDERS_CONFIRMED: ConsumerSpec = ConsumerSpec {
+    durable: "delivery-orders-confirmed",
+    stream: ORDERS,
+    filter_subject: subjects::ORDERS_CONFIRMED,
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
+pub const DELIVERY_ORDERS_CANCELLED: ConsumerSpec = ConsumerSpec {
+    durable: "delivery-orders-cancelled",
+    stream: ORDERS,
+    filter_subject: subjects::ORDERS_CANCELLED,
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
+/// Sending mail is slow and the server may be down for a while: few messages out at once, a
+/// long ack wait, and retries that back off to five minutes.
+pub const NOTIFICATION_STOCK_LOW: ConsumerSpec = ConsumerSpec {
+    durable: "notification-stock-low",
+    stream: STOCK,
+    filter_subject: subjects::STOCK_LOW,
+    max_deliver: 6,
+    backoff_secs: &[30, 60, 120, 240, 480],
+    max_ack_pending: 64,
+};
+
+pub const CONSUMERS: [ConsumerSpec; 8] = [
+    STOCK_ORDERS_CREATED,
+    STOCK_ORDERS_CANCELLED,
+    ORDER_ORDERS_CONFIRMED,
+    ORDER_ORDERS_REJECTED,
+    ORDER_DELIVERY,
+    DELIVERY_ORDERS_CONFIRMED,
+    DELIVERY_ORDERS_CANCELLED,
+    NOTIFICATION_STOCK_LOW,
+];
+
+/// The stream's configuration in a namespace: file storage, limits retention with a max age,
+/// the duplicate window and replicas from config.
+pub fn stream_config(spec: &StreamSpec, config: &NatsConfig) -> stream::Config {
+    let ns = &config.namespace;
+    stream::Config {
+        name: ns.stream(spec.name),
+        description: Some(spec.description.to_owned()),
+        subjects: vec![ns.subject(spec.subjects)],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: config.max_age(),
+        duplicate_window: config.duplicate_window(),
+        num_replicas: config.replicas,
+        ..Default::default()
+    }
+}
+
+/// The durable pull consumer's configuration in a namespace: explicit acks, max deliveries and a
+/// backoff schedule, one filter subject.
+pub fn consumer_config(spec: &ConsumerSpec, ns: &Namespace) -> pull::Config {
+    let durable = ns.durable(spec.durable);
+    pull::Config {
+        durable_name: Some(durable.clone()),
+        name: Some(durable),
+        filter_subject: ns.subject(spec.filter_subject),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        max_deliver: spec.max_deliver,
+        backoff: spec
+            .backoff_secs
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect(),
+        max_ack_pending: spec.max_ack_pending,
+        ..Default::default()
+    }
+}
+
+/// Creates or updates every stream and durable consumer. Idempotent: run it at every start, from
+/// any number of instances.
+pub async fn ensure(js: &jetstream::Context, config: &NatsConfig) -> Result<(), NatsError> {
+    for spec in &STREAMS {
+        let stream_config = stream_config(spec, config);
+        let name = stream_config.name.clone();
+        js.create_or_update_stream(stream_config)
+            .await
+            .map_err(|source| NatsError::Stream {
+                stream: name,
+                source,
+            })?;
+    }
+    for spec in &CONSUMERS {
+        let consumer_config = consumer_config(spec, &config.namespace);
+        let stream_name = config.namespace.stream(spec.stream.name);
+        let stream = js
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| NatsError::ReadStream {
+                stream: stream_name.clone(),
+                source: Box::new(e),
+            })?;
+        let durable = consumer_config.name.clone().unwrap_or_default();
+        // `create_consumer` is create-or-update: a drifted config is brought back in line.
+        stream
+            .create_consumer(consumer_config)
+            .await
+            .map_err(|source| NatsError::Consumer {
+                stream: stream_name,
+                durable,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Deletes every stream of a namespace (and with them their consumers). For tests and tools:
+/// never called with the production namespace by the services.
+pub async fn delete_all(js: &jetstream::Context, ns: &Namespace) {
+    for spec in &STREAMS {
+        let _ = js.delete_stream(ns.stream(spec.name)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_consumer_filters_one_subject_of_its_own_stream() {
+        for c in CONSUMERS {
+            let root = c.stream.subjects.trim_end_matches('>');
+            assert!(
+                c.filter_subject.starts_with(root),
+                "{} filters {} outside {}",
+                c.durable,
+                c.filter_subject,
+                c.stream.subjects
+            );
+            // The server wants more deliveries than backoff steps.
+            assert!(
+                (c.backoff_secs.len() as i64) < c.max_deliver,
+                "{}",
+                c.durable
+            );
+        }
+    }
+
+    #[test]
+    fn retry_delays_follow_the_schedule_and_stay_at_its_last_step() {
+        let c = NOTIFICATION_STOCK_LOW;
+        assert_eq!(c.retry_delay(1), Duration::from_secs(30));
+        assert_eq!(c.retry_delay(2), Duration::from_secs(60));
+        assert_eq!(c.retry_delay(5), Duration::from_secs(480));
+        assert_eq!(c.retry_delay(60), Duration::from_secs(480));
+    }
+
+    #[test]
+    fn names_are_namespaced() {
+        let ns = Namespace::new("tabc").unwrap();
+        let cfg = consumer_config(&STOCK_ORDERS_CREATED, &ns);
+        assert_eq!(
+            cfg.durable_name.as_deref(),
+            Some("tabc-stock-orders-created")
+        );
+        assert_eq!(cfg.filter_subject, "tabc.orders.created");
+    }
+}

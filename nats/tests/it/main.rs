@@ -1,0 +1,6 @@
+//! Integration tests of the JetStream plumbing against real PostgreSQL and NATS. Each test has
+//! its own database and its own namespace of streams and consumers.
+
+mod inbox;
+mod outbox_relay;
+mod topology;

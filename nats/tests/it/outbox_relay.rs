@@ -1,0 +1,197 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::Actor;
+use migration::testing::TestDatabase;
+use nats::events::OrderCancelled;
+use nats::outbox::Outbox;
+use nats::relay::{self, FlushAndStop, OutboxRelay};
+use nats::testing::TestNats;
+use nats::{Envelope, OutboxConfig};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use uuid::Uuid;
+
+fn cancelled(merchant_id: i64) -> Envelope<OrderCancelled> {
+    Envelope::new(
+        OrderCancelled {
+            order_id: Uuid::new_v4(),
+            merchant_id,
+            release_stock: true,
+        },
+        Some(format!("req-{merchant_id}")),
+    )
+}
+
+async fn unpublished(db: &impl ConnectionTrait) -> i64 {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// Every message of the namespace's ORDERS stream: (Nats-Msg-Id, envelope).
+async fn orders_stream(t: &TestNats) -> Vec<(String, Envelope<OrderCancelled>)> {
+    let mut stream = t
+        .jetstream
+        .get_stream(t.namespace().stream("ORDERS"))
+        .await
+        .unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut messages = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        if state.messages == 0 {
+            break;
+        }
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        let msg_id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .expect("every message has a Nats-Msg-Id")
+            .to_string();
+        let envelope: Envelope<OrderCancelled> = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(
+            message.subject.as_str(),
+            t.namespace().subject("orders.cancelled")
+        );
+        messages.push((msg_id, envelope));
+    }
+    messages
+}
+
+#[tokio::test]
+async fn every_outbox_row_arrives_once_with_its_id_as_nats_msg_id() {
+    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let outbox = Outbox::new(nats.namespace().clone());
+    let events: Vec<_> = (0..300).map(cancelled).collect();
+    let txn = db.db.begin().await.unwrap();
+    outbox.enqueue_all(&txn, &events[..200]).await.unwrap();
+    for event in &events[200..] {
+        outbox.enqueue(&txn, event).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+
+    // Batches smaller than the backlog: several rounds.
+    let published = relay::drain(&db.db, &nats.jetstream, 64).await.unwrap();
+
+    assert_eq!(published, 300);
+    assert_eq!(unpublished(&db.db).await, 0);
+    let stored = orders_stream(&nats).await;
+    assert_eq!(stored.len(), 300, "each row once in the stream");
+    let expected: HashSet<Uuid> = events.iter().map(|e| e.id).collect();
+    let ids: HashSet<Uuid> = stored.iter().map(|(id, _)| id.parse().unwrap()).collect();
+    assert_eq!(ids, expected);
+    for (msg_id, envelope) in &stored {
+        assert_eq!(
+            msg_id,
+            &envelope.id.to_string(),
+            "Nats-Msg-Id is the row id"
+        );
+    }
+    // Nothing left: another round claims nothing.
+    assert_eq!(relay::drain(&db.db, &nats.jetstream, 64).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_forced_republish_of_the_same_row_is_reported_as_a_duplicate_by_the_server() {
+    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let outbox = Outbox::new(nats.namespace().clone());
+    let event = cancelled(1);
+    outbox.enqueue(&db.db, &event).await.unwrap();
+    let first = relay::publish_pending(&db.db, &nats.jetstream, 10)
+        .await
+        .unwrap();
+    assert_eq!((first.published, first.duplicates), (1, 0));
+
+    // As if the relay had crashed between the server's ack and marking the row published.
+    db.db
+        .execute_unprepared("UPDATE outbox SET published_at = NULL")
+        .await
+        .unwrap();
+    let second = relay::publish_pending(&db.db, &nats.jetstream, 10)
+        .await
+        .unwrap();
+
+    assert_eq!((second.published, second.duplicates), (1, 1));
+    assert_eq!(orders_stream(&nats).await.len(), 1);
+    assert_eq!(unpublished(&db.db).await, 0);
+}
+
+#[tokio::test]
+async fn a_row_committed_later_is_not_published_before_its_commit_and_not_skipped_after() {
+    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let outbox = Outbox::new(nats.namespace().clone());
+    let early = cancelled(1);
+    let late = cancelled(2);
+
+    let open = db.db.begin().await.unwrap();
+    outbox.enqueue(&open, &early).await.unwrap(); // inserted first, committed last
+    outbox.enqueue(&db.db, &late).await.unwrap();
+    assert_eq!(relay::drain(&db.db, &nats.jetstream, 10).await.unwrap(), 1);
+    open.commit().await.unwrap();
+    assert_eq!(relay::drain(&db.db, &nats.jetstream, 10).await.unwrap(), 1);
+
+    let ids: Vec<Uuid> = orders_stream(&nats)
+        .await
+        .iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    assert_eq!(ids, vec![late.id, early.id]);
+}
+
+#[actix::test]
+async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
+    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let outbox = Outbox::new(nats.namespace().clone());
+    // A poll interval far beyond the test: only LISTEN/NOTIFY can wake the relay in time.
+    let config = OutboxConfig {
+        batch_size: 100,
+        poll_interval_ms: 3_600_000,
+    };
+    let relay = OutboxRelay::new(db.db.clone(), nats.jetstream.clone(), config).start();
+    // Insert only once the relay listens, or the wake-up could be missed by design.
+    eventually(|| async {
+        let row = db
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap() > 0
+    })
+    .await;
+
+    outbox.enqueue(&db.db, &cancelled(1)).await.unwrap();
+
+    eventually(|| async { unpublished(&db.db).await == 0 }).await;
+    assert_eq!(orders_stream(&nats).await.len(), 1);
+
+    outbox.enqueue(&db.db, &cancelled(2)).await.unwrap();
+    relay.send(FlushAndStop).await.unwrap().unwrap();
+    assert_eq!(unpublished(&db.db).await, 0, "flushed before stopping");
+    assert_eq!(orders_stream(&nats).await.len(), 2);
+}
+
+/// Polls `condition` until it holds; fails the test after 10 s.
+async fn eventually<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

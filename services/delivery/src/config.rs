@@ -1,0 +1,52 @@
+//! The delivery service's configuration.
+
+use std::time::Duration;
+
+use migration::database::DatabaseConfig;
+use nats::{NatsConfig, OutboxConfig};
+
+/// Settings only the delivery service has: how long the simulated courier takes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DeliverySettings {
+    /// From confirmed to dispatched.
+    #[arg(
+        long = "delivery-dispatch-delay-ms",
+        env = "DELIVERY_DISPATCH_DELAY_MS",
+        default_value_t = 2000
+    )]
+    pub dispatch_delay_ms: u64,
+    /// From dispatched to delivered.
+    #[arg(
+        long = "delivery-deliver-delay-ms",
+        env = "DELIVERY_DELIVER_DELAY_MS",
+        default_value_t = 5000
+    )]
+    pub deliver_delay_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            dispatch_delay_ms: 2000,
+            deliver_delay_ms: 5000,
+        }
+    }
+}
+
+impl DeliverySettings {
+    pub fn dispatch_delay(&self) -> Duration {
+        Duration::from_millis(self.dispatch_delay_ms)
+    }
+
+    pub fn deliver_delay(&self) -> Duration {
+        Duration::from_millis(self.deliver_delay_ms)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub nats: NatsConfig,
+    pub outbox: OutboxConfig,
+    pub settings: DeliverySettings,
+}

@@ -1,0 +1,100 @@
+//! `GET /health` (liveness) and `GET /ready` (readiness: PostgreSQL and NATS answer).
+
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use super::ApiTags;
+
+pub struct HealthApi {
+    /// `None` only when building the spec without running services.
+    deps: Option<(DatabaseConnection, async_nats::Client)>,
+}
+
+impl HealthApi {
+    pub fn new(db: DatabaseConnection, nats: async_nats::Client) -> Self {
+        Self {
+            deps: Some((db, nats)),
+        }
+    }
+
+    /// For generating the spec only.
+    pub fn detached() -> Self {
+        Self { deps: None }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct Health {
+    /// Always `order`.
+    pub service: String,
+    /// `ok`.
+    pub status: String,
+}
+
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// `ok` when every dependency answers, else `unavailable`.
+    pub status: String,
+    /// `ok` or the error reaching PostgreSQL.
+    pub database: String,
+    /// `ok` or the NATS connection state.
+    pub nats: String,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// PostgreSQL and NATS answer.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// PostgreSQL or NATS is down; the body says which.
+    #[oai(status = 503)]
+    NotReady(Json<Readiness>),
+}
+
+#[OpenApi(tag = "ApiTags::Health")]
+impl HealthApi {
+    /// Liveness
+    ///
+    /// Answers while the process runs, whatever its dependencies do.
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self) -> Json<Health> {
+        Json(Health {
+            service: "order".into(),
+            status: "ok".into(),
+        })
+    }
+
+    /// Readiness
+    ///
+    /// 200 when PostgreSQL answers a query and the NATS connection is up; 503 naming the one
+    /// that is not.
+    #[oai(path = "/ready", method = "get")]
+    async fn ready(&self) -> ReadyResponse {
+        let Some((db, nats)) = &self.deps else {
+            return ReadyResponse::NotReady(Json(Readiness {
+                status: "unavailable".into(),
+                database: "not connected".into(),
+                nats: "not connected".into(),
+            }));
+        };
+        let database = match db.execute_unprepared("SELECT 1").await {
+            Ok(_) => "ok".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        let nats = match nats.connection_state() {
+            async_nats::connection::State::Connected => "ok".to_owned(),
+            other => other.to_string(),
+        };
+        let ok = database == "ok" && nats == "ok";
+        let body = Json(Readiness {
+            status: if ok { "ok" } else { "unavailable" }.into(),
+            database,
+            nats,
+        });
+        if ok {
+            ReadyResponse::Ready(body)
+        } else {
+            ReadyResponse::NotReady(body)
+        }
+    }
+}

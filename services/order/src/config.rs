@@ -1,0 +1,103 @@
+//! The order service's configuration.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use migration::database::DatabaseConfig;
+use nats::{NatsConfig, OutboxConfig};
+
+/// The JWT secret used when none is configured. Accepted only in the dev profile.
+pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Local development: the default JWT secret is accepted.
+    #[default]
+    Dev,
+    /// Production: refuses to start with the default JWT secret.
+    Prod,
+}
+
+/// Settings only the order service has: HTTP, tokens, the bootstrap merchant.
+#[derive(Clone, clap::Args)]
+pub struct OrderSettings {
+    /// Where the HTTP API listens; port 0 picks a free one.
+    #[arg(
+        long = "http-addr",
+        env = "HTTP_ADDR",
+        default_value = "127.0.0.1:3000"
+    )]
+    pub http_addr: SocketAddr,
+    #[arg(long = "profile", env = "LARDER_PROFILE", value_enum, default_value_t = Profile::Dev)]
+    pub profile: Profile,
+    /// HS256 key for access tokens.
+    #[arg(long = "jwt-secret", env = "JWT_SECRET", default_value = DEV_JWT_SECRET)]
+    pub jwt_secret: String,
+    #[arg(long = "jwt-ttl-secs", env = "JWT_TTL_SECS", default_value_t = 3600)]
+    pub jwt_ttl_secs: u64,
+    /// The merchant created at start (idempotent), with a merchant user to log in as.
+    #[arg(
+        long = "merchant-name",
+        env = "MERCHANT_NAME",
+        default_value = "Larder Burgers"
+    )]
+    pub merchant_name: String,
+    /// The bootstrap merchant's login, and where its low-stock alerts go.
+    #[arg(
+        long = "merchant-email",
+        env = "MERCHANT_EMAIL",
+        default_value = "merchant@larder.local"
+    )]
+    pub merchant_email: String,
+    #[arg(
+        long = "merchant-password",
+        env = "MERCHANT_PASSWORD",
+        default_value = "merchant-password"
+    )]
+    pub merchant_password: String,
+    #[arg(
+        long = "merchant-currency",
+        env = "MERCHANT_CURRENCY",
+        default_value = "EUR"
+    )]
+    pub merchant_currency: String,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:3000".parse().expect("a valid address"),
+            profile: Profile::Dev,
+            jwt_secret: DEV_JWT_SECRET.into(),
+            jwt_ttl_secs: 3600,
+            merchant_name: "Larder Burgers".into(),
+            merchant_email: "merchant@larder.local".into(),
+            merchant_password: "merchant-password".into(),
+            merchant_currency: "EUR".into(),
+        }
+    }
+}
+
+// Secrets stay out of logs.
+impl fmt::Debug for OrderSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OrderSettings")
+            .field("http_addr", &self.http_addr)
+            .field("profile", &self.profile)
+            .field("jwt_secret", &"***")
+            .field("jwt_ttl_secs", &self.jwt_ttl_secs)
+            .field("merchant_name", &self.merchant_name)
+            .field("merchant_email", &self.merchant_email)
+            .field("merchant_password", &"***")
+            .field("merchant_currency", &self.merchant_currency)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub nats: NatsConfig,
+    pub outbox: OutboxConfig,
+    pub settings: OrderSettings,
+}

@@ -1,0 +1,155 @@
+//! The command line. Every option also reads an environment variable (see `.env.example`).
+
+use clap::{Args, Parser, Subcommand};
+use migration::database::DatabaseConfig;
+use nats::{NatsConfig, OutboxConfig};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "larder",
+    version,
+    about = "Event-driven orders and ingredient stock"
+)]
+pub struct Cli {
+    /// Log format: pretty for a terminal, json in production.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process.
+    All(AllArgs),
+    /// Run the public HTTP API (orders, auth, ingredients) and its consumers.
+    Order(OrderArgs),
+    /// Run stock processing: reservations, releases, low-stock alerts.
+    Stock(StockArgs),
+    /// Run the low-stock email sender.
+    Notification(NotificationArgs),
+    /// Run shipments: dispatch and delivery timers.
+    Delivery(DeliveryArgs),
+    /// Create the database if missing and apply every migration.
+    Migrate(MigrateArgs),
+    /// Print the OpenAPI spec the order service serves (regenerate openapi.json with it).
+    Openapi,
+}
+
+/// Configuration every service shares.
+#[derive(Clone, Debug, Args)]
+pub struct Shared {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub nats: NatsConfig,
+    #[command(flatten)]
+    pub outbox: OutboxConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+    #[command(flatten)]
+    pub order: order::config::OrderSettings,
+    #[command(flatten)]
+    pub stock: stock::config::StockSettings,
+    #[command(flatten)]
+    pub notification: notification::config::NotificationSettings,
+    #[command(flatten)]
+    pub delivery: delivery::config::DeliverySettings,
+}
+
+#[derive(Debug, Args)]
+pub struct OrderArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+    #[command(flatten)]
+    pub settings: order::config::OrderSettings,
+}
+
+#[derive(Debug, Args)]
+pub struct StockArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+    #[command(flatten)]
+    pub settings: stock::config::StockSettings,
+}
+
+#[derive(Debug, Args)]
+pub struct NotificationArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+    #[command(flatten)]
+    pub settings: notification::config::NotificationSettings,
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveryArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+    #[command(flatten)]
+    pub settings: delivery::config::DeliverySettings,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+}
+
+impl Shared {
+    pub fn order(&self, settings: order::config::OrderSettings) -> order::Config {
+        order::Config {
+            database: self.database.clone(),
+            nats: self.nats.clone(),
+            outbox: self.outbox.clone(),
+            settings,
+        }
+    }
+
+    pub fn stock(&self, settings: stock::config::StockSettings) -> stock::Config {
+        stock::Config {
+            database: self.database.clone(),
+            nats: self.nats.clone(),
+            outbox: self.outbox.clone(),
+            settings,
+        }
+    }
+
+    pub fn notification(
+        &self,
+        settings: notification::config::NotificationSettings,
+    ) -> notification::Config {
+        notification::Config {
+            database: self.database.clone(),
+            nats: self.nats.clone(),
+            outbox: self.outbox.clone(),
+            settings,
+        }
+    }
+
+    pub fn delivery(&self, settings: delivery::config::DeliverySettings) -> delivery::Config {
+        delivery::Config {
+            database: self.database.clone(),
+            nats: self.nats.clone(),
+            outbox: self.outbox.clone(),
+            settings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Catches duplicate option names across the flattened service settings of `larder all`.
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,169 @@
+//! Runs what the command line asked for. Services run inside one actix system on a
+//! multi-threaded tokio runtime (the combination stack.md says works), each until the shared
+//! shutdown token is cancelled by Ctrl-C or SIGTERM.
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Command;
+
+pub fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Openapi => {
+            println!("{}", order::api::spec_json());
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("Failed to start tokio")?;
+            runtime.block_on(async {
+                migration::database::connect_and_migrate(&args.database)
+                    .await
+                    .context("Failed to migrate the database")?;
+                tracing::info!(
+                    database = args.database.database_name(),
+                    "migrations applied"
+                );
+                Ok(())
+            })
+        }
+        Command::All(args) => run_services(Services {
+            order: Some(args.shared.order(args.order)),
+            stock: Some(args.shared.stock(args.stock)),
+            notification: Some(args.shared.notification(args.notification)),
+            delivery: Some(args.shared.delivery(args.delivery)),
+        }),
+        Command::Order(args) => run_services(Services {
+            order: Some(args.shared.order(args.settings)),
+            ..Services::default()
+        }),
+        Command::Stock(args) => run_services(Services {
+            stock: Some(args.shared.stock(args.settings)),
+            ..Services::default()
+        }),
+        Command::Notification(args) => run_services(Services {
+            notification: Some(args.shared.notification(args.settings)),
+            ..Services::default()
+        }),
+        Command::Delivery(args) => run_services(Services {
+            delivery: Some(args.shared.delivery(args.settings)),
+            ..Services::default()
+        }),
+    }
+}
+
+/// The services to run in this process.
+#[derive(Default)]
+struct Services {
+    order: Option<order::Config>,
+    stock: Option<stock::Config>,
+    notification: Option<notification::Config>,
+    delivery: Option<delivery::Config>,
+}
+
+fn run_services(services: Services) -> anyhow::Result<()> {
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime can be built")
+    });
+    let result = system.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+
+        // Build everything first (connections, migrations, streams), then run it all; the
+        // first service to fail stops the others.
+        let mut running = Vec::new();
+        if let Some(config) = services.order {
+            let app = order::Application::build(config)
+                .await
+                .context("Failed to start the order service")?;
+            tracing::info!(port = app.port(), "order service listening");
+            running.push(spawn_service(
+                "order",
+                app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        if let Some(config) = services.stock {
+            let app = stock::Application::build(config)
+                .await
+                .context("Failed to start the stock service")?;
+            running.push(spawn_service(
+                "stock",
+                app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        if let Some(config) = services.notification {
+            let app = notification::Application::build(config)
+                .await
+                .context("Failed to start the notification service")?;
+            running.push(spawn_service(
+                "notification",
+                app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        if let Some(config) = services.delivery {
+            let app = delivery::Application::build(config)
+                .await
+                .context("Failed to start the delivery service")?;
+            running.push(spawn_service(
+                "delivery",
+                app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        let mut first_error = None;
+        for service in running {
+            if let Err(error) = service.await.context("a service task panicked")? {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    });
+    actix::System::current().stop();
+    result
+}
+
+/// Runs a service on the actix arbiter (actors need its local set); cancels `shutdown` when it
+/// ends, so one service failing stops the process instead of leaving it half alive.
+fn spawn_service(
+    name: &'static str,
+    service: impl Future<Output = anyhow::Result<()>> + 'static,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let shutdown = shutdown.clone();
+    actix::spawn(async move {
+        let result = service.await;
+        match &result {
+            Ok(()) => tracing::info!(service = name, "stopped"),
+            Err(error) => tracing::error!(service = name, error = ?error, "failed"),
+        }
+        shutdown.cancel();
+        result.with_context(|| format!("the {name} service failed"))
+    })
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        () = terminate => {},
+        () = shutdown.cancelled() => return,
+    }
+    tracing::info!("shutdown requested: finishing in-flight work");
+    shutdown.cancel();
+}
