@@ -36,6 +36,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Print the OpenAPI spec the order service serves (regenerate openapi.json with it).
     Openapi,
+    /// Offer orders to a running stack and report throughput, latency and consistency.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Configuration every service shares.
@@ -69,6 +71,9 @@ pub struct OrderArgs {
     pub shared: Shared,
     #[command(flatten)]
     pub settings: order::config::OrderSettings,
+    /// The courier simulation (`POST /order/{id}/delivery`) schedules the next step with these.
+    #[command(flatten)]
+    pub delivery: delivery::config::DeliverySettings,
 }
 
 #[derive(Debug, Args)]
@@ -102,12 +107,17 @@ pub struct MigrateArgs {
 }
 
 impl Shared {
-    pub fn order(&self, settings: order::config::OrderSettings) -> order::Config {
+    pub fn order(
+        &self,
+        settings: order::config::OrderSettings,
+        delivery: delivery::config::DeliverySettings,
+    ) -> order::Config {
         order::Config {
             database: self.database.clone(),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
             settings,
+            delivery,
         }
     }
 

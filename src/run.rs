@@ -13,6 +13,10 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             println!("{}", order::api::spec_json());
             Ok(())
         }
+        Command::Bench(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("Failed to start tokio")?;
+            runtime.block_on(crate::bench::run(args))
+        }
         Command::Migrate(args) => {
             let runtime = tokio::runtime::Runtime::new().context("Failed to start tokio")?;
             runtime.block_on(async {
@@ -27,13 +31,13 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             })
         }
         Command::All(args) => run_services(Services {
-            order: Some(args.shared.order(args.order)),
+            order: Some(args.shared.order(args.order, args.delivery.clone())),
             stock: Some(args.shared.stock(args.stock)),
             notification: Some(args.shared.notification(args.notification)),
             delivery: Some(args.shared.delivery(args.delivery)),
         }),
         Command::Order(args) => run_services(Services {
-            order: Some(args.shared.order(args.settings)),
+            order: Some(args.shared.order(args.settings, args.delivery)),
             ..Services::default()
         }),
         Command::Stock(args) => run_services(Services {

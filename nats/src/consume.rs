@@ -42,8 +42,10 @@ impl<E> Delivery<E> {
 pub enum Outcome {
     /// Committed (or a duplicate already committed): ack.
     Done,
-    /// A transient failure (database, SMTP): redeliver after the backoff delay.
+    /// A transient failure (database, SMTP): redeliver after the consumer's backoff delay.
     Retry { reason: String },
+    /// Not processable yet (an event that overtook the one it follows): redeliver after `delay`.
+    RetryAfter { delay: Duration, reason: String },
     /// Can never succeed: dead-letter and terminate.
     Reject { reason: String },
 }
@@ -204,7 +206,9 @@ impl<E: Decode> ConsumerRunner<E> {
                 .unwrap_or_default();
             let settled = match outcome {
                 Outcome::Done => message.ack().await,
-                Outcome::Retry { reason } if delivered >= self.spec.max_deliver => {
+                Outcome::Retry { reason } | Outcome::RetryAfter { reason, .. }
+                    if delivered >= self.spec.max_deliver =>
+                {
                     let reason = format!("gave up after {delivered} deliveries: {reason}");
                     self.dead_letter(message, stream_sequence, delivered, reason)
                         .await;
@@ -213,6 +217,10 @@ impl<E: Decode> ConsumerRunner<E> {
                 Outcome::Retry { reason } => {
                     let delay = self.spec.retry_delay(delivered);
                     tracing::warn!(consumer = self.spec.durable, stream_sequence, delivered, %reason, retry_in = ?delay, "retrying");
+                    message.ack_with(AckKind::Nak(Some(delay))).await
+                }
+                Outcome::RetryAfter { delay, reason } => {
+                    tracing::debug!(consumer = self.spec.durable, stream_sequence, delivered, %reason, retry_in = ?delay, "deferred");
                     message.ack_with(AckKind::Nak(Some(delay))).await
                 }
                 Outcome::Reject { reason } => {

@@ -1,12 +1,26 @@
 //! Dead letters (SPEC §5 rule 7): a message no handler can process goes to `dlq.<consumer>` in the
 //! `DLQ` stream, body unchanged, with its original headers and `Larder-Dlq-*` headers saying
 //! which consumer gave up, why, and after how many deliveries.
+//!
+//! - [`publish`]: store one (the consumer runner calls it).
+//! - [`list`]: the newest dead letters of a namespace (`larder dlq list`).
+//! - [`replay`]: put one back on its original subject under a new message id (`larder dlq replay`).
+//! - [`watch_advisories`] / [`AdvisoryWatcher`]: dead-letter what the server gave up on without
+//!   the runner seeing it (its max-deliveries and terminated advisories).
+
+use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use crate::topology::subjects;
+use crate::topology::{DEAD_LETTERS, STREAMS, subjects};
 use crate::{Namespace, NatsError};
 
 pub const CONSUMER_HEADER: &str = "Larder-Dlq-Consumer";
@@ -72,5 +86,426 @@ pub async fn publish(
         .map_err(publish_error)?
         .await
         .map_err(publish_error)?;
+    Ok(())
+}
+
+/// Why a dead letter could not be read or replayed. Carried as the source of
+/// [`NatsError::ReadStream`]; downcast it (`source.downcast_ref::<DeadLetterError>()`) to tell a
+/// wrong sequence from a broken server.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("no dead letter at sequence {0}")]
+    NotFound(u64),
+    #[error("message {0} of the dead-letter stream has no {SUBJECT_HEADER} header")]
+    NotADeadLetter(u64),
+    #[error(
+        "dead letter {sequence} came from {subject:?}, which is not a subject of this namespace"
+    )]
+    ForeignSubject { sequence: u64, subject: String },
+}
+
+/// A dead letter as stored in the namespace's `DLQ` stream: what `larder dlq list` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadLetterRecord {
+    /// Its sequence in the `DLQ` stream: what [`replay`] takes.
+    pub sequence: u64,
+    /// The consumer that gave up (durable name without namespace).
+    pub consumer: String,
+    /// The subject the message was first published on (namespaced, as stored).
+    pub subject: String,
+    /// The message's sequence in its own stream.
+    pub stream_sequence: Option<u64>,
+    /// Deliveries made before the consumer gave up.
+    pub deliveries: Option<i64>,
+    pub reason: String,
+    /// When the dead letter was stored.
+    pub stored_at: DateTime<Utc>,
+    pub payload_bytes: usize,
+    /// The first [`PREVIEW_CHARS`] characters of the body (lossy UTF-8).
+    pub payload_preview: String,
+}
+
+/// Characters of the body a [`DeadLetterRecord`] shows.
+pub const PREVIEW_CHARS: usize = 200;
+
+impl DeadLetterRecord {
+    fn from_stored(message: &StreamMessage) -> Self {
+        let header = |name: &str| {
+            message
+                .headers
+                .get(name)
+                .map(|value| value.as_str().to_owned())
+        };
+        let text = String::from_utf8_lossy(&message.payload);
+        let mut payload_preview: String = text.chars().take(PREVIEW_CHARS).collect();
+        if text.chars().nth(PREVIEW_CHARS).is_some() {
+            payload_preview.push('…');
+        }
+        Self {
+            sequence: message.sequence,
+            consumer: header(CONSUMER_HEADER).unwrap_or_default(),
+            subject: header(SUBJECT_HEADER).unwrap_or_default(),
+            stream_sequence: header(STREAM_SEQUENCE_HEADER).and_then(|s| s.parse().ok()),
+            deliveries: header(DELIVERIES_HEADER).and_then(|s| s.parse().ok()),
+            reason: header(REASON_HEADER).unwrap_or_default(),
+            stored_at: stored_at(message),
+            payload_bytes: message.payload.len(),
+            payload_preview,
+        }
+    }
+}
+
+fn stored_at(message: &StreamMessage) -> DateTime<Utc> {
+    i64::try_from(message.time.unix_timestamp_nanos())
+        .map(DateTime::from_timestamp_nanos)
+        .unwrap_or_default()
+}
+
+/// Where [`replay`] put the message back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplayedTo {
+    /// The original subject, now holding the message again.
+    pub subject: String,
+    /// The stream that stored it, and its new sequence there.
+    pub stream: String,
+    pub stream_sequence: u64,
+    /// The new `Nats-Msg-Id`: `replay-<dlq sequence>-<uuid>`.
+    pub message_id: String,
+}
+
+fn read_error(stream: &str, source: impl Into<async_nats::Error>) -> NatsError {
+    NatsError::ReadStream {
+        stream: stream.to_owned(),
+        source: source.into(),
+    }
+}
+
+async fn dead_letter_stream(
+    js: &jetstream::Context,
+    ns: &Namespace,
+) -> Result<(String, jetstream::stream::Stream), NatsError> {
+    let name = ns.stream(DEAD_LETTERS.name);
+    let stream = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| read_error(&name, e))?;
+    Ok((name, stream))
+}
+
+/// Reads a stored message by sequence; `DeadLetterError::NotFound` when there is none.
+async fn stored_dead_letter(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+    sequence: u64,
+) -> Result<StreamMessage, NatsError> {
+    stream
+        .get_raw_message(sequence)
+        .await
+        .map_err(|e| match e.kind() {
+            RawMessageErrorKind::NoMessageFound => {
+                read_error(name, DeadLetterError::NotFound(sequence))
+            }
+            _ => read_error(name, e),
+        })
+}
+
+/// The newest `limit` dead letters of the namespace (every consumer), oldest first and newest
+/// last, as `larder dlq list` shows them. Reads by sequence, so it works on any server version
+/// and changes nothing in the stream (no consumer is created).
+pub async fn list(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    limit: usize,
+) -> Result<Vec<DeadLetterRecord>, NatsError> {
+    let (name, stream) = dead_letter_stream(js, ns).await?;
+    let state = stream
+        .get_info()
+        .await
+        .map_err(|e| read_error(&name, e))?
+        .state;
+    let mut records = Vec::with_capacity(limit.min(1024));
+    if state.messages == 0 {
+        return Ok(records);
+    }
+    // Newest first, skipping deleted sequences, until `limit` are found.
+    let mut sequence = state.last_sequence;
+    while records.len() < limit && sequence >= state.first_sequence && sequence > 0 {
+        match stored_dead_letter(&stream, &name, sequence).await {
+            Ok(message) => records.push(DeadLetterRecord::from_stored(&message)),
+            Err(NatsError::ReadStream { source, .. })
+                if matches!(
+                    source.downcast_ref::<DeadLetterError>(),
+                    Some(DeadLetterError::NotFound(_))
+                ) => {}
+            Err(error) => return Err(error),
+        }
+        sequence -= 1;
+    }
+    records.reverse();
+    Ok(records)
+}
+
+/// Whether a header of a stored dead letter goes back out with a replay: not the dead-letter
+/// headers, and none of the `Nats-*` control headers (the old message id would be dropped as a
+/// duplicate; expectations or a rollup would misfire).
+fn replayable_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !lower.starts_with("larder-dlq-") && !lower.starts_with("nats-")
+}
+
+/// Re-publishes dead letter `sequence` (from [`list`]) to its original subject: the stored body
+/// and original headers, without the `Larder-Dlq-*` ones, under a new `Nats-Msg-Id`
+/// (`replay-<sequence>-<uuid>`) so the stream stores it again and its consumers see it again.
+/// Their inboxes still recognise the envelope id if it had been processed. The dead letter stays
+/// in the `DLQ` stream; replaying it twice delivers it twice.
+pub async fn replay(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    sequence: u64,
+) -> Result<ReplayedTo, NatsError> {
+    let (name, stream) = dead_letter_stream(js, ns).await?;
+    let stored = stored_dead_letter(&stream, &name, sequence).await?;
+    let subject = stored
+        .headers
+        .get(SUBJECT_HEADER)
+        .map(|value| value.as_str().to_owned())
+        .filter(|subject| !subject.is_empty())
+        .ok_or_else(|| read_error(&name, DeadLetterError::NotADeadLetter(sequence)))?;
+    // Never outside the namespace, and never back into the dead-letter stream itself.
+    let local = ns.strip_subject(&subject);
+    let dlq_root = DEAD_LETTERS.subjects.trim_end_matches('>');
+    if local.is_none_or(|local| local.starts_with(dlq_root)) {
+        return Err(read_error(
+            &name,
+            DeadLetterError::ForeignSubject { sequence, subject },
+        ));
+    }
+
+    let mut headers = HeaderMap::new();
+    for (header, values) in stored.headers.iter() {
+        if replayable_header(header.as_ref()) {
+            for value in values {
+                headers.append(header.clone(), value.clone());
+            }
+        }
+    }
+    let message_id = format!("replay-{sequence}-{}", uuid::Uuid::new_v4().simple());
+    let message = PublishMessage::build()
+        .payload(stored.payload)
+        .headers(headers)
+        .message_id(message_id.clone());
+    let publish_error = |source| NatsError::Publish {
+        subject: subject.clone(),
+        source,
+    };
+    let ack = js
+        .send_publish(subject.clone(), message)
+        .await
+        .map_err(publish_error)?
+        .await
+        .map_err(publish_error)?;
+    tracing::info!(dlq_sequence = sequence, %subject, stream = %ack.stream, stream_sequence = ack.sequence, "dead letter replayed");
+    Ok(ReplayedTo {
+        subject,
+        stream: ack.stream,
+        stream_sequence: ack.sequence,
+        message_id,
+    })
+}
+
+/// The server's advisory when a consumer reached max deliveries with the message still unacked:
+/// `<prefix>.<STREAM>.<CONSUMER>`.
+pub const MAX_DELIVERIES_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES";
+/// The server's advisory when a message was terminated (`AckKind::Term`).
+pub const TERMINATED_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED";
+/// The reason of a dead letter that only the max-deliveries advisory saw.
+pub const MAX_DELIVERIES_REASON: &str = "max deliveries reached (advisory)";
+/// The reason of a dead letter that only the terminated advisory saw.
+pub const TERMINATED_REASON: &str = "terminated (advisory)";
+
+/// The fields both advisories share (nats-server 2.9 and newer; `reason` is 2.11+).
+#[derive(Debug, Deserialize)]
+struct ConsumerAdvisory {
+    stream: String,
+    consumer: String,
+    stream_seq: u64,
+    deliveries: i64,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Turns the server's max-deliveries and terminated advisories into dead letters (SPEC §5 rule 7).
+///
+/// The consumer runner dead-letters what it gives up on itself. The advisories catch what it
+/// never saw: a message whose deliveries all timed out (an instance crashed or hung with it in
+/// hand) and was dropped by the server at `max_deliver`, or one terminated by other code. The
+/// message is still in its (limits-retention) stream: it is fetched by sequence and published
+/// with [`publish`], whose message id `dlq-<consumer>-<sequence>` makes it a no-op when the
+/// runner had already dead-lettered the same message (inside the duplicate window).
+///
+/// Advisories are core NATS: one emitted while no watcher is subscribed is not seen. The server
+/// emits max-deliveries when a consumer *pulls* after the last ack wait ran out, so a watcher
+/// running in every service process hears it whenever someone consumes. Several watchers are
+/// harmless: the message id dedups their dead letters.
+pub struct AdvisoryWatcher {
+    js: jetstream::Context,
+    namespace: Namespace,
+    advisories: futures::stream::SelectAll<async_nats::Subscriber>,
+}
+
+enum AdvisoryKind {
+    MaxDeliveries,
+    Terminated,
+}
+
+impl AdvisoryWatcher {
+    /// Subscribes to both advisories of every stream of the namespace except `DLQ`, and returns
+    /// once the server has the subscriptions (so nothing emitted after this is missed).
+    pub async fn subscribe(js: &jetstream::Context, ns: &Namespace) -> Result<Self, NatsError> {
+        let client = js.client();
+        let mut advisories = futures::stream::SelectAll::new();
+        for spec in STREAMS.iter().filter(|spec| spec.name != DEAD_LETTERS.name) {
+            let stream = ns.stream(spec.name);
+            for prefix in [MAX_DELIVERIES_ADVISORY, TERMINATED_ADVISORY] {
+                let subscriber = client
+                    .subscribe(format!("{prefix}.{stream}.*"))
+                    .await
+                    .map_err(|e| read_error(&stream, e))?;
+                advisories.push(subscriber);
+            }
+        }
+        client
+            .flush()
+            .await
+            .map_err(|e| read_error(&ns.stream(DEAD_LETTERS.name), e))?;
+        Ok(Self {
+            js: js.clone(),
+            namespace: ns.clone(),
+            advisories,
+        })
+    }
+
+    /// Handles advisories until `shutdown` is cancelled (or the connection is closed for good).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        tracing::info!(namespace = %self.namespace, "watching max-deliveries and terminated advisories");
+        loop {
+            let advisory = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                next = self.advisories.next() => match next {
+                    Some(advisory) => advisory,
+                    None => break,
+                },
+            };
+            self.handle(advisory).await;
+        }
+        tracing::info!("stopped watching advisories");
+    }
+
+    async fn handle(&self, advisory: async_nats::Message) {
+        let kind = if advisory.subject.starts_with(MAX_DELIVERIES_ADVISORY) {
+            AdvisoryKind::MaxDeliveries
+        } else {
+            AdvisoryKind::Terminated
+        };
+        let parsed: ConsumerAdvisory = match serde_json::from_slice(&advisory.payload) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                tracing::warn!(subject = %advisory.subject, %error, "unreadable advisory");
+                return;
+            }
+        };
+        let reason = match (kind, parsed.reason.as_deref()) {
+            (AdvisoryKind::MaxDeliveries, _) => MAX_DELIVERIES_REASON.to_owned(),
+            (AdvisoryKind::Terminated, Some(why)) if !why.is_empty() => {
+                format!("{TERMINATED_REASON}: {why}")
+            }
+            (AdvisoryKind::Terminated, _) => TERMINATED_REASON.to_owned(),
+        };
+        // The runner names dead letters by the durable without namespace: the same message id.
+        let own_prefix = self.namespace.durable("");
+        let consumer = parsed
+            .consumer
+            .strip_prefix(own_prefix.as_str())
+            .unwrap_or(&parsed.consumer)
+            .to_owned();
+
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match self.dead_letter(&parsed, &consumer, &reason).await {
+                Ok(()) => return,
+                Err(DeadLetterFailure::Gone) => {
+                    tracing::error!(stream = %parsed.stream, stream_sequence = parsed.stream_seq, %consumer, %reason,
+                        "message no longer in its stream: cannot dead-letter it");
+                    return;
+                }
+                Err(DeadLetterFailure::Nats(error)) => {
+                    tracing::warn!(stream = %parsed.stream, stream_sequence = parsed.stream_seq, %consumer, attempt, error = %error,
+                        "could not dead-letter from an advisory; retrying");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        tracing::error!(stream = %parsed.stream, stream_sequence = parsed.stream_seq, %consumer, %reason,
+            "gave up dead-lettering from an advisory");
+    }
+
+    async fn dead_letter(
+        &self,
+        advisory: &ConsumerAdvisory,
+        consumer: &str,
+        reason: &str,
+    ) -> Result<(), DeadLetterFailure> {
+        let stream = self
+            .js
+            .get_stream(&advisory.stream)
+            .await
+            .map_err(|e| DeadLetterFailure::Nats(read_error(&advisory.stream, e)))?;
+        let stored = match stream.get_raw_message(advisory.stream_seq).await {
+            Ok(stored) => stored,
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
+                return Err(DeadLetterFailure::Gone);
+            }
+            Err(e) => return Err(DeadLetterFailure::Nats(read_error(&advisory.stream, e))),
+        };
+        tracing::error!(stream = %advisory.stream, stream_sequence = advisory.stream_seq, %consumer,
+            deliveries = advisory.deliveries, %reason, "dead-lettering message from an advisory");
+        publish(
+            &self.js,
+            &self.namespace,
+            DeadLetter {
+                consumer: consumer.to_owned(),
+                subject: stored.subject.to_string(),
+                stream_sequence: advisory.stream_seq,
+                deliveries: advisory.deliveries,
+                reason: reason.to_owned(),
+                headers: Some(stored.headers),
+                payload: stored.payload,
+            },
+        )
+        .await
+        .map_err(DeadLetterFailure::Nats)
+    }
+}
+
+enum DeadLetterFailure {
+    /// Aged out or deleted: nothing left to dead-letter.
+    Gone,
+    Nats(NatsError),
+}
+
+/// Subscribes to the advisories of the namespace's streams and dead-letters from them until
+/// `shutdown` is cancelled; see [`AdvisoryWatcher`]. Run one in every service process (or at
+/// least one per deployment): `tokio::spawn(dlq::watch_advisories(js, ns, shutdown))`.
+pub async fn watch_advisories(
+    js: jetstream::Context,
+    ns: Namespace,
+    shutdown: CancellationToken,
+) -> Result<(), NatsError> {
+    AdvisoryWatcher::subscribe(&js, &ns)
+        .await?
+        .run(shutdown)
+        .await;
     Ok(())
 }

@@ -43,7 +43,8 @@ impl Outbox {
         Ok(())
     }
 
-    /// Adds many events of one type in a single statement.
+    /// Adds many events of one type, a thousand rows per statement (each row takes five of
+    /// PostgreSQL's 65 535 parameters).
     pub async fn enqueue_all<E: Event>(
         &self,
         db: &impl ConnectionTrait,
@@ -52,13 +53,15 @@ impl Outbox {
         if events.is_empty() {
             return Ok(());
         }
-        let rows = events
-            .iter()
-            .map(|e| self.row(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        outbox::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
+        for chunk in events.chunks(1_000) {
+            let rows = chunk
+                .iter()
+                .map(|e| self.row(e))
+                .collect::<Result<Vec<_>, _>>()?;
+            outbox::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await?;
+        }
         Ok(())
     }
 

@@ -100,10 +100,7 @@ pub async fn publish_pending(
     round.published = published_ids.len();
     if !published_ids.is_empty() {
         outbox::Entity::update_many()
-            .col_expr(
-                outbox::Column::PublishedAt,
-                Expr::current_timestamp().into(),
-            )
+            .col_expr(outbox::Column::PublishedAt, Expr::current_timestamp())
             .filter(outbox::Column::Id.is_in(published_ids))
             .exec(&txn)
             .await?;

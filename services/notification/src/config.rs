@@ -1,31 +1,118 @@
 //! The notification service's configuration.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use migration::database::DatabaseConfig;
+use nats::topology::{self, ConsumerSpec};
 use nats::{NatsConfig, OutboxConfig};
 
-/// Settings only the notification service has: where mail goes out.
+use crate::domain;
+
+/// Settings only the notification service has: where mail goes out, how often it is retried and
+/// when the circuit breaker opens.
 #[derive(Clone, clap::Args)]
 pub struct NotificationSettings {
-    #[arg(long = "smtp-host", env = "SMTP_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        id = "smtp_host",
+        long = "smtp-host",
+        env = "SMTP_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub smtp_host: String,
     /// 1025 is MailHog's (and maildev's) SMTP port.
-    #[arg(long = "smtp-port", env = "SMTP_PORT", default_value_t = 1025)]
+    #[arg(
+        id = "smtp_port",
+        long = "smtp-port",
+        env = "SMTP_PORT",
+        default_value_t = 1025
+    )]
     pub smtp_port: u16,
     #[arg(
+        id = "smtp_from",
         long = "smtp-from",
         env = "SMTP_FROM",
         default_value = "Larder <alerts@larder.local>"
     )]
     pub smtp_from: String,
-    #[arg(long = "smtp-username", env = "SMTP_USERNAME")]
+    #[arg(id = "smtp_username", long = "smtp-username", env = "SMTP_USERNAME")]
     pub smtp_username: Option<String>,
-    #[arg(long = "smtp-password", env = "SMTP_PASSWORD")]
+    #[arg(id = "smtp_password", long = "smtp-password", env = "SMTP_PASSWORD")]
     pub smtp_password: Option<String>,
-    /// STARTTLS/TLS to the SMTP server (off for a local inbox).
-    #[arg(long = "smtp-tls", env = "SMTP_TLS", default_value_t = false)]
+    /// STARTTLS to the SMTP server (off for a local inbox); set the port too (usually 587).
+    #[arg(
+        id = "smtp_tls",
+        long = "smtp-tls",
+        env = "SMTP_TLS",
+        default_value_t = false
+    )]
     pub smtp_tls: bool,
+    /// Connect and command timeout of one SMTP conversation, in seconds.
+    #[arg(
+        id = "smtp_timeout_secs",
+        long = "smtp-timeout-secs",
+        env = "SMTP_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub smtp_timeout_secs: u64,
+    /// Deliveries of one `stock.low` before it is dead-lettered and its notification marked
+    /// failed (the consumer's `max_deliver`).
+    #[arg(
+        id = "notification_max_attempts",
+        long = "notification-max-attempts",
+        env = "NOTIFICATION_MAX_ATTEMPTS",
+        default_value_t = 6,
+        value_parser = clap::value_parser!(i64).range(2..=100)
+    )]
+    pub max_attempts: i64,
+    /// First retry delay in seconds; each further retry waits twice as long, up to
+    /// `notification-retry-max-secs`. It is also how long the first delivery may take.
+    #[arg(
+        id = "notification_retry_base_secs",
+        long = "notification-retry-base-secs",
+        env = "NOTIFICATION_RETRY_BASE_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub retry_base_secs: u64,
+    /// Longest retry delay, in seconds.
+    #[arg(
+        id = "notification_retry_max_secs",
+        long = "notification-retry-max-secs",
+        env = "NOTIFICATION_RETRY_MAX_SECS",
+        default_value_t = 480,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub retry_max_secs: u64,
+    /// `stock.low` events pulled at once. Keep it small: sending is slow and the ack timers of
+    /// pulled messages run while earlier ones are sent.
+    #[arg(
+        id = "notification_batch_size",
+        long = "notification-batch-size",
+        env = "NOTIFICATION_BATCH_SIZE",
+        default_value_t = 4
+    )]
+    pub batch_size: usize,
+    /// Consecutive SMTP failures that open the circuit breaker.
+    #[arg(
+        id = "smtp_breaker_failures",
+        long = "smtp-breaker-failures",
+        env = "SMTP_BREAKER_FAILURES",
+        default_value_t = 3
+    )]
+    pub breaker_failures: u32,
+    /// How long the open breaker keeps the SMTP server alone before one trial send, in
+    /// milliseconds. Keep it below the first retry delay minus the SMTP timeout, so a held
+    /// message gets its trial before its ack wait runs out.
+    #[arg(
+        id = "smtp_breaker_cool_down_ms",
+        long = "smtp-breaker-cool-down-ms",
+        env = "SMTP_BREAKER_COOL_DOWN_MS",
+        default_value_t = 15_000
+    )]
+    pub breaker_cool_down_ms: u64,
 }
 
 impl Default for NotificationSettings {
@@ -37,6 +124,13 @@ impl Default for NotificationSettings {
             smtp_username: None,
             smtp_password: None,
             smtp_tls: false,
+            smtp_timeout_secs: 10,
+            max_attempts: 6,
+            retry_base_secs: 30,
+            retry_max_secs: 480,
+            batch_size: 4,
+            breaker_failures: 3,
+            breaker_cool_down_ms: 15_000,
         }
     }
 }
@@ -51,8 +145,60 @@ impl fmt::Debug for NotificationSettings {
             .field("smtp_username", &self.smtp_username)
             .field("smtp_password", &self.smtp_password.as_ref().map(|_| "***"))
             .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_timeout_secs", &self.smtp_timeout_secs)
+            .field("max_attempts", &self.max_attempts)
+            .field("retry_base_secs", &self.retry_base_secs)
+            .field("retry_max_secs", &self.retry_max_secs)
+            .field("batch_size", &self.batch_size)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cool_down_ms", &self.breaker_cool_down_ms)
             .finish()
     }
+}
+
+impl NotificationSettings {
+    pub fn smtp_timeout(&self) -> Duration {
+        Duration::from_secs(self.smtp_timeout_secs)
+    }
+
+    pub fn breaker_cool_down(&self) -> Duration {
+        Duration::from_millis(self.breaker_cool_down_ms)
+    }
+
+    /// The `stock.low` consumer with this service's retry schedule: `max_attempts` deliveries,
+    /// exponential backoff from `retry_base_secs` to `retry_max_secs`. With the defaults it is
+    /// exactly [`topology::NOTIFICATION_STOCK_LOW`].
+    pub fn consumer_spec(&self) -> ConsumerSpec {
+        // The server wants at least one retry step (and more deliveries than steps).
+        let max_deliver = self.max_attempts.max(2);
+        let schedule =
+            domain::retry_schedule_secs(self.retry_base_secs, self.retry_max_secs, max_deliver);
+        ConsumerSpec {
+            max_deliver,
+            backoff_secs: intern(schedule),
+            ..topology::NOTIFICATION_STOCK_LOW
+        }
+    }
+}
+
+/// `ConsumerSpec::backoff_secs` is `&'static`: each distinct schedule is leaked once and reused,
+/// so building many applications (tests) leaks nothing more. TODO(issue 4): drop this when the
+/// runner takes an owned schedule (see the report on configurable retry delays).
+fn intern(schedule: Vec<u64>) -> &'static [u64] {
+    static SCHEDULES: LazyLock<Mutex<HashSet<&'static [u64]>>> = LazyLock::new(|| {
+        Mutex::new(HashSet::from([
+            topology::NOTIFICATION_STOCK_LOW.backoff_secs
+        ]))
+    });
+    let mut schedules = SCHEDULES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(existing) = schedules.get(schedule.as_slice()) {
+        return existing;
+    }
+    let leaked: &'static [u64] = Box::leak(schedule.into_boxed_slice());
+    schedules.insert(leaked);
+    leaked
 }
 
 #[derive(Clone, Debug)]
@@ -61,4 +207,58 @@ pub struct Config {
     pub nats: NatsConfig,
     pub outbox: OutboxConfig,
     pub settings: NotificationSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: NotificationSettings,
+    }
+
+    #[test]
+    fn the_command_line_is_consistent_and_defaults_to_the_default_settings() {
+        Cli::command().debug_assert();
+        // Only the SMTP_* / NOTIFICATION_* variables this process may have set would differ.
+        let parsed = Cli::try_parse_from(["notification"]).unwrap().settings;
+        if std::env::vars().all(|(k, _)| !k.starts_with("SMTP_") && !k.starts_with("NOTIFICATION_"))
+        {
+            assert_eq!(
+                format!("{parsed:?}"),
+                format!("{:?}", NotificationSettings::default())
+            );
+        }
+        let parsed = Cli::try_parse_from(["notification", "--notification-max-attempts", "1"]);
+        assert!(parsed.is_err(), "one delivery leaves no retry");
+    }
+
+    #[test]
+    fn the_default_settings_give_the_topology_consumer() {
+        assert_eq!(
+            NotificationSettings::default().consumer_spec(),
+            topology::NOTIFICATION_STOCK_LOW
+        );
+    }
+
+    #[test]
+    fn short_schedules_for_tests_keep_the_server_rule_of_fewer_steps_than_deliveries() {
+        let settings = NotificationSettings {
+            max_attempts: 3,
+            retry_base_secs: 1,
+            retry_max_secs: 1,
+            ..Default::default()
+        };
+        let spec = settings.consumer_spec();
+        assert_eq!(spec.max_deliver, 3);
+        assert_eq!(spec.backoff_secs, &[1, 1]);
+        // Interned: the same schedule is the same slice.
+        assert!(std::ptr::eq(
+            spec.backoff_secs,
+            settings.consumer_spec().backoff_secs
+        ));
+    }
 }

@@ -1,45 +1,144 @@
-//! Builds the notification service (database, JetStream, outbox relay) and runs it until shutdown.
+//! Builds the notification service (database, JetStream, mailer, notifier, `stock.low` consumer,
+//! outbox relay) and runs it until shutdown.
+
+use std::time::Duration;
 
 use actix::prelude::*;
-use anyhow::Context as _;
+use anyhow::{Context as _, anyhow};
+use nats::NatsError;
+use nats::consume::ConsumerRunner;
 use nats::relay::{FlushAndStop, OutboxRelay};
+use nats::topology::{self, ConsumerSpec};
 use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::actors::notifier::{Notifier, NotifierActor, StockLowEvent, Stop};
+use crate::mailer::Mailer;
+
+/// How long shutdown waits for the notifier to stop after its last batch.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Application {
     pub db: DatabaseConnection,
     pub jetstream: async_nats::jetstream::Context,
+    /// The `stock.low` consumer this instance pulls (the service's retry schedule).
+    pub consumer: ConsumerSpec,
     relay: Addr<OutboxRelay>,
+    notifier: Addr<NotifierActor>,
+    runner: JoinHandle<Result<(), NatsError>>,
+    /// Stops the runner and releases a delivery held by the circuit breaker.
+    stop: CancellationToken,
 }
 
 impl Application {
     /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and consumers, and
-    /// starts the actors. Call it inside the actix system.
+    /// starts the actors and the consumer. Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let settings = &config.settings;
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
         let jetstream = nats::connect_jetstream(&config.nats, "larder-notification")
             .await
             .context("Failed to prepare JetStream")?;
+        let consumer = settings.consumer_spec();
+        apply_consumer(&jetstream, &config, &consumer).await?;
+        let mailer = Mailer::new(settings).context("Failed to set up the SMTP transport")?;
+
+        let stop = CancellationToken::new();
+        let notifier = NotifierActor::new(Notifier::new(
+            db.clone(),
+            mailer,
+            settings,
+            consumer,
+            stop.clone(),
+        ))
+        .start();
+        // Small batches: sending is slow, and the ack timers of pulled messages are running.
+        let runner = ConsumerRunner::<StockLowEvent>::new(
+            jetstream.clone(),
+            config.nats.namespace.clone(),
+            consumer,
+            notifier.clone().recipient(),
+            settings.batch_size,
+        );
+        let runner = tokio::spawn(runner.run(stop.clone()));
         let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
         Ok(Self {
             db,
             jetstream,
+            consumer,
             relay,
+            notifier,
+            runner,
+            stop,
         })
     }
 
-    /// Runs until `shutdown` is cancelled, then flushes the outbox (SPEC §5 rule 8).
+    /// Runs until `shutdown` is cancelled (or the consumer fails), then shuts down gracefully
+    /// (SPEC §5 rule 8): stop pulling and finish the batch in hand, stop the notifier, flush the
+    /// outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        shutdown.cancelled().await;
+        let mut runner = self.runner;
+        let consumed = tokio::select! {
+            () = shutdown.cancelled() => {
+                self.stop.cancel();
+                (&mut runner).await
+            }
+            ended = &mut runner => ended,
+        };
+        self.stop.cancel();
+        let consumed = match consumed {
+            Ok(Ok(())) if shutdown.is_cancelled() => Ok(()),
+            Ok(Ok(())) => Err(anyhow!("The stock.low consumer stopped on its own")),
+            Ok(Err(error)) => Err(anyhow!(error).context("The stock.low consumer failed")),
+            Err(error) => Err(anyhow!(error).context("The stock.low consumer panicked")),
+        };
+
+        // The notifier owns lettre's pooled transport, which panics if dropped outside the
+        // runtime (stack.md): stop it here and wait until it is gone before returning.
+        let _ = self.notifier.send(Stop).await;
+        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+        while self.notifier.connected() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.notifier.connected() {
+            tracing::warn!("the notifier did not stop in time");
+        }
+
         self.relay
             .send(FlushAndStop)
             .await
             .context("The outbox relay stopped early")?
             .context("Failed to flush the outbox")?;
-        Ok(())
+        consumed
     }
+}
+
+/// `ensure` created the topology's consumer; this applies the service's own retry schedule to it
+/// (the same with the default settings). Create-or-update, like `ensure`.
+///
+/// With non-default settings, another service's `ensure` (run at its start) puts the topology's
+/// schedule back on the server. The runner keeps this one for its Nak delays and its last
+/// attempt; if the server's `max_deliver` is then lower, the max-deliveries advisory
+/// (`nats::dlq::watch_advisories`) still dead-letters the event. TODO(issue 4): a per-service
+/// override in `topology::ensure`.
+async fn apply_consumer(
+    js: &async_nats::jetstream::Context,
+    config: &Config,
+    consumer: &ConsumerSpec,
+) -> anyhow::Result<()> {
+    let ns = &config.nats.namespace;
+    let stream_name = ns.stream(consumer.stream.name);
+    let stream = js
+        .get_stream(&stream_name)
+        .await
+        .with_context(|| format!("Failed to find stream {stream_name}"))?;
+    stream
+        .create_consumer(topology::consumer_config(consumer, ns))
+        .await
+        .with_context(|| format!("Failed to configure consumer {}", consumer.durable))?;
+    Ok(())
 }

@@ -100,4 +100,6 @@ pub struct Config {
     pub nats: NatsConfig,
     pub outbox: OutboxConfig,
     pub settings: OrderSettings,
+    /// The delivery delays, for `POST /order/{id}/delivery`.
+    pub delivery: delivery::config::DeliverySettings,
 }

@@ -2,12 +2,20 @@
 //! stored and acknowledged at once, and move forward as stock and delivery events arrive.
 //!
 //! - [`config`]: the service's `Config`.
-//! - [`api`]: the OpenAPI operations, one module per tag.
+//! - [`domain`]: validation, pricing and the status machine, as plain functions.
+//! - [`auth`]: argon2id passwords and HS256 access tokens.
+//! - [`store`]: the SQL, with the idempotency and forward-only rules beside it.
+//! - [`api`]: the OpenAPI operations, one module per tag; errors as problem+json.
+//! - [`actors`]: the consumers that move orders forward on stock and delivery events.
 //! - [`startup`]: `Application::build(config)`, `port()`, `run_until_stopped(shutdown)`.
 
+pub mod actors;
 pub mod api;
+pub mod auth;
 pub mod config;
+pub mod domain;
 pub mod startup;
+pub mod store;
 
 pub use config::Config;
 pub use startup::Application;

@@ -4,16 +4,29 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use nats::Envelope;
+use nats::consume::{ConsumerRunner, HandleBatch};
+use nats::events::{DeliveryEvent, OrderConfirmed, OrderRejected};
+use nats::outbox::Outbox;
 use nats::relay::{FlushAndStop, OutboxRelay};
-use poem::{EndpointExt, Route, listener::TcpAcceptor};
+use nats::topology::{ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
+use poem::listener::TcpAcceptor;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Config, api};
+use crate::actors::order_events::OrderEventsActor;
+use crate::api::{self, AppState};
+use crate::auth::{self, Role, TokenKeys};
+use crate::config::{DEV_JWT_SECRET, OrderSettings, Profile};
+use crate::{Config, store};
+
+/// Events settled per transaction by the order-events consumers.
+const EVENT_BATCH: usize = 128;
 
 pub struct Application {
     pub db: DatabaseConnection,
     pub jetstream: async_nats::jetstream::Context,
+    config: Config,
     listener: tokio::net::TcpListener,
     port: u16,
     relay: Addr<OutboxRelay>,
@@ -21,14 +34,19 @@ pub struct Application {
 
 impl Application {
     /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and consumers,
-    /// binds the HTTP port and starts the actors. Call it inside the actix system.
+    /// makes sure the bootstrap merchant exists, binds the HTTP port and starts the actors.
+    /// Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        refuse_default_secret_outside_dev(&config.settings)?;
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
         let jetstream = nats::connect_jetstream(&config.nats, "larder-order")
             .await
             .context("Failed to prepare JetStream")?;
+        bootstrap_merchant(&db, &config.settings)
+            .await
+            .context("Failed to create the bootstrap merchant")?;
         let listener = tokio::net::TcpListener::bind(config.settings.http_addr)
             .await
             .with_context(|| format!("Failed to bind {}", config.settings.http_addr))?;
@@ -37,6 +55,7 @@ impl Application {
         Ok(Self {
             db,
             jetstream,
+            config,
             listener,
             port,
             relay,
@@ -48,28 +67,122 @@ impl Application {
         self.port
     }
 
-    /// Serves HTTP until `shutdown` is cancelled, lets in-flight requests finish, then flushes
-    /// the outbox (SPEC §5 rule 8).
+    /// Serves HTTP and consumes order events until `shutdown` is cancelled; then stops pulling,
+    /// lets in-flight requests and batches finish, and flushes the outbox (SPEC §5 rule 8).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let api = api::service(api::health::HealthApi::new(
-            self.db.clone(),
-            self.jetstream.client(),
-        ));
-        let app = Route::new()
-            .nest("/docs", api.swagger_ui())
-            .at("/openapi.json", api.spec_endpoint())
-            .nest("/", api)
-            .with(poem::middleware::Tracing);
+        let namespace = self.config.nats.namespace.clone();
+        let events = OrderEventsActor::new(self.db.clone()).start();
+        let confirmed = ConsumerRunner::new(
+            self.jetstream.clone(),
+            namespace.clone(),
+            ORDER_ORDERS_CONFIRMED,
+            events
+                .clone()
+                .recipient::<HandleBatch<Envelope<OrderConfirmed>>>(),
+            EVENT_BATCH,
+        );
+        let rejected = ConsumerRunner::new(
+            self.jetstream.clone(),
+            namespace.clone(),
+            ORDER_ORDERS_REJECTED,
+            events
+                .clone()
+                .recipient::<HandleBatch<Envelope<OrderRejected>>>(),
+            EVENT_BATCH,
+        );
+        let delivery = ConsumerRunner::new(
+            self.jetstream.clone(),
+            namespace.clone(),
+            ORDER_DELIVERY,
+            events.clone().recipient::<HandleBatch<DeliveryEvent>>(),
+            EVENT_BATCH,
+        );
+        let consumers = [
+            tokio::spawn(confirmed.run(shutdown.clone())),
+            tokio::spawn(rejected.run(shutdown.clone())),
+            tokio::spawn(delivery.run(shutdown.clone())),
+        ];
+
+        let state = AppState {
+            db: self.db.clone(),
+            nats: self.jetstream.client(),
+            outbox: Outbox::new(namespace),
+            keys: TokenKeys::new(
+                &self.config.settings.jwt_secret,
+                self.config.settings.jwt_ttl_secs,
+            ),
+            delivery: self.config.delivery.clone(),
+        };
         let acceptor = TcpAcceptor::from_tokio(self.listener).context("Failed to accept HTTP")?;
-        poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(app, shutdown.cancelled(), Some(Duration::from_secs(10)))
-            .await
-            .context("The HTTP server failed")?;
+        let served = poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                api::app(state),
+                shutdown.cancelled(),
+                Some(Duration::from_secs(10)),
+            )
+            .await;
+        // The server also ends on its own error: stop the rest with it.
+        shutdown.cancel();
+        for consumer in consumers {
+            consumer
+                .await
+                .context("A consumer panicked")?
+                .context("A consumer failed")?;
+        }
         self.relay
             .send(FlushAndStop)
             .await
             .context("The outbox relay stopped early")?
             .context("Failed to flush the outbox")?;
-        Ok(())
+        served.context("The HTTP server failed")
     }
+}
+
+/// Outside the dev profile a known secret would let anyone mint tokens.
+fn refuse_default_secret_outside_dev(settings: &OrderSettings) -> anyhow::Result<()> {
+    if settings.profile != Profile::Dev && settings.jwt_secret == DEV_JWT_SECRET {
+        anyhow::bail!(
+            "JWT_SECRET is the development default: set a secret of your own (or LARDER_PROFILE=dev)"
+        );
+    }
+    Ok(())
+}
+
+/// Makes sure the configured merchant and its merchant user exist. Idempotent; an existing user
+/// keeps its password.
+async fn bootstrap_merchant(
+    db: &DatabaseConnection,
+    settings: &OrderSettings,
+) -> anyhow::Result<()> {
+    let merchant = store::upsert_merchant(
+        db,
+        &settings.merchant_name,
+        &settings.merchant_email,
+        &settings.merchant_currency,
+    )
+    .await
+    .context("Failed to upsert the merchant")?;
+    if store::find_user_by_email(db, &settings.merchant_email)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let password = settings.merchant_password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??;
+    match store::insert_user(
+        db,
+        &settings.merchant_email,
+        hash,
+        Role::Merchant,
+        Some(merchant.id),
+    )
+    .await
+    {
+        // Another instance created it at the same moment.
+        Ok(_) | Err(store::InsertUserError::DuplicateEmail) => {}
+        Err(store::InsertUserError::Database(e)) => return Err(e.into()),
+    }
+    tracing::info!(merchant = %settings.merchant_name, email = %settings.merchant_email, "bootstrap merchant ready");
+    Ok(())
 }

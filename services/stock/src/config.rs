@@ -9,6 +9,7 @@ pub struct StockSettings {
     /// Orders reserved per database transaction: every order touches the same hot ingredient
     /// rows, so one transaction per order would serialise on their locks.
     #[arg(
+        id = "stock_batch_size",
         long = "stock-batch-size",
         env = "STOCK_BATCH_SIZE",
         default_value_t = 64
@@ -22,10 +23,33 @@ impl Default for StockSettings {
     }
 }
 
+/// Everything the stock service needs; tests build it in code.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub nats: NatsConfig,
     pub outbox: OutboxConfig,
     pub settings: StockSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: StockSettings,
+    }
+
+    #[test]
+    fn the_flag_sets_the_batch_size_and_its_default_matches_default() {
+        Cli::command().debug_assert();
+        let cli = Cli::parse_from(["stock", "--stock-batch-size", "8"]);
+        assert_eq!(cli.settings.batch_size, 8);
+        let cli = Cli::parse_from(["stock"]);
+        assert_eq!(cli.settings.batch_size, StockSettings::default().batch_size);
+    }
 }

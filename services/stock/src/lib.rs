@@ -2,10 +2,17 @@
 //! and raises one `stock.low` when an ingredient falls below half its reference level.
 //!
 //! - [`config`]: the service's `Config`.
+//! - [`domain`]: the rules, pure: plan a reservation, detect a low-stock crossing, restock.
+//! - [`store`]: the SQL: reservation and release batches (one transaction each, with outbox and
+//!   inbox), and seed / list / restock for the order service's merchant endpoints.
+//! - [`actors`]: `ReservationActor` (`orders.created`) and `ReleaseActor` (`orders.cancelled`).
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
 
+pub mod actors;
 pub mod config;
+pub mod domain;
 pub mod startup;
+pub mod store;
 
 pub use config::Config;
 pub use startup::Application;

@@ -1,27 +1,12 @@
 //! `GET /health` (liveness) and `GET /ready` (readiness: PostgreSQL and NATS answer).
 
+use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 
-use super::ApiTags;
+use super::{ApiTags, AppState};
 
-pub struct HealthApi {
-    /// `None` only when building the spec without running services.
-    deps: Option<(DatabaseConnection, async_nats::Client)>,
-}
-
-impl HealthApi {
-    pub fn new(db: DatabaseConnection, nats: async_nats::Client) -> Self {
-        Self {
-            deps: Some((db, nats)),
-        }
-    }
-
-    /// For generating the spec only.
-    pub fn detached() -> Self {
-        Self { deps: None }
-    }
-}
+pub struct HealthApi;
 
 #[derive(Debug, Object)]
 pub struct Health {
@@ -35,9 +20,9 @@ pub struct Health {
 pub struct Readiness {
     /// `ok` when every dependency answers, else `unavailable`.
     pub status: String,
-    /// `ok` or the error reaching PostgreSQL.
+    /// `ok`, or why PostgreSQL did not answer.
     pub database: String,
-    /// `ok` or the NATS connection state.
+    /// `ok`, or the NATS connection state.
     pub nats: String,
 }
 
@@ -69,19 +54,12 @@ impl HealthApi {
     /// 200 when PostgreSQL answers a query and the NATS connection is up; 503 naming the one
     /// that is not.
     #[oai(path = "/ready", method = "get")]
-    async fn ready(&self) -> ReadyResponse {
-        let Some((db, nats)) = &self.deps else {
-            return ReadyResponse::NotReady(Json(Readiness {
-                status: "unavailable".into(),
-                database: "not connected".into(),
-                nats: "not connected".into(),
-            }));
-        };
-        let database = match db.execute_unprepared("SELECT 1").await {
+    async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
+        let database = match state.db.execute_unprepared("SELECT 1").await {
             Ok(_) => "ok".to_owned(),
             Err(error) => error.to_string(),
         };
-        let nats = match nats.connection_state() {
+        let nats = match state.nats.connection_state() {
             async_nats::connection::State::Connected => "ok".to_owned(),
             other => other.to_string(),
         };

@@ -1,29 +1,93 @@
-//! The HTTP API: one module per OpenAPI tag, assembled into one [`OpenApiService`].
+//! The HTTP API: one module per OpenAPI tag, assembled into one [`OpenApiService`], plus the
+//! middleware every request goes through ([`context`]) and the error format ([`problem`]).
 
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
+use sea_orm::DatabaseConnection;
 
+use nats::outbox::Outbox;
+
+use crate::auth::TokenKeys;
+
+pub mod auth;
+pub mod catalogue;
+pub mod context;
 pub mod health;
+pub mod ingredients;
+pub mod orders;
+pub mod problem;
+pub mod security;
 
 /// OpenAPI tags, in the order Swagger UI shows them.
 #[derive(Tags)]
 pub enum ApiTags {
+    /// Register and log in; `Authorize` in Swagger UI with the token.
+    Auth,
+    /// The merchant's catalogue.
+    Catalogue,
+    /// Place and follow orders.
+    Orders,
+    /// Ingredient levels and restocking (merchant).
+    Ingredients,
     /// Liveness and readiness.
     Health,
 }
 
-pub type Api = health::HealthApi;
-
-/// The API description served at `/openapi.json`.
-pub fn service(api: Api) -> OpenApiService<Api, ()> {
-    OpenApiService::new(api, "Larder", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Orders and ingredient stock for merchants who sell products made of ingredients. \
-             Orders are acknowledged at once (202) and confirmed or rejected by stock processing.",
-        )
-        .server("/")
+/// What handlers share, read as `Data<&AppState>`.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub nats: async_nats::Client,
+    pub outbox: Outbox,
+    pub keys: TokenKeys,
+    /// The courier simulation needs the delivery delays.
+    pub delivery: delivery::config::DeliverySettings,
 }
 
-/// The spec as JSON, exactly as served: what `larder openapi` prints and `openapi.json` holds.
+pub type Api = (
+    auth::AuthApi,
+    catalogue::CatalogueApi,
+    orders::OrdersApi,
+    ingredients::IngredientsApi,
+    health::HealthApi,
+);
+
+/// The API description: what `/openapi.json` serves and `larder openapi` prints.
+pub fn service() -> OpenApiService<Api, ()> {
+    OpenApiService::new(
+        (
+            auth::AuthApi,
+            catalogue::CatalogueApi,
+            orders::OrdersApi,
+            ingredients::IngredientsApi,
+            health::HealthApi,
+        ),
+        "Larder",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Orders and ingredient stock for merchants who sell products made of ingredients.\n\n\
+         Try it: `POST /auth/login` as the bootstrap merchant (see `.env.example`), Authorize \
+         with the token, `POST /order/seed`; register a customer, log in, Authorize, \
+         `POST /order`, then `GET /order/{id}` until it is confirmed.\n\n\
+         Every error is `application/problem+json` (RFC 9457) with the request id.",
+    )
+}
+
+/// The spec as JSON, exactly as served: what `openapi.json` holds.
 pub fn spec_json() -> String {
-    service(health::HealthApi::detached()).spec()
+    service().spec()
+}
+
+/// The whole HTTP application: the API, Swagger UI at `/docs`, the spec at `/openapi.json`,
+/// behind the request middleware.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = service();
+    Route::new()
+        .nest("/docs", api.swagger_ui())
+        .at("/openapi.json", api.spec_endpoint())
+        .nest("/", api)
+        .data(state.keys.clone())
+        .data(state)
+        .with(context::RequestContext)
 }

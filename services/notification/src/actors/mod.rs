@@ -1,0 +1,5 @@
+//! The service's actors, one per file.
+//!
+//! - [`notifier`]: sends one email per `stock.low`, behind the SMTP circuit breaker.
+
+pub mod notifier;

@@ -1,0 +1,3 @@
+//! The order service's actors: one per file.
+
+pub mod order_events;

@@ -1,0 +1,205 @@
+//! Moves orders forward on `orders.confirmed`, `orders.rejected` and `delivery.*` (SPEC §5 rule 4).
+//!
+//! A shell: it turns each event into a [`Transition`] and lets [`settle`] apply a batch of them in
+//! one transaction, falling back to one transaction per event when the batch fails, so one bad
+//! event never holds up the others.
+
+use actix::prelude::*;
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use uuid::Uuid;
+
+use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::events::{DeliveryEvent, OrderConfirmed, OrderRejected};
+use nats::topology::{ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
+use nats::{Decode, Envelope, inbox};
+
+use crate::domain::{OrderStatus, Settle};
+use crate::store;
+
+/// How long an event that overtook its predecessor waits before it is delivered again.
+const NOT_YET_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
+pub struct OrderEventsActor {
+    db: DatabaseConnection,
+}
+
+impl OrderEventsActor {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+impl Actor for OrderEventsActor {
+    type Context = Context<Self>;
+}
+
+/// One event's effect on one order.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub to: OrderStatus,
+    pub rejection: Option<serde_json::Value>,
+    pub note: Option<String>,
+}
+
+impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(
+        &mut self,
+        batch: HandleBatch<Envelope<OrderConfirmed>>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let transitions = batch
+            .0
+            .iter()
+            .map(|d| Transition {
+                event_id: d.event.id,
+                order_id: d.event.data.order_id,
+                to: OrderStatus::Confirmed,
+                rejection: None,
+                note: None,
+            })
+            .collect();
+        Box::pin(settle(
+            self.db.clone(),
+            ORDER_ORDERS_CONFIRMED.durable,
+            transitions,
+        ))
+    }
+}
+
+impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(
+        &mut self,
+        batch: HandleBatch<Envelope<OrderRejected>>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let transitions = batch
+            .0
+            .iter()
+            .map(|d| {
+                let short: Vec<&str> = d
+                    .event
+                    .data
+                    .shortages
+                    .iter()
+                    .map(|s| s.ingredient.as_str())
+                    .collect();
+                Transition {
+                    event_id: d.event.id,
+                    order_id: d.event.data.order_id,
+                    to: OrderStatus::Rejected,
+                    rejection: serde_json::to_value(&d.event.data.shortages).ok(),
+                    note: Some(format!("not enough {}", short.join(", "))),
+                }
+            })
+            .collect();
+        Box::pin(settle(
+            self.db.clone(),
+            ORDER_ORDERS_REJECTED.durable,
+            transitions,
+        ))
+    }
+}
+
+impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(&mut self, batch: HandleBatch<DeliveryEvent>, _: &mut Context<Self>) -> Self::Result {
+        let transitions = batch
+            .0
+            .iter()
+            .map(|d: &Delivery<DeliveryEvent>| {
+                let (order_id, to, shipment_id) = match &d.event {
+                    DeliveryEvent::Dispatched(e) => {
+                        (e.data.order_id, OrderStatus::Dispatched, e.data.shipment_id)
+                    }
+                    DeliveryEvent::Delivered(e) => {
+                        (e.data.order_id, OrderStatus::Delivered, e.data.shipment_id)
+                    }
+                };
+                Transition {
+                    event_id: d.event.event_id(),
+                    order_id,
+                    to,
+                    rejection: None,
+                    note: Some(format!("shipment {shipment_id}")),
+                }
+            })
+            .collect();
+        Box::pin(settle(self.db.clone(), ORDER_DELIVERY.durable, transitions))
+    }
+}
+
+/// Applies a batch in one transaction; if that fails, each transition in its own. Answers one
+/// outcome per transition, after the commit.
+#[tracing::instrument(skip_all, fields(consumer, events = transitions.len()))]
+pub async fn settle(
+    db: DatabaseConnection,
+    consumer: &'static str,
+    transitions: Vec<Transition>,
+) -> Vec<Outcome> {
+    match settle_in_one_transaction(&db, consumer, &transitions).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            tracing::warn!(%error, "batch failed; settling one event at a time");
+            let mut outcomes = Vec::with_capacity(transitions.len());
+            for transition in &transitions {
+                let outcome =
+                    settle_in_one_transaction(&db, consumer, std::slice::from_ref(transition))
+                        .await
+                        .map(|mut o| o.remove(0))
+                        .unwrap_or_else(|e| Outcome::Retry {
+                            reason: e.to_string(),
+                        });
+                outcomes.push(outcome);
+            }
+            outcomes
+        }
+    }
+}
+
+async fn settle_in_one_transaction(
+    db: &DatabaseConnection,
+    consumer: &str,
+    transitions: &[Transition],
+) -> Result<Vec<Outcome>, DbErr> {
+    let txn = db.begin().await?;
+    let mut outcomes = Vec::with_capacity(transitions.len());
+    for t in transitions {
+        // Forward-only updates are idempotent by themselves; the inbox records the event anyway
+        // (SPEC §5 rule 1), except when it came too early and must be seen again.
+        let outcome = match store::advance_order(
+            &txn,
+            t.order_id,
+            t.to,
+            t.rejection.clone(),
+            t.note.clone(),
+        )
+        .await?
+        {
+            None => Outcome::Reject {
+                reason: format!("order {} does not exist", t.order_id),
+            },
+            // The event it follows is on another subject and will arrive shortly.
+            Some((current, Settle::NotYet)) => Outcome::RetryAfter {
+                delay: NOT_YET_DELAY,
+                reason: format!("order {} is {current}, not ready for {}", t.order_id, t.to),
+            },
+            Some((current, settle)) => {
+                inbox::record(&txn, consumer, t.event_id).await?;
+                if settle == Settle::Ignore {
+                    tracing::debug!(order_id = %t.order_id, %current, to = %t.to, "late or duplicate event ignored");
+                }
+                Outcome::Done
+            }
+        };
+        outcomes.push(outcome);
+    }
+    txn.commit().await?;
+    Ok(outcomes)
+}

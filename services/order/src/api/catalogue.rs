@@ -1,0 +1,119 @@
+//! `POST /order/seed` (merchant): the burger catalogue of SPEC §3.
+
+use std::collections::HashMap;
+
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, payload::Json};
+use sea_orm::TransactionTrait;
+use stock::store::{self as stock_store, IngredientSeed};
+
+use super::ingredients::Ingredient;
+use super::problem::ApiError;
+use super::security::BearerAuth;
+use super::{ApiTags, AppState};
+use crate::domain::burger_catalogue;
+use crate::store;
+
+pub struct CatalogueApi;
+
+#[derive(Debug, Object)]
+pub struct Catalogue {
+    pub products: Vec<Product>,
+    pub ingredients: Vec<Ingredient>,
+}
+
+#[derive(Debug, Object)]
+pub struct Product {
+    /// Use this id in `POST /order`.
+    pub id: i64,
+    pub name: String,
+    /// Price in minor units (cents).
+    pub price_cents: i64,
+    pub currency: String,
+    /// What one unit is made of.
+    pub recipe: Vec<RecipeLine>,
+}
+
+#[derive(Debug, Object)]
+pub struct RecipeLine {
+    pub ingredient_id: i64,
+    pub ingredient: String,
+    /// Amount per unit of product, in the ingredient's unit.
+    pub amount: i64,
+    pub unit: String,
+}
+
+#[OpenApi(tag = "ApiTags::Catalogue")]
+impl CatalogueApi {
+    /// Seed the burger catalogue
+    ///
+    /// Idempotent. For the caller's merchant: ingredients Beef 20 kg, Cheese 5 kg, Onion 1 kg
+    /// (levels and reference levels reset, low-stock alerts re-armed) and the product Burger
+    /// (150 g beef, 30 g cheese, 20 g onion). Returns the catalogue, with the product ids to order.
+    #[oai(path = "/order/seed", method = "post")]
+    async fn seed(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<Json<Catalogue>, ApiError> {
+        let merchant_id = auth.merchant_id()?;
+        let merchant = store::find_merchant(&state.db, merchant_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("merchant {merchant_id} no longer exists"))
+            })?;
+        let seeds: Vec<IngredientSeed> = burger_catalogue::INGREDIENTS
+            .iter()
+            .map(|(name, unit, level)| IngredientSeed {
+                name: (*name).to_owned(),
+                unit: (*unit).to_owned(),
+                level: *level,
+            })
+            .collect();
+
+        let txn = state.db.begin().await?;
+        let ingredients =
+            stock_store::seed_ingredients(&txn, merchant_id, &merchant.email, &seeds).await?;
+        let by_name: HashMap<&str, &entities::ingredients::Model> =
+            ingredients.iter().map(|i| (i.name.as_str(), i)).collect();
+        let recipe: Vec<nats::events::IngredientAmount> = burger_catalogue::RECIPE
+            .iter()
+            .map(|(name, amount)| nats::events::IngredientAmount {
+                ingredient_id: by_name[name].id,
+                amount: *amount,
+            })
+            .collect();
+        let product = store::upsert_product_with_recipe(
+            &txn,
+            merchant_id,
+            burger_catalogue::PRODUCT,
+            burger_catalogue::PRODUCT_PRICE_CENTS,
+            &recipe,
+        )
+        .await?;
+        txn.commit().await?;
+
+        let recipe = burger_catalogue::RECIPE
+            .iter()
+            .map(|(name, amount)| {
+                let ingredient = by_name[name];
+                RecipeLine {
+                    ingredient_id: ingredient.id,
+                    ingredient: ingredient.name.clone(),
+                    amount: *amount,
+                    unit: ingredient.unit.clone(),
+                }
+            })
+            .collect();
+        Ok(Json(Catalogue {
+            products: vec![Product {
+                id: product.id,
+                name: product.name,
+                price_cents: product.price_cents,
+                currency: merchant.currency,
+                recipe,
+            }],
+            ingredients: ingredients.into_iter().map(Ingredient::from).collect(),
+        }))
+    }
+}

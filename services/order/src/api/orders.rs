@@ -1,0 +1,611 @@
+//! `POST /order`, `GET /order/{id}`, `GET /orders`.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use sea_orm::TransactionTrait;
+use uuid::Uuid;
+
+use nats::Envelope;
+use nats::events::{OrderCancelled, OrderCreated, OrderedLine, Shortage};
+
+use super::context::RequestId;
+use super::problem::ApiError;
+use super::security::BearerAuth;
+use super::{ApiTags, AppState};
+use crate::auth::Role;
+use crate::domain::{self, FieldError, OrderStatus, PricingError, RequestedLine, ValidOrder};
+use crate::store::{self, Inserted, NewOrder, OrderDetails, OrderScope};
+
+pub struct OrdersApi;
+
+#[derive(Debug, Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct PlaceOrder {
+    /// 1 to 100 lines; lines of the same product are merged. All products of one merchant.
+    pub products: Vec<OrderLineRequest>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct OrderLineRequest {
+    /// A product id from the catalogue (`POST /order/seed` returns them).
+    pub product_id: i64,
+    /// 1 to 10 000.
+    pub quantity: i64,
+}
+
+impl Example for PlaceOrder {
+    fn example() -> Self {
+        Self {
+            products: vec![OrderLineRequest {
+                product_id: 1,
+                quantity: 2,
+            }],
+        }
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Object)]
+pub struct Order {
+    pub id: Uuid,
+    /// `pending`, `confirmed`, `rejected`, `dispatched`, `delivered` or `cancelled`.
+    pub status: String,
+    pub customer_id: Uuid,
+    pub merchant_id: i64,
+    /// Sum of the lines, in minor units (cents), priced by the server.
+    pub total_cents: i64,
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
+    /// Every status the order went through, oldest first.
+    pub history: Vec<StatusChange>,
+    /// Why stock processing rejected the order.
+    #[oai(skip_serializing_if_is_none)]
+    pub rejection: Option<Rejection>,
+    /// The delivery, once the order is confirmed.
+    #[oai(skip_serializing_if_is_none)]
+    pub shipment: Option<Shipment>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Object)]
+pub struct OrderLine {
+    pub product_id: i64,
+    pub product_name: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+    pub line_total_cents: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct StatusChange {
+    pub status: String,
+    pub at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct Rejection {
+    /// Every ingredient that was short: nothing was reserved.
+    pub shortages: Vec<ShortageView>,
+}
+
+#[derive(Debug, Object)]
+pub struct ShortageView {
+    pub ingredient_id: i64,
+    pub ingredient: String,
+    /// What the order needed, in the ingredient's base unit.
+    pub required: i64,
+    /// What was in stock.
+    pub available: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct Shipment {
+    pub id: Uuid,
+    /// `pending`, `dispatched`, `delivered` or `cancelled`.
+    pub status: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub dispatched_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Object)]
+pub struct OrderPage {
+    /// Newest first.
+    pub items: Vec<OrderSummary>,
+    pub page: u64,
+    pub per_page: u64,
+    /// Orders matching the filter, over all pages.
+    pub total: u64,
+}
+
+#[derive(Debug, Object)]
+pub struct OrderSummary {
+    pub id: Uuid,
+    pub status: String,
+    pub merchant_id: i64,
+    pub total_cents: i64,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+enum PlaceOrderResponse {
+    /// Stored and acknowledged; stock processing will confirm or reject it.
+    #[oai(status = 202)]
+    Accepted(Json<Order>, #[oai(header = "Location")] String),
+    /// The same Idempotency-Key and body were seen before: the first order, unchanged.
+    #[oai(status = 200)]
+    Replayed(Json<Order>, #[oai(header = "Location")] String),
+}
+
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum StatusFilter {
+    Pending,
+    Confirmed,
+    Rejected,
+    Dispatched,
+    Delivered,
+    Cancelled,
+}
+
+impl From<StatusFilter> for OrderStatus {
+    fn from(filter: StatusFilter) -> Self {
+        match filter {
+            StatusFilter::Pending => Self::Pending,
+            StatusFilter::Confirmed => Self::Confirmed,
+            StatusFilter::Rejected => Self::Rejected,
+            StatusFilter::Dispatched => Self::Dispatched,
+            StatusFilter::Delivered => Self::Delivered,
+            StatusFilter::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+#[derive(ApiResponse)]
+enum CancelResponse {
+    /// The order is cancelled; reserved stock will be released and an undispatched shipment
+    /// dropped.
+    #[oai(status = 202)]
+    Accepted(Json<Order>),
+}
+
+#[derive(Debug, Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct CourierUpdate {
+    /// `dispatched` or `delivered`.
+    pub status: CourierStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum CourierStatus {
+    Dispatched,
+    Delivered,
+}
+
+impl Example for CourierUpdate {
+    fn example() -> Self {
+        Self {
+            status: CourierStatus::Dispatched,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum CourierResponse {
+    /// The shipment moved; the order follows when the delivery event is processed.
+    #[oai(status = 202)]
+    Accepted(Json<Shipment>),
+}
+
+#[OpenApi(tag = "ApiTags::Orders")]
+impl OrdersApi {
+    /// Place an order
+    ///
+    /// Stores the order as `pending` and answers at once (202 with a `Location`); stock
+    /// processing then reserves every ingredient or none and the order becomes `confirmed` or
+    /// `rejected` (poll `GET /order/{id}`). Prices come from the catalogue, never from the
+    /// request. With an `Idempotency-Key`, a retry with the same body returns the first order
+    /// (200) and a different body under the same key is a 422.
+    #[oai(path = "/order", method = "post")]
+    async fn place(
+        &self,
+        state: Data<&AppState>,
+        request_id: Data<&RequestId>,
+        auth: BearerAuth,
+        /// Any string up to 255 characters, unique per attempt; resend it on retries.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: Json<PlaceOrder>,
+    ) -> Result<PlaceOrderResponse, ApiError> {
+        let key = idempotency_key.0.as_deref().map(str::trim);
+        if let Some(key) = key
+            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS)
+        {
+            return Err(ApiError::invalid_field(
+                "Idempotency-Key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
+            ));
+        }
+        let requested: Vec<RequestedLine> = body
+            .products
+            .iter()
+            .map(|l| RequestedLine {
+                product_id: l.product_id,
+                quantity: l.quantity,
+            })
+            .collect();
+        let order = ValidOrder::parse(&requested).map_err(ApiError::validation)?;
+        let catalogue = store::find_products(&state.db, &order.product_ids()).await?;
+        let priced = domain::price(&order, &catalogue).map_err(|e| pricing_error(e, &requested))?;
+        let merchant = store::find_merchant(&state.db, priced.merchant_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!(
+                    "product of missing merchant {}",
+                    priced.merchant_id
+                ))
+            })?;
+        let recipes = store::find_recipes(&state.db, &order.product_ids()).await?;
+
+        let order_id = Uuid::now_v7();
+        let fingerprint = order.fingerprint();
+        let customer_id = auth.0.sub;
+        let event = Envelope::new(
+            OrderCreated {
+                order_id,
+                merchant_id: priced.merchant_id,
+                customer_id,
+                lines: order
+                    .lines()
+                    .map(|(product_id, quantity)| OrderedLine {
+                        product_id,
+                        quantity,
+                        recipe: recipes.get(&product_id).cloned().unwrap_or_default(),
+                    })
+                    .collect(),
+            },
+            Some(request_id.0.0.clone()),
+        );
+
+        // SPEC §5 rule 1: the order and its event commit together.
+        let txn = state.db.begin().await?;
+        let inserted = store::insert_order(
+            &txn,
+            &NewOrder {
+                id: order_id,
+                customer_id,
+                currency: &merchant.currency,
+                priced: &priced,
+                idempotency_key: key,
+                fingerprint: &fingerprint,
+                correlation_id: Some(&request_id.0.0),
+            },
+        )
+        .await?;
+        match inserted {
+            Inserted::Created => {
+                state.outbox.enqueue(&txn, &event).await?;
+                txn.commit().await?;
+                let details = load(&state, order_id).await?;
+                Ok(PlaceOrderResponse::Accepted(
+                    Json(details),
+                    location(order_id),
+                ))
+            }
+            Inserted::AlreadyExists {
+                order_id,
+                fingerprint: first,
+            } => {
+                txn.rollback().await?;
+                if first.as_deref() != Some(fingerprint.as_str()) {
+                    return Err(ApiError::invalid_field(
+                        "Idempotency-Key",
+                        "was already used for an order with a different body",
+                    ));
+                }
+                let details = load(&state, order_id).await?;
+                Ok(PlaceOrderResponse::Replayed(
+                    Json(details),
+                    location(order_id),
+                ))
+            }
+        }
+    }
+
+    /// Get an order
+    ///
+    /// The order with its lines, status history, rejection details and shipment. Visible to
+    /// the customer who placed it and to its merchant; anyone else gets 404.
+    #[oai(path = "/order/:id", method = "get")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The order id (from `POST /order`).
+        id: Path<Uuid>,
+    ) -> Result<Json<Order>, ApiError> {
+        let details = store::find_order(&state.db, id.0)
+            .await?
+            .filter(|d| may_see(&auth, &d.order))
+            .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
+        Ok(Json(to_view(details)))
+    }
+
+    /// List orders
+    ///
+    /// The caller's own orders; for a merchant, every order of its merchant. Newest first,
+    /// paged, optionally filtered by status.
+    #[oai(path = "/orders", method = "get")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Only orders in this status.
+        status: Query<Option<StatusFilter>>,
+        /// Page number, from 1.
+        #[oai(default = "default_page")]
+        page: Query<u64>,
+        /// Orders per page, 1 to 100.
+        #[oai(default = "default_per_page")]
+        per_page: Query<u64>,
+    ) -> Result<Json<OrderPage>, ApiError> {
+        let mut errors = Vec::new();
+        if page.0 == 0 {
+            errors.push(FieldError::new("page", "must be 1 or more"));
+        }
+        if !(1..=100).contains(&per_page.0) {
+            errors.push(FieldError::new("per_page", "must be between 1 and 100"));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let scope = match (auth.0.role, auth.0.merchant_id) {
+            (Role::Merchant, Some(merchant_id)) => OrderScope::Merchant(merchant_id),
+            _ => OrderScope::Customer(auth.0.sub),
+        };
+        let (items, total) = store::list_orders(
+            &state.db,
+            scope,
+            status.0.map(Into::into),
+            page.0,
+            per_page.0,
+        )
+        .await?;
+        Ok(Json(OrderPage {
+            items: items
+                .into_iter()
+                .map(|o| OrderSummary {
+                    id: o.id,
+                    status: o.status,
+                    merchant_id: o.merchant_id,
+                    total_cents: o.total_cents,
+                    currency: o.currency,
+                    created_at: o.created_at.with_timezone(&Utc),
+                })
+                .collect(),
+            page: page.0,
+            per_page: per_page.0,
+            total,
+        }))
+    }
+
+    /// Cancel an order
+    ///
+    /// While the order is `pending` or `confirmed`: it becomes `cancelled`, stock processing
+    /// releases exactly what it reserved, and delivery drops a shipment not yet dispatched.
+    /// Cancelling a cancelled order again changes nothing (202). Once dispatched, delivered or
+    /// rejected: 409.
+    #[oai(path = "/order/:id/cancel", method = "post")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        request_id: Data<&RequestId>,
+        auth: BearerAuth,
+        /// The order id.
+        id: Path<Uuid>,
+    ) -> Result<CancelResponse, ApiError> {
+        let txn = state.db.begin().await?;
+        let order = store::find_order_for_update(&txn, id.0)
+            .await?
+            .filter(|o| may_see(&auth, o))
+            .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
+        let current = OrderStatus::parse(&order.status).ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("unknown status {}", order.status))
+        })?;
+        match current {
+            OrderStatus::Cancelled => {}
+            OrderStatus::Pending | OrderStatus::Confirmed => {
+                let who = if auth.0.sub == order.customer_id {
+                    "customer"
+                } else {
+                    "merchant"
+                };
+                store::advance_order(
+                    &txn,
+                    id.0,
+                    OrderStatus::Cancelled,
+                    None,
+                    Some(format!("cancelled by the {who}")),
+                )
+                .await?;
+                let event = Envelope::new(
+                    OrderCancelled {
+                        order_id: id.0,
+                        merchant_id: order.merchant_id,
+                        release_stock: current == OrderStatus::Confirmed,
+                    },
+                    Some(request_id.0.0.clone()),
+                );
+                state.outbox.enqueue(&txn, &event).await?;
+            }
+            other => {
+                return Err(ApiError::conflict(format!(
+                    "the order is {other}: it can no longer be cancelled"
+                )));
+            }
+        }
+        txn.commit().await?;
+        Ok(CancelResponse::Accepted(Json(load(&state, id.0).await?)))
+    }
+
+    /// Simulate a courier update
+    ///
+    /// Merchant only. Forces the order's shipment to `dispatched` or `delivered` now instead of
+    /// waiting for the delivery timers (`delivered` on an undispatched shipment dispatches it
+    /// first). The order's status follows as the delivery events are processed. 409 when the
+    /// order has no shipment yet or the step is not possible.
+    #[oai(path = "/order/:id/delivery", method = "post")]
+    async fn courier_update(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The order id.
+        id: Path<Uuid>,
+        body: Json<CourierUpdate>,
+    ) -> Result<CourierResponse, ApiError> {
+        let merchant_id = auth.merchant_id()?;
+        let txn = state.db.begin().await?;
+        store::find_order_for_update(&txn, id.0)
+            .await?
+            .filter(|o| o.merchant_id == merchant_id)
+            .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
+        let to = match body.status {
+            CourierStatus::Dispatched => "dispatched",
+            CourierStatus::Delivered => "delivered",
+        };
+        let shipment =
+            delivery::store::force_next_step(&txn, &state.outbox, id.0, to, &state.delivery)
+                .await
+                .map_err(|e| match e {
+                    delivery::store::ForceStepError::Database(e) => ApiError::from(e),
+                    other => ApiError::conflict(other.to_string()),
+                })?;
+        txn.commit().await?;
+        Ok(CourierResponse::Accepted(Json(Shipment {
+            id: shipment.id,
+            status: shipment.status,
+            dispatched_at: shipment.dispatched_at.map(|t| t.with_timezone(&Utc)),
+            delivered_at: shipment.delivered_at.map(|t| t.with_timezone(&Utc)),
+        })))
+    }
+}
+
+fn default_page() -> u64 {
+    1
+}
+
+fn default_per_page() -> u64 {
+    20
+}
+
+fn location(order_id: Uuid) -> String {
+    format!("/order/{order_id}")
+}
+
+/// The owner, or a merchant user of the order's merchant.
+pub fn may_see(auth: &BearerAuth, order: &entities::orders::Model) -> bool {
+    order.customer_id == auth.0.sub
+        || (auth.0.role == Role::Merchant && auth.0.merchant_id == Some(order.merchant_id))
+}
+
+pub async fn load(state: &AppState, order_id: Uuid) -> Result<Order, ApiError> {
+    let details = store::find_order(&state.db, order_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order {order_id} vanished")))?;
+    Ok(to_view(details))
+}
+
+/// Names the lines whose product is unknown, as the client wrote them.
+fn pricing_error(error: PricingError, requested: &[RequestedLine]) -> ApiError {
+    match error {
+        PricingError::UnknownProducts(ids) => ApiError::validation(
+            requested
+                .iter()
+                .enumerate()
+                .filter(|(_, line)| ids.contains(&line.product_id))
+                .map(|(i, line)| {
+                    FieldError::new(
+                        format!("products[{i}].product_id"),
+                        format!("unknown product {}", line.product_id),
+                    )
+                })
+                .collect(),
+        ),
+        PricingError::MixedMerchants(merchants) => ApiError::invalid_field(
+            "products",
+            format!(
+                "an order goes to one merchant, these products belong to merchants {merchants:?}"
+            ),
+        ),
+    }
+}
+
+pub fn to_view(details: OrderDetails) -> Order {
+    let OrderDetails {
+        order,
+        lines,
+        history,
+        shipment,
+    } = details;
+    let rejection = order
+        .rejection
+        .and_then(|json| serde_json::from_value::<Vec<Shortage>>(json).ok())
+        .map(|shortages| Rejection {
+            shortages: shortages
+                .into_iter()
+                .map(|s| ShortageView {
+                    ingredient_id: s.ingredient_id,
+                    ingredient: s.ingredient,
+                    required: s.required,
+                    available: s.available,
+                })
+                .collect(),
+        });
+    Order {
+        id: order.id,
+        status: order.status,
+        customer_id: order.customer_id,
+        merchant_id: order.merchant_id,
+        total_cents: order.total_cents,
+        currency: order.currency,
+        lines: lines
+            .into_iter()
+            .map(|l| OrderLine {
+                product_id: l.product_id,
+                product_name: l.product_name,
+                quantity: i64::from(l.quantity),
+                unit_price_cents: l.unit_price_cents,
+                line_total_cents: l.line_total_cents,
+            })
+            .collect(),
+        history: history
+            .into_iter()
+            .map(|h| StatusChange {
+                status: h.status,
+                at: h.at.with_timezone(&Utc),
+                note: h.note,
+            })
+            .collect(),
+        rejection,
+        shipment: shipment.map(|s| Shipment {
+            id: s.id,
+            status: s.status,
+            dispatched_at: s.dispatched_at.map(|t| t.with_timezone(&Utc)),
+            delivered_at: s.delivered_at.map(|t| t.with_timezone(&Utc)),
+        }),
+        created_at: order.created_at.with_timezone(&Utc),
+        updated_at: order.updated_at.with_timezone(&Utc),
+    }
+}

@@ -1,0 +1,164 @@
+//! Errors over HTTP: every error, the framework's own included, becomes an RFC 9457
+//! `application/problem+json` body (SPEC §3). Handlers return [`ApiError`]; framework errors are
+//! converted by [`from_poem_error`] in the request middleware. This is the one place where errors
+//! meet HTTP.
+
+use poem::http::StatusCode;
+use poem_openapi::{ApiResponse, Object, payload::Json};
+
+use crate::domain::FieldError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem.
+#[derive(Clone, Debug, Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, for a person.
+    #[oai(skip_serializing_if_is_none)]
+    pub detail: Option<String>,
+    /// Field-level problems (validation), naming fields as the client wrote them.
+    #[oai(skip_serializing_if_is_empty)]
+    pub errors: Vec<ProblemField>,
+    /// The request's `X-Request-Id`: quote it when reporting a problem.
+    #[oai(skip_serializing_if_is_none)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct ProblemField {
+    /// The field, e.g. `products[0].quantity`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<Option<String>>) -> Self {
+        let (slug, title) = describe(status);
+        Self {
+            kind: format!("https://larder.dev/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            request_id: None,
+        }
+    }
+}
+
+fn describe(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("bad-request", "Bad request"),
+        401 => ("unauthorized", "Authentication required"),
+        403 => ("forbidden", "Not allowed"),
+        404 => ("not-found", "Not found"),
+        405 => ("method-not-allowed", "Method not allowed"),
+        409 => ("conflict", "Conflict"),
+        411 => ("length-required", "Length required"),
+        413 => ("payload-too-large", "Payload too large"),
+        415 => ("unsupported-media-type", "Unsupported media type"),
+        422 => ("validation", "Validation failed"),
+        503 => ("unavailable", "Service unavailable"),
+        _ if status.is_server_error() => ("internal", "Internal server error"),
+        _ => ("error", "Request failed"),
+    }
+}
+
+/// The errors operations return, each `application/problem+json`.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request could not be read (bad JSON, unknown field, wrong type).
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// Missing, expired or invalid bearer token, or wrong credentials.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// Authenticated, but this role may not do this.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource, or not yours.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The resource's state forbids it (duplicate email, order already dispatched).
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The request is well-formed but breaks a rule; `errors` names the fields.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// Something failed on our side; quote the request id.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+}
+
+impl ApiError {
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::Unauthorized(Json(Problem::new(StatusCode::UNAUTHORIZED, detail.into())))
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::Forbidden(Json(Problem::new(StatusCode::FORBIDDEN, detail.into())))
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound(Json(Problem::new(StatusCode::NOT_FOUND, detail.into())))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::Conflict(Json(Problem::new(StatusCode::CONFLICT, detail.into())))
+    }
+
+    /// 422 with field-level errors.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        let mut problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail);
+        problem.errors = errors
+            .into_iter()
+            .map(|e| ProblemField {
+                field: e.field,
+                message: e.message,
+            })
+            .collect();
+        Self::Unprocessable(Json(problem))
+    }
+
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    /// A 500 whose cause is logged, not shown: the client gets the request id to quote.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        let error = error.into();
+        tracing::error!(error.cause_chain = ?error, "request failed");
+        Self::Internal(Json(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An unexpected error occurred. Quote the request id when reporting it.".to_owned(),
+        )))
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// A framework error (routing, parsing, auth, size limit) as a problem.
+pub fn from_poem_error(error: &poem::Error) -> Problem {
+    let status = error.status();
+    let detail = if status.is_server_error() {
+        tracing::error!(error = %error, "framework error");
+        "An unexpected error occurred. Quote the request id when reporting it.".to_owned()
+    } else {
+        error.to_string()
+    };
+    Problem::new(status, detail)
+}

@@ -1,0 +1,443 @@
+//! The order service's queries. Functions take a connection or the caller's transaction; the
+//! concurrency rules live here, each next to the SQL that enforces it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
+};
+use uuid::Uuid;
+
+use entities::{
+    merchants, order_lines, order_status_history, orders, products, recipe_lines, shipments, users,
+};
+use nats::events::IngredientAmount;
+
+use crate::auth::Role;
+use crate::domain::{CatalogueProduct, OrderStatus, PricedOrder, Settle};
+
+// ---------------------------------------------------------------------------------------------
+// Users and merchants
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertUserError {
+    #[error("a user with this email already exists")]
+    DuplicateEmail,
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Case-insensitive lookup (the unique index is on `lower(email)`).
+pub async fn find_user_by_email(
+    db: &impl ConnectionTrait,
+    email: &str,
+) -> Result<Option<users::Model>, DbErr> {
+    users::Entity::find()
+        .filter(sea_orm::sea_query::Expr::cust_with_values(
+            "lower(email) = lower($1)",
+            [email],
+        ))
+        .one(db)
+        .await
+}
+
+pub async fn insert_user(
+    db: &impl ConnectionTrait,
+    email: &str,
+    password_hash: String,
+    role: Role,
+    merchant_id: Option<i64>,
+) -> Result<users::Model, InsertUserError> {
+    let user = users::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email.to_owned()),
+        password_hash: Set(password_hash),
+        role: Set(role.as_str().to_owned()),
+        merchant_id: Set(merchant_id),
+        ..Default::default()
+    };
+    match users::Entity::insert(user).exec_with_returning(db).await {
+        Ok(user) => Ok(user),
+        // Two registrations racing for one email: the unique index decides.
+        Err(e) if is_unique_violation(&e, "users_email_key") => {
+            Err(InsertUserError::DuplicateEmail)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the merchant if no merchant has this name, else updates its email and currency.
+pub async fn upsert_merchant(
+    db: &impl ConnectionTrait,
+    name: &str,
+    email: &str,
+    currency: &str,
+) -> Result<merchants::Model, DbErr> {
+    let merchant = merchants::ActiveModel {
+        name: Set(name.to_owned()),
+        email: Set(email.to_owned()),
+        currency: Set(currency.to_owned()),
+        ..Default::default()
+    };
+    merchants::Entity::insert(merchant)
+        .on_conflict(
+            OnConflict::column(merchants::Column::Name)
+                .update_columns([merchants::Column::Email, merchants::Column::Currency])
+                .to_owned(),
+        )
+        .exec_with_returning(db)
+        .await
+}
+
+pub async fn find_merchant(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+) -> Result<Option<merchants::Model>, DbErr> {
+    merchants::Entity::find_by_id(merchant_id).one(db).await
+}
+
+/// Whether a unique index or constraint named `name` refused the statement.
+pub fn is_unique_violation(error: &DbErr, name: &str) -> bool {
+    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(message)) if message.contains(name))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalogue
+
+/// The products among `ids`, for pricing.
+pub async fn find_products(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<HashMap<i64, CatalogueProduct>, DbErr> {
+    let rows = products::Entity::find()
+        .filter(products::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|p| {
+            (
+                p.id,
+                CatalogueProduct {
+                    id: p.id,
+                    merchant_id: p.merchant_id,
+                    name: p.name,
+                    price_cents: p.price_cents,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The recipe of one unit of each product, for the `orders.created` event.
+pub async fn find_recipes(
+    db: &impl ConnectionTrait,
+    product_ids: &[i64],
+) -> Result<HashMap<i64, Vec<IngredientAmount>>, DbErr> {
+    let rows = recipe_lines::Entity::find()
+        .filter(recipe_lines::Column::ProductId.is_in(product_ids.iter().copied()))
+        .order_by_asc(recipe_lines::Column::IngredientId)
+        .all(db)
+        .await?;
+    let mut recipes: HashMap<i64, Vec<IngredientAmount>> = HashMap::new();
+    for row in rows {
+        recipes
+            .entry(row.product_id)
+            .or_default()
+            .push(IngredientAmount {
+                ingredient_id: row.ingredient_id,
+                amount: row.amount,
+            });
+    }
+    Ok(recipes)
+}
+
+/// Creates or updates the product (by merchant and name) and replaces its recipe.
+pub async fn upsert_product_with_recipe(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    name: &str,
+    price_cents: i64,
+    recipe: &[IngredientAmount],
+) -> Result<products::Model, DbErr> {
+    let product = products::Entity::insert(products::ActiveModel {
+        merchant_id: Set(merchant_id),
+        name: Set(name.to_owned()),
+        price_cents: Set(price_cents),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::columns([products::Column::MerchantId, products::Column::Name])
+            .update_column(products::Column::PriceCents)
+            .to_owned(),
+    )
+    .exec_with_returning(db)
+    .await?;
+    recipe_lines::Entity::delete_many()
+        .filter(recipe_lines::Column::ProductId.eq(product.id))
+        .exec(db)
+        .await?;
+    let lines = recipe.iter().map(|r| recipe_lines::ActiveModel {
+        product_id: Set(product.id),
+        ingredient_id: Set(r.ingredient_id),
+        amount: Set(r.amount),
+    });
+    recipe_lines::Entity::insert_many(lines)
+        .exec_without_returning(db)
+        .await?;
+    Ok(product)
+}
+
+pub async fn list_products(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+) -> Result<Vec<products::Model>, DbErr> {
+    products::Entity::find()
+        .filter(products::Column::MerchantId.eq(merchant_id))
+        .order_by_asc(products::Column::Id)
+        .all(db)
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orders
+
+/// A new order, priced, ready to insert.
+pub struct NewOrder<'a> {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub currency: &'a str,
+    pub priced: &'a PricedOrder,
+    pub idempotency_key: Option<&'a str>,
+    pub fingerprint: &'a str,
+    pub correlation_id: Option<&'a str>,
+}
+
+/// What inserting an order with an idempotency key found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// The customer already used this key: the existing order and its request fingerprint.
+    AlreadyExists {
+        order_id: Uuid,
+        fingerprint: Option<String>,
+    },
+}
+
+/// Inserts the order, its lines and its first history entry in the caller's transaction.
+///
+/// Race-free idempotency: the insert is `ON CONFLICT ON CONSTRAINT
+/// orders_customer_idempotency_key DO NOTHING`, so of concurrent requests with one key exactly one
+/// inserts; the others wait on the unique index until it commits, insert nothing, and read the
+/// winner's order. The caller must then roll back (nothing else was written).
+pub async fn insert_order(
+    db: &impl ConnectionTrait,
+    order: &NewOrder<'_>,
+) -> Result<Inserted, DbErr> {
+    let inserted = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO orders (id, customer_id, merchant_id, status, total_cents, currency, \
+                                 idempotency_key, request_hash, correlation_id) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8) \
+             ON CONFLICT ON CONSTRAINT orders_customer_idempotency_key DO NOTHING \
+             RETURNING id",
+            [
+                order.id.into(),
+                order.customer_id.into(),
+                order.priced.merchant_id.into(),
+                order.priced.total_cents.into(),
+                order.currency.into(),
+                order.idempotency_key.map(str::to_owned).into(),
+                Some(order.fingerprint.to_owned()).into(),
+                order.correlation_id.map(str::to_owned).into(),
+            ],
+        ))
+        .await?;
+    if inserted.is_none() {
+        let existing = orders::Entity::find()
+            .filter(orders::Column::CustomerId.eq(order.customer_id))
+            .filter(orders::Column::IdempotencyKey.eq(order.idempotency_key))
+            .one(db)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("order for idempotency key".into()))?;
+        return Ok(Inserted::AlreadyExists {
+            order_id: existing.id,
+            fingerprint: existing.request_hash,
+        });
+    }
+    let lines = order
+        .priced
+        .lines
+        .iter()
+        .map(|line| order_lines::ActiveModel {
+            order_id: Set(order.id),
+            product_id: Set(line.product_id),
+            product_name: Set(line.product_name.clone()),
+            quantity: Set(
+                i32::try_from(line.quantity).expect("quantities are validated to 1..=10 000")
+            ),
+            unit_price_cents: Set(line.unit_price_cents),
+            line_total_cents: Set(line.line_total_cents),
+        });
+    order_lines::Entity::insert_many(lines)
+        .exec_without_returning(db)
+        .await?;
+    insert_history(db, order.id, OrderStatus::Pending, None).await?;
+    Ok(Inserted::Created)
+}
+
+async fn insert_history(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+    status: OrderStatus,
+    note: Option<String>,
+) -> Result<(), DbErr> {
+    order_status_history::Entity::insert(order_status_history::ActiveModel {
+        order_id: Set(order_id),
+        status: Set(status.as_str().to_owned()),
+        note: Set(note),
+        ..Default::default()
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// An order with everything `GET /order/{id}` shows.
+#[derive(Debug)]
+pub struct OrderDetails {
+    pub order: orders::Model,
+    pub lines: Vec<order_lines::Model>,
+    pub history: Vec<order_status_history::Model>,
+    pub shipment: Option<shipments::Model>,
+}
+
+pub async fn find_order(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+) -> Result<Option<OrderDetails>, DbErr> {
+    let Some(order) = orders::Entity::find_by_id(order_id).one(db).await? else {
+        return Ok(None);
+    };
+    let lines = order_lines::Entity::find()
+        .filter(order_lines::Column::OrderId.eq(order_id))
+        .order_by_asc(order_lines::Column::ProductId)
+        .all(db)
+        .await?;
+    let history = order_status_history::Entity::find()
+        .filter(order_status_history::Column::OrderId.eq(order_id))
+        .order_by_asc(order_status_history::Column::Id)
+        .all(db)
+        .await?;
+    // Read-only: shipments belong to the delivery service.
+    let shipment = shipments::Entity::find()
+        .filter(shipments::Column::OrderId.eq(order_id))
+        .one(db)
+        .await?;
+    Ok(Some(OrderDetails {
+        order,
+        lines,
+        history,
+        shipment,
+    }))
+}
+
+/// The order row, locked until the caller's transaction ends (cancel and courier updates
+/// serialise with the event consumers on it).
+pub async fn find_order_for_update(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+) -> Result<Option<orders::Model>, DbErr> {
+    orders::Entity::find_by_id(order_id)
+        .lock_exclusive()
+        .one(db)
+        .await
+}
+
+/// Whose orders a listing shows.
+#[derive(Clone, Copy, Debug)]
+pub enum OrderScope {
+    Customer(Uuid),
+    Merchant(i64),
+}
+
+/// One page of orders, newest first, and the total count.
+pub async fn list_orders(
+    db: &impl ConnectionTrait,
+    scope: OrderScope,
+    status: Option<OrderStatus>,
+    page: u64,
+    per_page: u64,
+) -> Result<(Vec<orders::Model>, u64), DbErr> {
+    let mut query = orders::Entity::find();
+    query = match scope {
+        OrderScope::Customer(id) => query.filter(orders::Column::CustomerId.eq(id)),
+        OrderScope::Merchant(id) => query.filter(orders::Column::MerchantId.eq(id)),
+    };
+    if let Some(status) = status {
+        query = query.filter(orders::Column::Status.eq(status.as_str()));
+    }
+    let total = query.clone().count(db).await?;
+    let items = query
+        .order_by_desc(orders::Column::CreatedAt)
+        .order_by_desc(orders::Column::Id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+        .all(db)
+        .await?;
+    Ok((items, total))
+}
+
+/// Moves the order to `to` if its current status allows it (SPEC §5 rule 4), recording the
+/// history; `rejection` is stored with a rejection. The row is locked (`FOR UPDATE`) so two
+/// events for one order settle one after the other. Returns how the event settled.
+pub async fn advance_order(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+    to: OrderStatus,
+    rejection: Option<serde_json::Value>,
+    note: Option<String>,
+) -> Result<Option<(OrderStatus, Settle)>, DbErr> {
+    let Some(order) = orders::Entity::find_by_id(order_id)
+        .lock_exclusive()
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let current = OrderStatus::parse(&order.status)
+        .ok_or_else(|| DbErr::Custom(format!("unknown status {:?} in orders", order.status)))?;
+    let settle = current.settle(to);
+    if settle == Settle::Apply {
+        let mut update = orders::Entity::update_many()
+            .col_expr(orders::Column::Status, to.as_str().into())
+            .col_expr(
+                orders::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::current_timestamp().into(),
+            );
+        if let Some(rejection) = rejection {
+            update = update.col_expr(orders::Column::Rejection, rejection.into());
+        }
+        update
+            .filter(orders::Column::Id.eq(order_id))
+            .exec(db)
+            .await?;
+        insert_history(db, order_id, to, note).await?;
+    }
+    Ok(Some((current, settle)))
+}
+
+/// When the order entered each status, for responses.
+pub fn status_time(
+    history: &[order_status_history::Model],
+    status: OrderStatus,
+) -> Option<DateTime<Utc>> {
+    history
+        .iter()
+        .find(|h| h.status == status.as_str())
+        .map(|h| h.at.with_timezone(&Utc))
+}

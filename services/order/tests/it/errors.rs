@@ -1,0 +1,145 @@
+//! Every error a client can provoke is problem+json with the request id (SPEC §3).
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{assert_problem, burgers, spawn_app};
+
+#[actix::test]
+async fn framework_errors_are_problem_json_too() {
+    let app = spawn_app().await;
+    let token = app.customer_token().await;
+    let c = &app.client;
+
+    let cases = vec![
+        (
+            "unknown route",
+            c.get(app.url("/nope")),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "wrong method",
+            c.delete(app.url("/orders")).bearer_auth(&token),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "bad JSON",
+            c.post(app.url("/order"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body("{\"products\": ["),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "wrong content type",
+            c.post(app.url("/order"))
+                .bearer_auth(&token)
+                .header("content-type", "text/plain")
+                .body("products"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "body too large",
+            c.post(app.url("/order"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(format!(
+                    "{{\"products\": [], \"pad\": \"{}\"}}",
+                    "x".repeat(100_000)
+                )),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "missing token",
+            c.get(app.url("/orders")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "garbage token",
+            c.get(app.url("/orders")).bearer_auth("garbage"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "bad path parameter",
+            c.get(app.url("/order/not-a-uuid")).bearer_auth(&token),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (what, request, status) in cases {
+        let response = request.send().await.unwrap();
+        assert_problem(response, status, what).await;
+    }
+}
+
+#[actix::test]
+async fn forged_and_expired_tokens_are_refused() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let forged = order::auth::TokenKeys::new("not-the-server-secret", 3600).issue(
+        uuid::Uuid::new_v4(),
+        order::auth::Role::Merchant,
+        Some(1),
+        now,
+    );
+    let expired = order::auth::TokenKeys::new(order::config::DEV_JWT_SECRET, 60).issue(
+        uuid::Uuid::new_v4(),
+        order::auth::Role::Customer,
+        None,
+        now - 3600,
+    );
+    for (what, token) in [("forged", forged), ("expired", expired)] {
+        let response = app.post_order(&token, &burgers(1, 1)).await;
+        let problem = assert_problem(response, StatusCode::UNAUTHORIZED, what).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("token"),
+            "{what}: {problem}"
+        );
+    }
+}
+
+#[actix::test]
+async fn the_request_id_is_taken_from_the_request_or_generated_and_always_returned() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/health"))
+        .header("X-Request-Id", "my-trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "my-trace-42");
+
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+
+    let response = app
+        .client
+        .get(app.url("/nope"))
+        .header("X-Request-Id", "trace-404")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::NOT_FOUND, "404").await;
+    assert_eq!(problem["request_id"], "trace-404");
+}
+
+#[actix::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let health: serde_json::Value = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"service": "order", "status": "ok"}));
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["database"], "ok");
+    assert_eq!(ready["nats"], "ok");
+}

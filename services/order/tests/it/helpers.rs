@@ -1,0 +1,206 @@
+//! `spawn_app()` and helpers that read like the API.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use migration::testing::TestDatabase;
+use nats::OutboxConfig;
+use nats::testing::TestNats;
+use order::config::OrderSettings;
+use order::{Application, Config};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
+pub const MERCHANT_PASSWORD: &str = "merchant-password";
+
+/// Logs only with `TEST_LOG=1`.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var("TEST_LOG").is_ok() {
+        tracing_subscriber::fmt().with_env_filter("info").init();
+    }
+});
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub nats: TestNats,
+    shutdown: CancellationToken,
+}
+
+/// Builds and runs the order service on a free port. Call it from `#[actix::test]`.
+pub async fn spawn_app() -> TestApp {
+    LazyLock::force(&TRACING);
+    let db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let config = Config {
+        database: db.config.clone(),
+        nats: nats.config.clone(),
+        outbox: OutboxConfig {
+            batch_size: 512,
+            poll_interval_ms: 200,
+        },
+        settings: OrderSettings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..OrderSettings::default()
+        },
+        delivery: delivery::config::DeliverySettings::default(),
+    };
+    let app = Application::build(config)
+        .await
+        .expect("the order service builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = CancellationToken::new();
+    actix::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+        nats,
+        shutdown,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/auth/register"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/auth/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn token_for(&self, email: &str, password: &str) -> String {
+        let response = self.login(email, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn merchant_token(&self) -> String {
+        self.token_for(MERCHANT_EMAIL, MERCHANT_PASSWORD).await
+    }
+
+    /// Registers a fresh customer and returns its token.
+    pub async fn customer_token(&self) -> String {
+        let email = format!("c{}@example.com", uuid::Uuid::new_v4().simple());
+        assert_eq!(
+            self.register(&email, "password-123").await.status(),
+            StatusCode::CREATED
+        );
+        self.token_for(&email, "password-123").await
+    }
+
+    /// Seeds the burger catalogue as the bootstrap merchant; returns the burger's product id.
+    pub async fn seed(&self) -> i64 {
+        let token = self.merchant_token().await;
+        let response = self.post_json("/order/seed", &token, &json!(null)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let catalogue: Value = response.json().await.unwrap();
+        catalogue["products"][0]["id"].as_i64().unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
+        let mut request = self.client.post(self.url(path)).bearer_auth(token);
+        if !body.is_null() {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_order(&self, token: &str, body: &Value) -> Response {
+        self.post_json("/order", token, body).await
+    }
+
+    pub async fn post_order_with_key(&self, token: &str, key: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/order"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// One burger line.
+pub fn burgers(product_id: i64, quantity: i64) -> Value {
+    json!({ "products": [{ "product_id": product_id, "quantity": quantity }] })
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode, context: &str) -> Value {
+    assert_eq!(response.status(), status, "{context}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "{context}: content type {content_type}"
+    );
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "{context}: no request id header"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16(), "{context}: {body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string(),
+        "{context}: {body}"
+    );
+    assert!(
+        body["request_id"].is_string(),
+        "{context}: no request id in {body}"
+    );
+    body
+}
+
+/// Polls `condition` until it holds; fails after 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

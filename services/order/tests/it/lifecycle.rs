@@ -1,0 +1,155 @@
+//! Cancelling: allowed while pending or confirmed, announced with `orders.cancelled`, refused
+//! once dispatched.
+
+use async_nats::jetstream::message::PublishMessage;
+use nats::Envelope;
+use nats::events::{DeliveryDispatched, OrderConfirmed};
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, assert_problem, burgers, eventually, spawn_app};
+
+async fn publish<E: nats::Event>(app: &TestApp, event: &Envelope<E>) {
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(event).unwrap().into())
+        .message_id(Uuid::new_v4().to_string());
+    let subject = app.nats.namespace().subject(E::SUBJECT);
+    app.nats
+        .jetstream
+        .send_publish(subject, message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+async fn place(app: &TestApp, token: &str) -> Uuid {
+    let burger = app.seed().await;
+    let order: Value = app
+        .post_order(token, &burgers(burger, 1))
+        .await
+        .json()
+        .await
+        .unwrap();
+    order["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The `orders.cancelled` envelopes on the namespace's ORDERS stream.
+async fn cancellations(app: &TestApp) -> Vec<Value> {
+    let mut stream = app
+        .nats
+        .jetstream
+        .get_stream(app.nats.namespace().stream("ORDERS"))
+        .await
+        .unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    let mut found = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(seq).await
+            && message.subject.as_str().ends_with("orders.cancelled")
+        {
+            found.push(serde_json::from_slice(&message.payload).unwrap());
+        }
+    }
+    found
+}
+
+#[actix::test]
+async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announced() {
+    let app = spawn_app().await;
+    let token = app.customer_token().await;
+    let id = place(&app, &token).await;
+
+    let response = app
+        .client
+        .post(app.url(&format!("/order/{id}/cancel")))
+        .bearer_auth(&token)
+        .header("X-Request-Id", "cancel-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "cancelled");
+
+    let again = app
+        .post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)
+        .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::ACCEPTED,
+        "cancelling twice is harmless"
+    );
+
+    eventually("orders.cancelled is published", || async {
+        !cancellations(&app).await.is_empty()
+    })
+    .await;
+    let events = cancellations(&app).await;
+    assert_eq!(events.len(), 1, "announced once");
+    assert_eq!(events[0]["data"]["order_id"], id.to_string());
+    assert_eq!(events[0]["correlation_id"], "cancel-1");
+
+    let stranger = app.customer_token().await;
+    assert_problem(
+        app.post_json(&format!("/order/{id}/cancel"), &stranger, &Value::Null)
+            .await,
+        StatusCode::NOT_FOUND,
+        "someone else's order",
+    )
+    .await;
+}
+
+#[actix::test]
+async fn a_dispatched_order_can_no_longer_be_cancelled() {
+    let app = spawn_app().await;
+    let token = app.customer_token().await;
+    let id = place(&app, &token).await;
+    publish(
+        &app,
+        &Envelope::new(
+            OrderConfirmed {
+                order_id: id,
+                merchant_id: 1,
+                reserved: vec![],
+            },
+            None,
+        ),
+    )
+    .await;
+    publish(
+        &app,
+        &Envelope::new(
+            DeliveryDispatched {
+                order_id: id,
+                shipment_id: Uuid::new_v4(),
+                at: chrono::Utc::now(),
+            },
+            None,
+        ),
+    )
+    .await;
+    eventually("the order is dispatched", || async {
+        let order: Value = app
+            .get(&format!("/order/{id}"), &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        order["status"] == "dispatched"
+    })
+    .await;
+
+    let problem = assert_problem(
+        app.post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)
+            .await,
+        StatusCode::CONFLICT,
+        "cancel after dispatch",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("dispatched"),
+        "{problem}"
+    );
+}

@@ -1,0 +1,11 @@
+//! The order service through its public HTTP API, against real PostgreSQL and NATS. Every test
+//! spawns its own application with its own database and JetStream namespace.
+
+mod auth;
+mod errors;
+mod helpers;
+mod lifecycle;
+mod openapi;
+mod order_events;
+mod orders;
+mod seed_and_ingredients;

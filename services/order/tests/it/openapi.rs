@@ -1,0 +1,54 @@
+use crate::helpers::spawn_app;
+
+#[test]
+fn the_checked_in_openapi_json_is_the_spec_the_service_serves() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi.json");
+    let checked_in = std::fs::read_to_string(&path).expect("openapi.json at the repository root");
+    assert!(
+        checked_in.trim_end() == order::api::spec_json().trim_end(),
+        "openapi.json is stale: regenerate it with `cargo run -- openapi > openapi.json`"
+    );
+}
+
+#[actix::test]
+async fn the_served_spec_and_swagger_ui_are_there() {
+    let app = spawn_app().await;
+    let served = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served.trim_end(), order::api::spec_json().trim_end());
+    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), reqwest::StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[test]
+fn every_operation_has_a_summary_a_description_and_its_errors() {
+    let spec: serde_json::Value = serde_json::from_str(&order::api::spec_json()).unwrap();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let name = format!("{method} {path}");
+            assert!(operation["summary"].is_string(), "{name} has no summary");
+            assert!(
+                operation["description"].is_string(),
+                "{name} has no description"
+            );
+            if !path.starts_with("/health") && !path.starts_with("/ready") {
+                assert!(
+                    operation["responses"].get("401").is_some() || path.starts_with("/auth"),
+                    "{name} lacks 401"
+                );
+                assert!(
+                    operation["responses"].get("500").is_some(),
+                    "{name} lacks 500"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The order service's consumers move orders forward, never back (SPEC §5 rule 4).
+
+use async_nats::jetstream::message::PublishMessage;
+use nats::Envelope;
+use nats::events::{DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage};
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, burgers, eventually, spawn_app};
+
+async fn publish<E: nats::Event>(app: &TestApp, event: &Envelope<E>) {
+    let message = PublishMessage::build()
+        .payload(serde_json::to_vec(event).unwrap().into())
+        .message_id(Uuid::new_v4().to_string());
+    app.nats
+        .jetstream
+        .send_publish(app.nats.namespace().subject(E::SUBJECT), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+async fn place(app: &TestApp) -> (String, Uuid) {
+    let burger = app.seed().await;
+    let token = app.customer_token().await;
+    let response = app.post_order(&token, &burgers(burger, 1)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let order: Value = response.json().await.unwrap();
+    (token, order["id"].as_str().unwrap().parse().unwrap())
+}
+
+async fn status_of(app: &TestApp, token: &str, id: Uuid) -> Value {
+    app.get(&format!("/order/{id}"), token)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[actix::test]
+async fn confirmed_moves_a_pending_order_forward_once() {
+    let app = spawn_app().await;
+    let (token, id) = place(&app).await;
+    let confirmed = Envelope::new(
+        OrderConfirmed {
+            order_id: id,
+            merchant_id: 1,
+            reserved: vec![],
+        },
+        None,
+    );
+
+    publish(&app, &confirmed).await;
+    publish(&app, &confirmed).await; // redelivered under a new message id
+
+    eventually("the order is confirmed", || async {
+        status_of(&app, &token, id).await["status"] == "confirmed"
+    })
+    .await;
+    // A late rejection does not move it back.
+    publish(
+        &app,
+        &Envelope::new(
+            OrderRejected {
+                order_id: id,
+                merchant_id: 1,
+                shortages: vec![],
+            },
+            None,
+        ),
+    )
+    .await;
+    let inbox_count = || async {
+        let row = sea_orm::ConnectionTrait::query_one_raw(
+            &app.db.db,
+            sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) FROM inbox",
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    };
+    eventually("both events are recorded", || async {
+        inbox_count().await == 2
+    })
+    .await;
+    let order = status_of(&app, &token, id).await;
+    assert_eq!(order["status"], "confirmed");
+    let history: Vec<&str> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, vec!["pending", "confirmed"]);
+}
+
+#[actix::test]
+async fn a_rejection_is_shown_with_its_shortages() {
+    let app = spawn_app().await;
+    let (token, id) = place(&app).await;
+    let shortage = Shortage {
+        ingredient_id: 3,
+        ingredient: "Onion".into(),
+        required: 20,
+        available: 0,
+    };
+
+    publish(
+        &app,
+        &Envelope::new(
+            OrderRejected {
+                order_id: id,
+                merchant_id: 1,
+                shortages: vec![shortage],
+            },
+            None,
+        ),
+    )
+    .await;
+
+    eventually("the order is rejected", || async {
+        status_of(&app, &token, id).await["status"] == "rejected"
+    })
+    .await;
+    let order = status_of(&app, &token, id).await;
+    assert_eq!(order["rejection"]["shortages"][0]["ingredient"], "Onion");
+    assert_eq!(order["rejection"]["shortages"][0]["required"], 20);
+    assert_eq!(order["rejection"]["shortages"][0]["available"], 0);
+}
+
+#[actix::test]
+async fn a_dispatch_that_overtakes_the_confirmation_waits_for_it() {
+    let app = spawn_app().await;
+    let (token, id) = place(&app).await;
+    let at = chrono::Utc::now();
+
+    publish(
+        &app,
+        &Envelope::new(
+            DeliveryDispatched {
+                order_id: id,
+                shipment_id: Uuid::new_v4(),
+                at,
+            },
+            None,
+        ),
+    )
+    .await;
+    publish(
+        &app,
+        &Envelope::new(
+            OrderConfirmed {
+                order_id: id,
+                merchant_id: 1,
+                reserved: vec![],
+            },
+            None,
+        ),
+    )
+    .await;
+
+    eventually("the order is dispatched", || async {
+        status_of(&app, &token, id).await["status"] == "dispatched"
+    })
+    .await;
+    let order = status_of(&app, &token, id).await;
+    let history: Vec<&str> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, vec!["pending", "confirmed", "dispatched"]);
+}

@@ -1,0 +1,373 @@
+use std::collections::HashSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{assert_problem, burgers, spawn_app};
+
+#[actix::test]
+async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_and_merchant() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let customer = app.customer_token().await;
+
+    let response = app
+        .post_order(&customer, &json!({"products": [{"product_id": burger, "quantity": 2}, {"product_id": burger, "quantity": 1}]}))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/order/{}", order["id"].as_str().unwrap())
+    );
+    assert_eq!(order["status"], "pending");
+    assert_eq!(
+        order["lines"].as_array().unwrap().len(),
+        1,
+        "duplicate lines merged"
+    );
+    assert_eq!(order["lines"][0]["quantity"], 3);
+    assert_eq!(order["total_cents"], 3 * 899);
+    assert_eq!(order["currency"], "EUR");
+    assert_eq!(order["history"][0]["status"], "pending");
+
+    let read: Value = app.get(&location, &customer).await.json().await.unwrap();
+    assert_eq!(read["id"], order["id"]);
+    let merchant = app.merchant_token().await;
+    assert_eq!(app.get(&location, &merchant).await.status(), StatusCode::OK);
+
+    let stranger = app.customer_token().await;
+    assert_problem(
+        app.get(&location, &stranger).await,
+        StatusCode::NOT_FOUND,
+        "another customer's order",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("/order/{}", Uuid::new_v4()), &customer)
+            .await,
+        StatusCode::NOT_FOUND,
+        "unknown order",
+    )
+    .await;
+}
+
+#[actix::test]
+async fn invalid_orders_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let token = app.customer_token().await;
+    let hundred_and_one: Vec<Value> = (1..=101)
+        .map(|i| json!({"product_id": i, "quantity": 1}))
+        .collect();
+
+    let cases = vec![
+        (
+            "no products",
+            json!({"products": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("products"),
+        ),
+        (
+            "zero quantity",
+            burgers(burger, 0),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("products[0].quantity"),
+        ),
+        (
+            "huge quantity",
+            burgers(burger, 10_001),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("products[0].quantity"),
+        ),
+        (
+            "negative quantity",
+            burgers(burger, -1),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("products[0].quantity"),
+        ),
+        (
+            "too many lines",
+            json!({"products": hundred_and_one}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("products"),
+        ),
+        (
+            "unknown product",
+            json!({"products": [{"product_id": burger, "quantity": 1}, {"product_id": 999_999, "quantity": 1}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("products[1].product_id"),
+        ),
+        (
+            "missing field",
+            json!({"products": [{"product_id": burger}]}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        ("missing products", json!({}), StatusCode::BAD_REQUEST, None),
+        (
+            "unknown field",
+            json!({"products": [], "coupon": "FREE"}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "unknown line field",
+            json!({"products": [{"product_id": burger, "quantity": 1, "price_cents": 1}]}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "wrong type",
+            json!({"products": [{"product_id": "one", "quantity": 1}]}),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+    ];
+    for (what, body, status, field) in cases {
+        let problem = assert_problem(app.post_order(&token, &body).await, status, what).await;
+        if let Some(field) = field {
+            let fields: Vec<&str> = problem["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["field"].as_str().unwrap())
+                .collect();
+            assert!(fields.contains(&field), "{what}: {problem}");
+        }
+    }
+    let problem = assert_problem(
+        app.post_order(
+            &token,
+            &json!({"products": [{"product_id": 999_999, "quantity": 1}]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown product id is named",
+    )
+    .await;
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("999999"),
+        "{problem}"
+    );
+}
+
+#[actix::test]
+async fn an_order_goes_to_one_merchant() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let other = order::store::upsert_merchant(&app.db.db, "Other Shop", "other@example.com", "EUR")
+        .await
+        .unwrap();
+    let fries = order::store::upsert_product_with_recipe(&app.db.db, other.id, "Fries", 300, &[])
+        .await
+        .unwrap();
+    let token = app.customer_token().await;
+
+    let body = json!({"products": [{"product_id": burger, "quantity": 1}, {"product_id": fries.id, "quantity": 1}]});
+    let problem = assert_problem(
+        app.post_order(&token, &body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "mixed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "products");
+}
+
+#[actix::test]
+async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_refused() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let token = app.customer_token().await;
+
+    let first = app
+        .post_order_with_key(&token, "key-1", &burgers(burger, 2))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+
+    let replay = app
+        .post_order_with_key(&token, "key-1", &burgers(burger, 2))
+        .await;
+    assert_eq!(replay.status(), StatusCode::OK);
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["id"], first["id"]);
+
+    let other_body = app
+        .post_order_with_key(&token, "key-1", &burgers(burger, 3))
+        .await;
+    let problem = assert_problem(
+        other_body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "same key, other body",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
+
+    // Keys are per customer.
+    let someone_else = app.customer_token().await;
+    let theirs = app
+        .post_order_with_key(&someone_else, "key-1", &burgers(burger, 2))
+        .await;
+    assert_eq!(theirs.status(), StatusCode::ACCEPTED);
+}
+
+#[actix::test]
+async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_identical_answers() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let token = app.customer_token().await;
+
+    let requests = (0..20).map(|_| app.post_order_with_key(&token, "race", &burgers(burger, 1)));
+    let responses = futures::future::join_all(requests).await;
+
+    let mut statuses = Vec::new();
+    let mut bodies = HashSet::new();
+    for response in responses {
+        statuses.push(response.status());
+        let mut body: Value = response.json().await.unwrap();
+        body.as_object_mut().unwrap().remove("updated_at");
+        bodies.insert(body.to_string());
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::ACCEPTED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        19,
+        "{statuses:?}"
+    );
+    assert_eq!(bodies.len(), 1, "every answer shows the same order");
+    let orders: Value = app.get("/orders", &token).await.json().await.unwrap();
+    assert_eq!(orders["total"], 1);
+}
+
+#[actix::test]
+async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let token = app.customer_token().await;
+
+    let response = app
+        .client
+        .post(app.url("/order"))
+        .bearer_auth(&token)
+        .header("X-Request-Id", "corr-abc-123")
+        .json(&burgers(burger, 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let order: Value = response.json().await.unwrap();
+
+    let stream_name = app.nats.namespace().stream("ORDERS");
+    let mut stored = None;
+    crate::helpers::eventually("orders.created is on the stream", || async {
+        let mut stream = app.nats.jetstream.get_stream(&stream_name).await.unwrap();
+        if stream.info().await.unwrap().state.messages == 0 {
+            return false;
+        }
+        stored = Some(stream.get_raw_message(1).await.unwrap());
+        true
+    })
+    .await;
+    let message = stored.unwrap();
+    assert_eq!(
+        message.subject.as_str(),
+        app.nats.namespace().subject("orders.created")
+    );
+    let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(envelope["type"], "order.created");
+    assert_eq!(envelope["correlation_id"], "corr-abc-123");
+    assert_eq!(envelope["data"]["order_id"], order["id"]);
+    assert_eq!(envelope["data"]["lines"][0]["quantity"], 2);
+    assert_eq!(
+        envelope["data"]["lines"][0]["recipe"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        message.headers.get("Nats-Msg-Id").unwrap().as_str(),
+        envelope["id"].as_str().unwrap()
+    );
+}
+
+#[actix::test]
+async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let alice = app.customer_token().await;
+    let bob = app.customer_token().await;
+    let mut ids = Vec::new();
+    for quantity in 1..=3 {
+        let order: Value = app
+            .post_order(&alice, &burgers(burger, quantity))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(order["id"].clone());
+    }
+    app.post_order(&bob, &burgers(burger, 1)).await;
+
+    let page: Value = app
+        .get("/orders?per_page=2", &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["items"][0]["id"], ids[2], "newest first");
+    let page2: Value = app
+        .get("/orders?per_page=2&page=2", &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["items"][0]["id"], ids[0]);
+
+    let merchant = app.merchant_token().await;
+    let all: Value = app.get("/orders", &merchant).await.json().await.unwrap();
+    assert_eq!(all["total"], 4, "a merchant sees all of its orders");
+    let pending: Value = app
+        .get("/orders?status=pending", &merchant)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pending["total"], 4);
+    let confirmed: Value = app
+        .get("/orders?status=confirmed", &merchant)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(confirmed["total"], 0);
+
+    assert_problem(
+        app.get("/orders?per_page=0", &alice).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "per_page 0",
+    )
+    .await;
+    assert_problem(
+        app.get("/orders?status=lost", &alice).await,
+        StatusCode::BAD_REQUEST,
+        "unknown status",
+    )
+    .await;
+}

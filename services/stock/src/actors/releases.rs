@@ -1,0 +1,118 @@
+//! The release actor: handles batches of `orders.cancelled` from the `stock-orders-cancelled`
+//! consumer, putting back exactly what each order reserved, once (SPEC §5 rules 1, 2 and 4).
+//!
+//! Like reservations: one transaction per batch, one per event if the batch fails, the reply
+//! (and so the ack) after the commit.
+
+use actix::prelude::*;
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use tracing::instrument;
+
+use nats::Envelope;
+use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::events::OrderCancelled;
+
+use crate::actors::Stop;
+use crate::store::{self, Released};
+
+pub struct ReleaseActor {
+    db: DatabaseConnection,
+}
+
+impl ReleaseActor {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+impl Actor for ReleaseActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<HandleBatch<Envelope<OrderCancelled>>> for ReleaseActor {
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(
+        &mut self,
+        HandleBatch(deliveries): HandleBatch<Envelope<OrderCancelled>>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        Box::pin(release(self.db.clone(), deliveries))
+    }
+}
+
+impl Handler<Stop> for ReleaseActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// One outcome per delivery, in order: `Done` once committed (or already handled), `Retry` for a
+/// database failure.
+#[instrument(skip_all, fields(orders = deliveries.len()))]
+async fn release(
+    db: DatabaseConnection,
+    deliveries: Vec<Delivery<Envelope<OrderCancelled>>>,
+) -> Vec<Outcome> {
+    let events: Vec<Envelope<OrderCancelled>> = deliveries.into_iter().map(|d| d.event).collect();
+    let mut outcomes = vec![Outcome::Done; events.len()];
+    match release_in_transaction(&db, &events).await {
+        Ok(released) => log_outcomes(&events, &released),
+        Err(error) if events.len() == 1 => {
+            tracing::warn!(order_id = %events[0].data.order_id, %error, "release failed; will retry");
+            outcomes[0] = retry(&error);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "batch release failed; releasing one order per transaction");
+            for (outcome, event) in outcomes.iter_mut().zip(&events) {
+                match release_in_transaction(&db, std::slice::from_ref(event)).await {
+                    Ok(released) => log_outcomes(std::slice::from_ref(event), &released),
+                    Err(error) => {
+                        tracing::warn!(order_id = %event.data.order_id, %error, "release failed; will retry");
+                        *outcome = retry(&error);
+                    }
+                }
+            }
+        }
+    }
+    outcomes
+}
+
+/// SPEC §5 rule 1: the release and the inbox record commit together.
+async fn release_in_transaction(
+    db: &DatabaseConnection,
+    events: &[Envelope<OrderCancelled>],
+) -> Result<Vec<Released>, DbErr> {
+    let txn = db.begin().await?;
+    match store::release_orders(&txn, events).await {
+        Ok(released) => {
+            txn.commit().await?;
+            Ok(released)
+        }
+        Err(error) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+fn retry(error: &DbErr) -> Outcome {
+    Outcome::Retry {
+        reason: format!("database error: {error}"),
+    }
+}
+
+fn log_outcomes(events: &[Envelope<OrderCancelled>], released: &[Released]) {
+    for (event, released) in events.iter().zip(released) {
+        tracing::debug!(
+            order_id = %event.data.order_id,
+            correlation_id = event.correlation_id.as_deref().unwrap_or(""),
+            outcome = ?released,
+            "cancellation handled"
+        );
+    }
+}

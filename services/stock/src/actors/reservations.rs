@@ -1,0 +1,155 @@
+//! The reservation actor: handles batches of `orders.created` from the `stock-orders-created`
+//! consumer (SPEC §5 rules 1-3).
+//!
+//! A batch is reserved in one transaction (every order hits the same few ingredient rows, so a
+//! transaction per order would serialise on their locks). If the batch fails, each order gets a
+//! transaction of its own, so one bad order never sinks the others. The reply, which the consumer
+//! runner turns into acks, comes after the commit.
+
+use actix::prelude::*;
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use tracing::instrument;
+
+use nats::Envelope;
+use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::events::OrderCreated;
+use nats::outbox::Outbox;
+
+use crate::actors::Stop;
+use crate::domain;
+use crate::store::{self, Reserved};
+
+pub struct ReservationActor {
+    db: DatabaseConnection,
+    outbox: Outbox,
+}
+
+impl ReservationActor {
+    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
+        Self { db, outbox }
+    }
+}
+
+impl Actor for ReservationActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<HandleBatch<Envelope<OrderCreated>>> for ReservationActor {
+    // The future touches no actor state: batches could overlap (the runner sends one at a time).
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(
+        &mut self,
+        HandleBatch(deliveries): HandleBatch<Envelope<OrderCreated>>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        Box::pin(reserve(self.db.clone(), self.outbox.clone(), deliveries))
+    }
+}
+
+impl Handler<Stop> for ReservationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// One outcome per delivery, in order: `Done` once committed (or already handled), `Reject` for
+/// an order no stock could ever satisfy the shape of, `Retry` for a database failure.
+#[instrument(skip_all, fields(orders = deliveries.len()))]
+async fn reserve(
+    db: DatabaseConnection,
+    outbox: Outbox,
+    deliveries: Vec<Delivery<Envelope<OrderCreated>>>,
+) -> Vec<Outcome> {
+    let mut outcomes = vec![Outcome::Done; deliveries.len()];
+    let mut positions = Vec::with_capacity(deliveries.len());
+    let mut orders = Vec::with_capacity(deliveries.len());
+    for (position, delivery) in deliveries.into_iter().enumerate() {
+        let order = delivery.event;
+        match domain::validate_order(&order.data) {
+            Ok(()) => {
+                positions.push(position);
+                orders.push(order);
+            }
+            // SPEC §5 rule 7: retrying cannot help; the runner dead-letters it with the reason.
+            Err(invalid) => {
+                tracing::warn!(order_id = %order.data.order_id, event_id = %order.id, %invalid, "invalid order");
+                outcomes[position] = Outcome::Reject {
+                    reason: format!("invalid order {}: {invalid}", order.data.order_id),
+                };
+            }
+        }
+    }
+    if orders.is_empty() {
+        return outcomes;
+    }
+
+    match reserve_in_transaction(&db, &outbox, &orders).await {
+        Ok(reserved) => log_outcomes(&orders, &reserved),
+        Err(error) if orders.len() == 1 => {
+            tracing::warn!(order_id = %orders[0].data.order_id, %error, "reservation failed; will retry");
+            outcomes[positions[0]] = retry(&error);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "batch reservation failed; reserving one order per transaction");
+            for (position, order) in positions.into_iter().zip(&orders) {
+                match reserve_in_transaction(&db, &outbox, std::slice::from_ref(order)).await {
+                    Ok(reserved) => log_outcomes(std::slice::from_ref(order), &reserved),
+                    Err(error) => {
+                        tracing::warn!(order_id = %order.data.order_id, %error, "reservation failed; will retry");
+                        outcomes[position] = retry(&error);
+                    }
+                }
+            }
+        }
+    }
+    outcomes
+}
+
+/// SPEC §5 rule 1: the effects, the events and the inbox records commit together.
+async fn reserve_in_transaction(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    orders: &[Envelope<OrderCreated>],
+) -> Result<Vec<Reserved>, DbErr> {
+    let txn = db.begin().await?;
+    match store::reserve_orders(&txn, outbox, orders).await {
+        Ok(reserved) => {
+            txn.commit().await?;
+            Ok(reserved)
+        }
+        Err(error) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+fn retry(error: &DbErr) -> Outcome {
+    Outcome::Retry {
+        reason: format!("database error: {error}"),
+    }
+}
+
+fn log_outcomes(orders: &[Envelope<OrderCreated>], reserved: &[Reserved]) {
+    let count = |kind: Reserved| reserved.iter().filter(|r| **r == kind).count();
+    tracing::debug!(
+        confirmed = count(Reserved::Confirmed),
+        rejected = count(Reserved::Rejected),
+        duplicates = count(Reserved::Duplicate),
+        cancelled = count(Reserved::Cancelled),
+        "batch committed"
+    );
+    for (order, reserved) in orders.iter().zip(reserved) {
+        tracing::debug!(
+            order_id = %order.data.order_id,
+            correlation_id = order.correlation_id.as_deref().unwrap_or(""),
+            outcome = ?reserved,
+            "order handled"
+        );
+    }
+}

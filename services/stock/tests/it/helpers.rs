@@ -1,0 +1,460 @@
+//! `spawn_app()`: a fresh database and JetStream namespace, the burger catalogue seeded, and the
+//! stock service running on them; plus helpers that read like what the tests check.
+
+use std::future::{Future, IntoFuture};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use futures::future::join_all;
+use migration::testing::TestDatabase;
+use nats::events::{IngredientAmount, OrderCancelled, OrderCreated, OrderedLine};
+use nats::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
+use nats::testing::TestNats;
+use nats::topology::{self, ConsumerSpec};
+use nats::{Envelope, Event, OutboxConfig};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Statement, TransactionTrait,
+};
+use stock::config::StockSettings;
+use stock::store::{self, IngredientSeed};
+use stock::{Application, Config};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use entities::{ingredients, outbox, stock_movements};
+
+/// Tracing once per test binary, silent unless `TEST_LOG=1`.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,stock=debug".into());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .init();
+    }
+});
+
+pub const MERCHANT_ID: i64 = 7;
+pub const MERCHANT_EMAIL: &str = "chef@larder.test";
+const WAIT_AT_MOST: Duration = Duration::from_secs(30);
+
+/// SPEC §3's burger catalogue: Beef 20 kg, Cheese 5 kg, Onion 1 kg.
+pub fn burger_seeds() -> Vec<IngredientSeed> {
+    [("Beef", 20_000), ("Cheese", 5_000), ("Onion", 1_000)]
+        .into_iter()
+        .map(|(name, level)| IngredientSeed {
+            name: name.into(),
+            unit: "g".into(),
+            level,
+        })
+        .collect()
+}
+
+/// The seeded ingredients.
+#[derive(Clone, Debug)]
+pub struct Catalogue {
+    pub beef: ingredients::Model,
+    pub cheese: ingredients::Model,
+    pub onion: ingredients::Model,
+}
+
+impl Catalogue {
+    /// A burger: 150 g beef, 30 g cheese, 20 g onion. Stock for exactly 50 (onion).
+    pub fn burger_recipe(&self) -> Vec<IngredientAmount> {
+        [(&self.beef, 150), (&self.cheese, 30), (&self.onion, 20)]
+            .into_iter()
+            .map(|(ingredient, amount)| IngredientAmount {
+                ingredient_id: ingredient.id,
+                amount,
+            })
+            .collect()
+    }
+
+    /// An `orders.created` for `quantity` burgers, with a correlation id of its own.
+    pub fn burger_order(&self, quantity: i64) -> Envelope<OrderCreated> {
+        Envelope::new(
+            OrderCreated {
+                order_id: Uuid::now_v7(),
+                merchant_id: MERCHANT_ID,
+                customer_id: Uuid::new_v4(),
+                lines: vec![OrderedLine {
+                    product_id: 1,
+                    quantity,
+                    recipe: self.burger_recipe(),
+                }],
+            },
+            Some(format!("req-{}", Uuid::new_v4().simple())),
+        )
+    }
+}
+
+/// The `orders.cancelled` the order service would publish for `order`.
+pub fn cancellation(
+    order: &Envelope<OrderCreated>,
+    release_stock: bool,
+) -> Envelope<OrderCancelled> {
+    Envelope::new(
+        OrderCancelled {
+            order_id: order.data.order_id,
+            merchant_id: order.data.merchant_id,
+            release_stock,
+        },
+        order.correlation_id.clone(),
+    )
+}
+
+/// Seeds the burger catalogue for [`MERCHANT_ID`], in a transaction, as the order service does.
+pub async fn seed_burger_stock(db: &DatabaseConnection) -> Catalogue {
+    let txn = db.begin().await.expect("a transaction begins");
+    let rows = store::seed_ingredients(&txn, MERCHANT_ID, MERCHANT_EMAIL, &burger_seeds())
+        .await
+        .expect("the catalogue seeds");
+    txn.commit().await.expect("the seed commits");
+    let [beef, cheese, onion]: [ingredients::Model; 3] =
+        rows.try_into().expect("three ingredients, in input order");
+    Catalogue {
+        beef,
+        cheese,
+        onion,
+    }
+}
+
+/// Polls `check` until it holds, for at most 30 s; panics naming `what` otherwise.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT_AT_MOST;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct Instance {
+    shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct TestApp {
+    pub test_db: TestDatabase,
+    pub nats: TestNats,
+    pub catalogue: Catalogue,
+    instances: Vec<Instance>,
+    batch_size: usize,
+}
+
+/// A fresh database and namespace, the catalogue seeded, no instance running yet.
+pub async fn spawn_stopped_app() -> TestApp {
+    spawn_instances(0, StockSettings::default().batch_size).await
+}
+
+/// One stock service instance on a fresh database and namespace, the catalogue seeded.
+pub async fn spawn_app() -> TestApp {
+    spawn_instances(1, StockSettings::default().batch_size).await
+}
+
+/// `count` stock service instances sharing one fresh database and namespace, reserving up to
+/// `batch_size` orders per transaction.
+pub async fn spawn_instances(count: usize, batch_size: usize) -> TestApp {
+    LazyLock::force(&TRACING);
+    let test_db = TestDatabase::new().await;
+    let nats = TestNats::new().await;
+    let catalogue = seed_burger_stock(&test_db.db).await;
+    let mut app = TestApp {
+        test_db,
+        nats,
+        catalogue,
+        instances: Vec::new(),
+        batch_size,
+    };
+    for _ in 0..count {
+        app.start_instance().await;
+    }
+    app
+}
+
+impl TestApp {
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.test_db.db
+    }
+
+    /// Production's config, pointed at this test's database and namespace.
+    pub fn config(&self) -> Config {
+        Config {
+            database: self.test_db.config.clone(),
+            nats: self.nats.config.clone(),
+            outbox: OutboxConfig {
+                poll_interval_ms: 100,
+                ..OutboxConfig::default()
+            },
+            settings: StockSettings {
+                batch_size: self.batch_size,
+            },
+        }
+    }
+
+    pub async fn start_instance(&mut self) {
+        let app = Application::build(self.config())
+            .await
+            .expect("the stock service starts");
+        let shutdown = CancellationToken::new();
+        let running = actix::spawn(app.run_until_stopped(shutdown.clone()));
+        self.instances.push(Instance { shutdown, running });
+    }
+
+    /// Shuts every instance down gracefully and checks they stopped cleanly.
+    pub async fn stop(self) {
+        for instance in &self.instances {
+            instance.shutdown.cancel();
+        }
+        for instance in self.instances {
+            instance
+                .running
+                .await
+                .expect("the stock service does not panic")
+                .expect("the stock service stops cleanly");
+        }
+    }
+
+    pub fn burger_order(&self, quantity: i64) -> Envelope<OrderCreated> {
+        self.catalogue.burger_order(quantity)
+    }
+
+    // --- JetStream -----------------------------------------------------------------------
+
+    /// Publishes like the order service's relay: `Nats-Msg-Id` = envelope id.
+    pub async fn publish<E: Event>(&self, event: &Envelope<E>) {
+        self.publish_with_message_id(event, &event.id.to_string())
+            .await;
+    }
+
+    /// The same envelope under another `Nats-Msg-Id`: the broker stores it again.
+    pub async fn publish_with_message_id<E: Event>(&self, event: &Envelope<E>, message_id: &str) {
+        let ack = self
+            .nats
+            .jetstream
+            .send_publish(
+                self.nats.namespace().subject(E::SUBJECT),
+                event_message(event, message_id),
+            )
+            .await
+            .expect("publish is sent")
+            .await
+            .expect("publish is acknowledged");
+        assert!(!ack.duplicate, "{message_id} was stored");
+    }
+
+    /// Many events with their acks in flight together.
+    pub async fn publish_all<E: Event>(&self, events: &[Envelope<E>]) {
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            acks.push(
+                self.nats
+                    .jetstream
+                    .send_publish(
+                        self.nats.namespace().subject(E::SUBJECT),
+                        event_message(event, &event.id.to_string()),
+                    )
+                    .await
+                    .expect("publish is sent"),
+            );
+        }
+        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
+            assert!(!ack.expect("publish is acknowledged").duplicate);
+        }
+    }
+
+    /// Arbitrary bytes on `subject` (without namespace).
+    pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>, message_id: &str) {
+        self.nats
+            .jetstream
+            .send_publish(
+                self.nats.namespace().subject(subject),
+                PublishMessage::build()
+                    .payload(payload.into())
+                    .message_id(message_id),
+            )
+            .await
+            .expect("publish is sent")
+            .await
+            .expect("publish is acknowledged");
+    }
+
+    async fn stream_of(&self, subject: &str) -> Stream {
+        let spec = topology::STREAMS
+            .iter()
+            .find(|s| subject.starts_with(s.subjects.trim_end_matches('>')))
+            .unwrap_or_else(|| panic!("a stream captures {subject}"));
+        self.nats
+            .jetstream
+            .get_stream(self.nats.namespace().stream(spec.name))
+            .await
+            .expect("the stream exists")
+    }
+
+    /// Every message stored on `subject` (without namespace), in stream order.
+    pub async fn messages_on(&self, subject: &str) -> Vec<StreamMessage> {
+        let stream = self.stream_of(subject).await;
+        let subject = self.nats.namespace().subject(subject);
+        let mut messages = Vec::new();
+        let mut sequence = 1;
+        loop {
+            match stream
+                .raw_message_builder()
+                .sequence(sequence)
+                .next_by_subject(subject.clone())
+                .send()
+                .await
+            {
+                Ok(message) => {
+                    sequence = message.sequence + 1;
+                    messages.push(message);
+                }
+                Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                    return messages;
+                }
+                Err(error) => panic!("could not read {subject}: {error}"),
+            }
+        }
+    }
+
+    /// Every event of type `E` in the namespace's streams, in stream order.
+    pub async fn events<E: Event>(&self) -> Vec<Envelope<E>> {
+        self.messages_on(E::SUBJECT)
+            .await
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).expect("a valid envelope"))
+            .collect()
+    }
+
+    /// Waits until the consumer has settled every message of its subject (acked or
+    /// dead-lettered): nothing pending, nothing awaiting an ack.
+    pub async fn wait_until_consumed(&self, spec: ConsumerSpec) {
+        let stream = &self.stream_of(spec.filter_subject).await;
+        let durable = &self.nats.namespace().durable(spec.durable);
+        eventually(
+            &format!("{durable} has settled every message"),
+            move || async move {
+                let info = stream
+                    .consumer_info(durable)
+                    .await
+                    .expect("the consumer exists");
+                info.num_pending == 0 && info.num_ack_pending == 0
+            },
+        )
+        .await;
+    }
+
+    /// Waits until both consumers have settled everything and the relay has published every
+    /// event they wrote.
+    pub async fn wait_until_settled(&self) {
+        self.wait_until_consumed(topology::STOCK_ORDERS_CREATED)
+            .await;
+        self.wait_until_consumed(topology::STOCK_ORDERS_CANCELLED)
+            .await;
+        let db = self.db();
+        eventually("the outbox is published", move || async move {
+            unpublished_events(db).await == 0
+        })
+        .await;
+    }
+
+    // --- PostgreSQL ----------------------------------------------------------------------
+
+    pub async fn ingredient(&self, id: i64) -> ingredients::Model {
+        ingredients::Entity::find_by_id(id)
+            .one(self.db())
+            .await
+            .expect("ingredients can be read")
+            .expect("the ingredient exists")
+    }
+
+    /// (name, stock) of the merchant's ingredients, by id.
+    pub async fn levels(&self) -> Vec<(String, i64)> {
+        store::list_ingredients(self.db(), MERCHANT_ID)
+            .await
+            .expect("ingredients can be listed")
+            .into_iter()
+            .map(|i| (i.name, i.stock))
+            .collect()
+    }
+
+    pub async fn movements_of_order(&self, order_id: Uuid) -> Vec<stock_movements::Model> {
+        movements_of_order(self.db(), order_id).await
+    }
+
+    pub async fn movement_count(&self) -> u64 {
+        stock_movements::Entity::find()
+            .count(self.db())
+            .await
+            .expect("movements can be counted")
+    }
+
+    /// SPEC §2: the movements are the audit trail; their sum is the stock, for every ingredient.
+    pub async fn assert_movements_sum_to_stock(&self) {
+        assert_movements_sum_to_stock(self.db()).await;
+    }
+}
+
+fn event_message<E: Event>(event: &Envelope<E>, message_id: &str) -> PublishMessage {
+    let mut message = PublishMessage::build()
+        .payload(serde_json::to_vec(event).expect("events encode").into())
+        .header(EVENT_TYPE_HEADER, E::TYPE)
+        .message_id(message_id);
+    if let Some(correlation_id) = &event.correlation_id {
+        message = message.header(CORRELATION_ID_HEADER, correlation_id.as_str());
+    }
+    message
+}
+
+pub async fn unpublished_events(db: &DatabaseConnection) -> u64 {
+    outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .count(db)
+        .await
+        .expect("the outbox can be read")
+}
+
+pub async fn movements_of_order(
+    db: &DatabaseConnection,
+    order_id: Uuid,
+) -> Vec<stock_movements::Model> {
+    stock_movements::Entity::find()
+        .filter(stock_movements::Column::OrderId.eq(order_id))
+        .order_by_asc(stock_movements::Column::Id)
+        .all(db)
+        .await
+        .expect("movements can be read")
+}
+
+pub async fn assert_movements_sum_to_stock(db: &DatabaseConnection) {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT i.name, i.stock, COALESCE(SUM(m.delta), 0)::bigint AS total \
+             FROM ingredients i LEFT JOIN stock_movements m ON m.ingredient_id = i.id \
+             GROUP BY i.id ORDER BY i.id",
+        ))
+        .await
+        .expect("movements can be summed");
+    assert!(!rows.is_empty(), "there are ingredients");
+    for row in rows {
+        let name: String = row.try_get("", "name").unwrap();
+        let stock: i64 = row.try_get("", "stock").unwrap();
+        let total: i64 = row.try_get("", "total").unwrap();
+        assert!(stock >= 0, "{name}: stock {stock} is negative");
+        assert_eq!(
+            total, stock,
+            "{name}: movements sum to {total}, stock is {stock}"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The order service's calls into the stock store: seed, list, restock (SPEC §3).
+
+use migration::testing::TestDatabase;
+use nats::outbox::Outbox;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+use stock::store::{self, IngredientSeed, Reserved, RestockError};
+
+use entities::{ingredients, stock_movements};
+
+use crate::helpers::{
+    Catalogue, MERCHANT_EMAIL, MERCHANT_ID, assert_movements_sum_to_stock, burger_seeds,
+    seed_burger_stock,
+};
+
+/// Reserves `burgers` burgers through the store, as the reservation actor would.
+async fn reserve_burgers(db: &DatabaseConnection, catalogue: &Catalogue, burgers: i64) {
+    let txn = db.begin().await.unwrap();
+    let reserved =
+        store::reserve_orders(&txn, &Outbox::default(), &[catalogue.burger_order(burgers)])
+            .await
+            .unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(reserved, vec![Reserved::Confirmed]);
+}
+
+async fn restock(
+    db: &DatabaseConnection,
+    merchant_id: i64,
+    ingredient_id: i64,
+    amount: i64,
+) -> Result<ingredients::Model, RestockError> {
+    let txn = db.begin().await.unwrap();
+    let restocked = store::restock(&txn, merchant_id, ingredient_id, amount).await;
+    if restocked.is_ok() {
+        txn.commit().await.unwrap();
+    }
+    restocked
+}
+
+async fn movements_of(db: &DatabaseConnection, ingredient_id: i64) -> Vec<(String, i64)> {
+    stock_movements::Entity::find()
+        .filter(stock_movements::Column::IngredientId.eq(ingredient_id))
+        .order_by_asc(stock_movements::Column::Id)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.reason, m.delta))
+        .collect()
+}
+
+#[actix::test]
+async fn seeding_is_idempotent_and_resets_levels_and_alerts() {
+    // Arrange: seeded, then 30 burgers: onion at 40 % and alerted.
+    let test_db = TestDatabase::new().await;
+    let db = &test_db.db;
+    let first = seed_burger_stock(db).await;
+    reserve_burgers(db, &first, 30).await;
+    let onion = ingredients::Entity::find_by_id(first.onion.id)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((onion.stock, onion.low_stock_alerted), (400, true));
+
+    // Act: seed again, twice.
+    let second = seed_burger_stock(db).await;
+    let third = seed_burger_stock(db).await;
+
+    // Assert: same rows, full levels, alerts reset; one seed movement per real change only.
+    for (before, after) in [
+        (&first.beef, &third.beef),
+        (&first.cheese, &third.cheese),
+        (&first.onion, &third.onion),
+    ] {
+        assert_eq!(
+            after.id, before.id,
+            "{}: upserted, not duplicated",
+            after.name
+        );
+        assert_eq!(after.stock, after.reference_level);
+        assert!(!after.low_stock_alerted, "{}: alert reset", after.name);
+        assert_eq!(after.merchant_email, MERCHANT_EMAIL);
+        assert_eq!(after.unit, "g");
+    }
+    assert_eq!(second.onion.stock, 1_000);
+    assert_eq!(
+        movements_of(db, first.onion.id).await,
+        vec![
+            ("seed".to_owned(), 1_000),
+            ("reserve".to_owned(), -600),
+            ("seed".to_owned(), 600),
+        ],
+        "the third seed changed nothing, so it wrote nothing"
+    );
+    assert_movements_sum_to_stock(db).await;
+}
+
+#[actix::test]
+async fn seeding_returns_rows_in_input_order_and_refuses_nonsense() {
+    let test_db = TestDatabase::new().await;
+    let db = &test_db.db;
+    let mut seeds = burger_seeds();
+    seeds.reverse();
+    let rows = store::seed_ingredients(db, MERCHANT_ID, MERCHANT_EMAIL, &seeds)
+        .await
+        .unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["Onion", "Cheese", "Beef"]);
+
+    let cases = [
+        (
+            "zero level",
+            IngredientSeed {
+                name: "Salt".into(),
+                unit: "g".into(),
+                level: 0,
+            },
+        ),
+        (
+            "unknown unit",
+            IngredientSeed {
+                name: "Salt".into(),
+                unit: "kg".into(),
+                level: 5,
+            },
+        ),
+    ];
+    for (why, seed) in cases {
+        assert!(
+            store::seed_ingredients(db, MERCHANT_ID, MERCHANT_EMAIL, &[seed])
+                .await
+                .is_err(),
+            "{why} is refused"
+        );
+    }
+}
+
+#[actix::test]
+async fn restock_raises_the_reference_rearms_only_at_half_and_writes_a_movement() {
+    // Arrange: onion at 100 g of 1 000, alerted.
+    let test_db = TestDatabase::new().await;
+    let db = &test_db.db;
+    let catalogue = seed_burger_stock(db).await;
+    reserve_burgers(db, &catalogue, 45).await;
+    let onion = catalogue.onion.id;
+
+    // Act + Assert, step by step: (amount, stock, reference, alerted, why)
+    let steps = [
+        (
+            300,
+            400,
+            1_000,
+            true,
+            "40 %: still below half, stays alerted",
+        ),
+        (100, 500, 1_000, false, "exactly 50 %: re-armed"),
+        (
+            1_000,
+            1_500,
+            1_500,
+            false,
+            "above the reference: raised to the new level",
+        ),
+    ];
+    for (amount, stock, reference, alerted, why) in steps {
+        let row = restock(db, MERCHANT_ID, onion, amount).await.unwrap();
+        assert_eq!(
+            (row.stock, row.reference_level, row.low_stock_alerted),
+            (stock, reference, alerted),
+            "{why}"
+        );
+    }
+    let restocks: Vec<(String, i64)> = movements_of(db, onion)
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason == "restock")
+        .collect();
+    assert_eq!(
+        restocks,
+        vec![
+            ("restock".to_owned(), 300),
+            ("restock".to_owned(), 100),
+            ("restock".to_owned(), 1_000)
+        ]
+    );
+    assert_movements_sum_to_stock(db).await;
+}
+
+#[actix::test]
+async fn restock_refuses_other_merchants_ingredients_and_non_positive_amounts() {
+    let test_db = TestDatabase::new().await;
+    let db = &test_db.db;
+    let catalogue = seed_burger_stock(db).await;
+    let onion = catalogue.onion.id;
+
+    let cases = [
+        (
+            MERCHANT_ID + 1,
+            onion,
+            10,
+            "another merchant's ingredient",
+            "NotFound",
+        ),
+        (
+            MERCHANT_ID,
+            onion + 1_000,
+            10,
+            "an unknown ingredient",
+            "NotFound",
+        ),
+        (MERCHANT_ID, onion, 0, "a zero amount", "InvalidAmount"),
+        (MERCHANT_ID, onion, -5, "a negative amount", "InvalidAmount"),
+        (
+            MERCHANT_ID,
+            onion,
+            i64::MAX,
+            "an overflowing amount",
+            "InvalidAmount",
+        ),
+    ];
+    for (merchant, ingredient, amount, why, expected) in cases {
+        let error = restock(db, merchant, ingredient, amount)
+            .await
+            .expect_err(why);
+        assert!(
+            format!("{error:?}").starts_with(expected),
+            "{why}: {error:?} should be {expected}"
+        );
+    }
+    let row = ingredients::Entity::find_by_id(onion)
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.stock, 1_000, "nothing changed");
+    assert_eq!(movements_of(db, onion).await.len(), 1, "only the seed");
+}
+
+#[actix::test]
+async fn listing_shows_only_the_merchants_ingredients_by_id() {
+    let test_db = TestDatabase::new().await;
+    let db = &test_db.db;
+    let catalogue = seed_burger_stock(db).await;
+    store::seed_ingredients(
+        db,
+        MERCHANT_ID + 1,
+        "other@larder.test",
+        &[IngredientSeed {
+            name: "Tofu".into(),
+            unit: "g".into(),
+            level: 500,
+        }],
+    )
+    .await
+    .unwrap();
+
+    let listed: Vec<i64> = store::list_ingredients(db, MERCHANT_ID)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+
+    assert_eq!(
+        listed,
+        [catalogue.beef.id, catalogue.cheese.id, catalogue.onion.id]
+    );
+}

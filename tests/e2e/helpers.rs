@@ -1,0 +1,345 @@
+//! The stack under test: `larder` child processes, a maildev inbox, and API helpers.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use migration::testing::TestDatabase;
+use nats::testing::TestNats;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
+pub const MERCHANT_PASSWORD: &str = "merchant-password";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A maildev process on free ports, killed on drop.
+pub struct MailInbox {
+    pub smtp_port: u16,
+    pub web: String,
+    child: Child,
+}
+
+impl MailInbox {
+    pub async fn start() -> Self {
+        let (smtp_port, web_port) = (free_port(), free_port());
+        let child = Command::new("maildev")
+            .args([
+                "--smtp",
+                &smtp_port.to_string(),
+                "--web",
+                &web_port.to_string(),
+                "--ip",
+                "127.0.0.1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("maildev is installed (./stack.sh test installs it)");
+        let inbox = Self {
+            smtp_port,
+            web: format!("http://127.0.0.1:{web_port}"),
+            child,
+        };
+        let client = reqwest::Client::new();
+        eventually("maildev answers", || async {
+            client
+                .get(format!("{}/email", inbox.web))
+                .send()
+                .await
+                .is_ok()
+        })
+        .await;
+        inbox
+    }
+
+    pub async fn emails(&self) -> Vec<Value> {
+        let response = reqwest::get(format!("{}/email", self.web)).await.unwrap();
+        response.json().await.unwrap()
+    }
+}
+
+impl Drop for MailInbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `larder all` (plus any extra instances) on a database, namespace and inbox of its own.
+pub struct Stack {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub nats: TestNats,
+    pub mail: MailInbox,
+    http_port: u16,
+    processes: Vec<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra environment for every process, e.g. slower delivery.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::new().await;
+        let nats = TestNats::new().await;
+        let mail = MailInbox::start().await;
+        let http_port = free_port();
+        let mut stack = Self {
+            address: format!("http://127.0.0.1:{http_port}"),
+            client: reqwest::Client::new(),
+            db,
+            nats,
+            mail,
+            http_port,
+            processes: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        stack.spawn(&["all"]);
+        let client = stack.client.clone();
+        let ready = format!("{}/ready", stack.address);
+        eventually("larder all is ready", || async {
+            client
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+        stack
+    }
+
+    /// Starts another `larder` process on this stack (`&["stock"]` for a second stock instance).
+    pub fn spawn(&mut self, args: &[&str]) {
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let log = std::fs::File::create(log_dir.join(format!(
+            "{}-{}.log",
+            self.db.name(),
+            self.processes.len()
+        )))
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_larder"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db.config.url)
+            .env("DATABASE_MAX_CONNECTIONS", "6")
+            .env("NATS_URL", &self.nats.config.url)
+            .env("NATS_NAMESPACE", self.nats.namespace().as_str())
+            .env("HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
+            .env("SMTP_HOST", "127.0.0.1")
+            .env("SMTP_PORT", self.mail.smtp_port.to_string())
+            .env("OUTBOX_POLL_INTERVAL_MS", "200")
+            .env("DELIVERY_DISPATCH_DELAY_MS", "300")
+            .env("DELIVERY_DELIVER_DELAY_MS", "300")
+            .env("LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the larder binary runs");
+        self.processes.push(child);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "login {email}");
+        response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn merchant(&self) -> String {
+        self.token(MERCHANT_EMAIL, MERCHANT_PASSWORD).await
+    }
+
+    pub async fn new_customer(&self) -> String {
+        let email = format!("c{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self
+            .client
+            .post(self.url("/auth/register"))
+            .json(&json!({"email": email, "password": "password-123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        self.token(&email, "password-123").await
+    }
+
+    /// Seeds and returns the burger's product id.
+    pub async fn seed(&self, merchant: &str) -> i64 {
+        let catalogue: Value = self
+            .post(merchant, "/order/seed", &Value::Null)
+            .await
+            .json()
+            .await
+            .unwrap();
+        catalogue["products"][0]["id"].as_i64().unwrap()
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).bearer_auth(token);
+        if !body.is_null() {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// Places an order of `quantity` burgers; returns its id.
+    pub async fn order(&self, token: &str, burger: i64, quantity: i64) -> String {
+        let response = self
+            .post(
+                token,
+                "/order",
+                &json!({"products": [{"product_id": burger, "quantity": quantity}]}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn order_status(&self, token: &str, id: &str) -> String {
+        self.get(token, &format!("/order/{id}")).await["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until the order reaches `status`.
+    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) {
+        eventually(&format!("order {id} is {status}"), || async {
+            self.order_status(token, id).await == status
+        })
+        .await;
+    }
+
+    /// Ingredient name -> current level.
+    pub async fn levels(&self, merchant: &str) -> Vec<(String, i64)> {
+        self.get(merchant, "/ingredients")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap().to_owned(),
+                    i["stock"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until the durable consumer has nothing pending or unacknowledged.
+    pub async fn wait_until_consumed(&self, durable: &str) {
+        let ns = self.nats.namespace();
+        let stream = ns.stream("ORDERS");
+        let durable = ns.durable(durable);
+        eventually(&format!("{durable} has consumed everything"), || async {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = self
+                .nats
+                .jetstream
+                .get_consumer_from_stream(&durable, &stream)
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            info.num_pending == 0 && info.num_ack_pending == 0
+        })
+        .await;
+    }
+
+    /// SPEC §2: for every ingredient, the movements add up to the level, and no level is negative.
+    pub async fn assert_stock_consistent(&self) {
+        use sea_orm::ConnectionTrait;
+        let rows = self
+            .db
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT i.name, i.stock, COALESCE(SUM(m.delta), 0)::BIGINT AS moved \
+                 FROM ingredients i LEFT JOIN stock_movements m ON m.ingredient_id = i.id \
+                 GROUP BY i.id, i.name, i.stock",
+            ))
+            .await
+            .unwrap();
+        for row in rows {
+            let name: String = row.try_get("", "name").unwrap();
+            let stock: i64 = row.try_get("", "stock").unwrap();
+            let moved: i64 = row.try_get("", "moved").unwrap();
+            assert!(stock >= 0, "{name} is negative: {stock}");
+            assert_eq!(
+                stock, moved,
+                "{name}: level {stock} but movements add up to {moved}"
+            );
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `condition` until it holds; fails after 30 s (a whole stack in a debug build).
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,139 @@
+//! Issue 5 end to end: an order's whole life, and cancelling at each stage.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Stack, eventually};
+
+#[tokio::test]
+async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_order() {
+    let stack = Stack::start().await;
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customer = stack.new_customer().await;
+
+    let id = stack.order(&customer, burger, 2).await;
+    stack.wait_for_status(&customer, &id, "delivered").await;
+
+    let order = stack.get(&customer, &format!("/order/{id}")).await;
+    let history: Vec<&str> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        vec!["pending", "confirmed", "dispatched", "delivered"]
+    );
+    let times: Vec<&str> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["at"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert_eq!(order["shipment"]["status"], "delivered");
+}
+
+#[tokio::test]
+async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
+    // A courier that takes a minute: the order stays confirmed while we cancel it.
+    let stack = Stack::start_with(&[("DELIVERY_DISPATCH_DELAY_MS", "60000")]).await;
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customer = stack.new_customer().await;
+    let before = stack.levels(&merchant).await;
+
+    let id = stack.order(&customer, burger, 3).await;
+    stack.wait_for_status(&customer, &id, "confirmed").await;
+    assert_ne!(
+        stack.levels(&merchant).await,
+        before,
+        "the order reserved stock"
+    );
+    let response = stack
+        .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    eventually("the stock is back", || async {
+        stack.levels(&merchant).await == before
+    })
+    .await;
+    stack.assert_stock_consistent().await;
+    assert_eq!(stack.order_status(&customer, &id).await, "cancelled");
+}
+
+#[tokio::test]
+async fn cancelling_after_dispatch_is_a_conflict() {
+    let stack = Stack::start().await;
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customer = stack.new_customer().await;
+    let id = stack.order(&customer, burger, 1).await;
+    stack.wait_for_status(&customer, &id, "confirmed").await;
+
+    // The merchant's courier update forces the dispatch.
+    let response = stack
+        .post(
+            &merchant,
+            &format!("/order/{id}/delivery"),
+            &json!({"status": "dispatched"}),
+        )
+        .await;
+    assert!(response.status() == StatusCode::ACCEPTED || response.status() == StatusCode::CONFLICT);
+    eventually("the order is dispatched", || async {
+        matches!(
+            stack.order_status(&customer, &id).await.as_str(),
+            "dispatched" | "delivered"
+        )
+    })
+    .await;
+
+    let response = stack
+        .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() {
+    let stack = Stack::start().await;
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customer = stack.new_customer().await;
+    let before = stack.levels(&merchant).await;
+
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = stack.order(&customer, burger, 4).await;
+        // No waiting: the cancellation is usually processed before or around the reservation.
+        let response = stack
+            .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        ids.push(id);
+    }
+
+    for id in &ids {
+        assert_eq!(stack.order_status(&customer, id).await, "cancelled");
+    }
+    eventually("every reservation is released", || async {
+        stack.levels(&merchant).await == before
+    })
+    .await;
+    // And it stays so: once stock processing has consumed every event, nothing was reserved late.
+    stack.wait_until_consumed("stock-orders-created").await;
+    stack.wait_until_consumed("stock-orders-cancelled").await;
+    assert_eq!(stack.levels(&merchant).await, before);
+    stack.assert_stock_consistent().await;
+    for id in &ids {
+        assert_eq!(stack.order_status(&customer, id).await, "cancelled");
+    }
+}

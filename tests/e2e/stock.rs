@@ -1,0 +1,180 @@
+//! Issue 4 end to end: reservations under concurrency and exactly-once low-stock email.
+
+use std::collections::HashMap;
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Stack, eventually};
+
+/// 200 single-burger orders from 20 customers, all at once, against stock for exactly 50
+/// burgers (onion: 1 000 g, 20 g each).
+async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customers = join_all((0..20).map(|_| stack.new_customer())).await;
+
+    let requests = (0..200).map(|i| {
+        let token = customers[i % customers.len()].clone();
+        async move {
+            let response = stack
+                .post(
+                    &token,
+                    "/order",
+                    &json!({"products": [{"product_id": burger, "quantity": 1}]}),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+            let id = response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (token, id)
+        }
+    });
+    let orders = join_all(requests).await;
+
+    let mut statuses: HashMap<String, usize> = HashMap::new();
+    eventually("every order is confirmed or rejected", || async {
+        let merchant_view = stack
+            .get(&merchant, "/orders?status=pending&per_page=1")
+            .await;
+        merchant_view["total"] == 0
+    })
+    .await;
+    for (token, id) in &orders {
+        *statuses
+            .entry(stack.order_status(token, id).await)
+            .or_default() += 1;
+    }
+    assert_eq!(statuses.get("confirmed"), Some(&50), "{statuses:?}");
+    assert_eq!(statuses.get("rejected"), Some(&150), "{statuses:?}");
+
+    let (token, rejected) = {
+        let mut found = None;
+        for (token, id) in &orders {
+            if stack.order_status(token, id).await == "rejected" {
+                found = Some((token.clone(), id.clone()));
+                break;
+            }
+        }
+        found.unwrap()
+    };
+    let rejected = stack.get(&token, &format!("/order/{rejected}")).await;
+    assert_eq!(
+        rejected["rejection"]["shortages"][0]["ingredient"], "Onion",
+        "{rejected}"
+    );
+    assert_eq!(rejected["rejection"]["shortages"][0]["available"], 0);
+
+    let levels = stack.levels(&merchant).await;
+    assert_eq!(
+        levels,
+        vec![
+            ("Beef".into(), 20_000 - 50 * 150),
+            ("Cheese".into(), 5_000 - 50 * 30),
+            ("Onion".into(), 0)
+        ]
+    );
+    stack.assert_stock_consistent().await;
+
+    // Only onion crossed 50 % (beef ends at 62 %, cheese at 70 %): exactly one email.
+    eventually("the low-stock email arrives", || async {
+        !stack.mail.emails().await.is_empty()
+    })
+    .await;
+    let emails = stack.mail.emails().await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    let email = &emails[0];
+    assert!(
+        email["subject"].as_str().unwrap().contains("Onion"),
+        "{email}"
+    );
+    assert_eq!(email["to"][0]["address"], "merchant@larder.local");
+    assert!(email["text"].as_str().unwrap().contains('%'));
+    assert!(email["html"].is_string());
+}
+
+#[tokio::test]
+async fn concurrent_orders_never_oversell_and_alert_once() {
+    let stack = Stack::start().await;
+    two_hundred_orders_against_fifty_burgers(&stack).await;
+}
+
+#[tokio::test]
+async fn concurrent_orders_never_oversell_with_two_stock_instances() {
+    let mut stack = Stack::start().await;
+    stack.spawn(&["stock"]);
+    two_hundred_orders_against_fifty_burgers(&stack).await;
+}
+
+#[tokio::test]
+async fn no_second_email_until_a_restock_re_arms_the_alert() {
+    let stack = Stack::start().await;
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customer = stack.new_customer().await;
+
+    // 26 burgers take onion from 1 000 g to 480 g: below 50 %.
+    let first = stack.order(&customer, burger, 26).await;
+    stack.wait_for_status(&customer, &first, "confirmed").await;
+    eventually("one email", || async {
+        stack.mail.emails().await.len() == 1
+    })
+    .await;
+
+    // Further down: no new alert.
+    let second = stack.order(&customer, burger, 5).await;
+    stack.wait_for_status(&customer, &second, "confirmed").await;
+
+    // A restock that stays below 50 % does not re-arm; one that reaches it does.
+    let onion = stack
+        .get(&merchant, "/ingredients")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "Onion")
+        .unwrap()
+        .clone();
+    let onion_id = onion["id"].as_i64().unwrap();
+    let restocked: Value = stack
+        .post(
+            &merchant,
+            &format!("/ingredients/{onion_id}/restock"),
+            &json!({"amount": 10}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(restocked["alert"], "alerted");
+    let restocked: Value = stack
+        .post(
+            &merchant,
+            &format!("/ingredients/{onion_id}/restock"),
+            &json!({"amount": 600}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(restocked["alert"], "armed");
+    assert_eq!(
+        stack.mail.emails().await.len(),
+        1,
+        "no email for the orders in between"
+    );
+
+    // Crossing again after the re-arm: a second email.
+    let level = restocked["stock"].as_i64().unwrap();
+    let burgers_to_cross = (level - restocked["reference_level"].as_i64().unwrap() / 2) / 20 + 1;
+    let third = stack.order(&customer, burger, burgers_to_cross).await;
+    stack.wait_for_status(&customer, &third, "confirmed").await;
+    eventually("a second email", || async {
+        stack.mail.emails().await.len() == 2
+    })
+    .await;
+    stack.assert_stock_consistent().await;
+}
