@@ -38,6 +38,8 @@ pub enum Command {
     Openapi,
     /// Offer orders to a running stack and report throughput, latency and consistency.
     Bench(crate::bench::BenchArgs),
+    /// Dead letters: list them, replay one onto its original subject.
+    Dlq(DlqArgs),
 }
 
 /// Configuration every service shares.
@@ -98,6 +100,33 @@ pub struct DeliveryArgs {
     pub shared: Shared,
     #[command(flatten)]
     pub settings: delivery::config::DeliverySettings,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub nats: NatsConfig,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// The newest dead letters, newest last: sequence, consumer, subject, deliveries, reason.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a dead letter again on its original subject (a new Nats-Msg-Id; consumers'
+    /// inboxes still recognise an event they already handled).
+    Replay {
+        /// The dead letter's sequence in the DLQ stream (from `larder dlq list`).
+        sequence: u64,
+    },
 }
 
 #[derive(Debug, Args)]

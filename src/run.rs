@@ -13,6 +13,10 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             println!("{}", order::api::spec_json());
             Ok(())
         }
+        Command::Dlq(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("Failed to start tokio")?;
+            runtime.block_on(dead_letters(args))
+        }
         Command::Bench(args) => {
             let runtime = tokio::runtime::Runtime::new().context("Failed to start tokio")?;
             runtime.block_on(crate::bench::run(args))
@@ -55,6 +59,55 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
+async fn dead_letters(args: crate::cli::DlqArgs) -> anyhow::Result<()> {
+    use crate::cli::DlqCommand;
+    let client = nats::connect(&args.nats, "larder-dlq", std::time::Duration::from_secs(10))
+        .await
+        .context("Failed to connect to NATS")?;
+    let js = async_nats::jetstream::new(client);
+    let ns = &args.nats.namespace;
+    match args.command {
+        DlqCommand::List { limit, json } => {
+            let letters = nats::dlq::list(&js, ns, limit)
+                .await
+                .context("Failed to read the DLQ stream")?;
+            if json {
+                for letter in &letters {
+                    println!("{}", serde_json::to_string(letter)?);
+                }
+            } else {
+                println!(
+                    "{:>6}  {:<28} {:<26} {:>4}  {:<25} reason",
+                    "seq", "consumer", "subject", "dlv", "stored at"
+                );
+                for l in &letters {
+                    println!(
+                        "{:>6}  {:<28} {:<26} {:>4}  {:<25} {}",
+                        l.sequence,
+                        l.consumer,
+                        l.subject,
+                        l.deliveries
+                            .map_or_else(|| "?".to_owned(), |d| d.to_string()),
+                        l.stored_at.to_string(),
+                        l.reason
+                    );
+                }
+                println!("{} dead letter(s)", letters.len());
+            }
+        }
+        DlqCommand::Replay { sequence } => {
+            let to = nats::dlq::replay(&js, ns, sequence)
+                .await
+                .context("Failed to replay")?;
+            println!(
+                "replayed dead letter {sequence} to {} ({} sequence {}, Nats-Msg-Id {})",
+                to.subject, to.stream, to.stream_sequence, to.message_id
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The services to run in this process.
 #[derive(Default)]
 struct Services {
@@ -62,6 +115,16 @@ struct Services {
     stock: Option<stock::Config>,
     notification: Option<notification::Config>,
     delivery: Option<delivery::Config>,
+}
+
+impl Services {
+    fn nats_config(&self) -> Option<nats::NatsConfig> {
+        (self.order.as_ref().map(|c| &c.nats))
+            .or(self.stock.as_ref().map(|c| &c.nats))
+            .or(self.notification.as_ref().map(|c| &c.nats))
+            .or(self.delivery.as_ref().map(|c| &c.nats))
+            .cloned()
+    }
 }
 
 fn run_services(services: Services) -> anyhow::Result<()> {
@@ -78,6 +141,7 @@ fn run_services(services: Services) -> anyhow::Result<()> {
         // Build everything first (connections, migrations, streams), then run it all; the
         // first service to fail stops the others.
         let mut running = Vec::new();
+        let nats_config = services.nats_config();
         if let Some(config) = services.order {
             let app = order::Application::build(config)
                 .await
@@ -116,6 +180,20 @@ fn run_services(services: Services) -> anyhow::Result<()> {
             running.push(spawn_service(
                 "delivery",
                 app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        // One advisory watcher per process: messages the server gave up on (max deliveries
+        // after ack timeouts) become dead letters too (SPEC §5 rule 7).
+        if let Some(config) = nats_config {
+            let js = nats::connect_jetstream(&config, "larder-advisories")
+                .await
+                .context("Failed to connect the advisory watcher")?;
+            let watcher =
+                nats::dlq::watch_advisories(js, config.namespace.clone(), shutdown.clone());
+            running.push(spawn_service(
+                "advisory watcher",
+                async move { Ok(watcher.await?) },
                 &shutdown,
             ));
         }

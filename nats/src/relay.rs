@@ -147,6 +147,9 @@ pub struct OutboxRelay {
     config: OutboxConfig,
     /// Set while a drain is queued, so a burst of notifications queues one drain, not thousands.
     drain_queued: Arc<AtomicBool>,
+    /// The LISTEN loop. A tokio task rather than an actor future: the runtime drops it inside its
+    /// own context at shutdown, which sqlx's listener needs.
+    listener: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl OutboxRelay {
@@ -156,6 +159,7 @@ impl OutboxRelay {
             js,
             config,
             drain_queued: Arc::new(AtomicBool::new(false)),
+            listener: None,
         }
     }
 
@@ -175,8 +179,17 @@ impl Actor for OutboxRelay {
         ctx.run_interval(self.config.poll_interval(), |relay, ctx| {
             relay.queue_drain(ctx)
         });
-        let wake = listen_for_inserts(self.db.clone(), ctx.address(), self.drain_queued.clone());
-        ctx.spawn(wake.into_actor(self));
+        self.listener = Some(tokio::spawn(listen_for_inserts(
+            self.db.clone(),
+            ctx.address(),
+            self.drain_queued.clone(),
+        )));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(listener) = self.listener.take() {
+            listener.abort();
+        }
     }
 }
 

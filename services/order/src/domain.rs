@@ -107,7 +107,10 @@ impl OrderStatus {
     pub fn settle(self, to: OrderStatus) -> Settle {
         if self.can_become(to) {
             Settle::Apply
-        } else if !self.is_final() && self.rank() < to.rank() && !to.is_final() {
+        } else if !self.is_final()
+            && self.rank() < to.rank()
+            && matches!(to, Self::Confirmed | Self::Dispatched | Self::Delivered)
+        {
             Settle::NotYet
         } else {
             Settle::Ignore

@@ -5,7 +5,7 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 
-use super::problem::{PROBLEM_JSON, Problem, from_poem_error};
+use super::problem::{PROBLEM_JSON, Problem};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Request bodies larger than this are refused with 413.
@@ -60,9 +60,16 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
                 Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
                 Err(error) => Err(error),
             };
+            // An `ApiError` arrives here as a `poem::Error` carrying its problem response; a
+            // framework error carries a plain-text one. Both become problems below.
             let response = match result {
                 Ok(response) => response,
-                Err(error) => problem_response(from_poem_error(&error)),
+                Err(error) => {
+                    if error.status().is_server_error() {
+                        tracing::error!(error = %error, "request failed");
+                    }
+                    error.into_response()
+                }
             };
             let mut response = with_request_id(response, &request_id).await;
             if let Ok(value) = HeaderValue::from_str(&request_id.0) {
@@ -108,15 +115,6 @@ fn too_large() -> poem::Error {
     )
 }
 
-fn problem_response(problem: Problem) -> Response {
-    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = poem_openapi::types::ToJSON::to_json_string(&problem);
-    Response::builder()
-        .status(status)
-        .content_type(PROBLEM_JSON)
-        .body(body)
-}
-
 /// Error responses carry the request id in their problem body; a non-problem error response
 /// (from a layer that does not know our format) is turned into one.
 async fn with_request_id(mut response: Response, request_id: &RequestId) -> Response {
@@ -134,7 +132,12 @@ async fn with_request_id(mut response: Response, request_id: &RequestId) -> Resp
         None
     }
     .unwrap_or_else(|| {
-        let detail = String::from_utf8_lossy(&body).trim().to_owned();
+        // A server error's text may describe internals: the log has it, the client gets the id.
+        let detail = if status.is_server_error() {
+            "An unexpected error occurred. Quote the request id when reporting it.".to_owned()
+        } else {
+            String::from_utf8_lossy(&body).trim().to_owned()
+        };
         let problem = Problem::new(status, (!detail.is_empty()).then_some(detail));
         serde_json::from_str(&poem_openapi::types::ToJSON::to_json_string(&problem))
             .expect("a problem serialises to a JSON object")

@@ -1,7 +1,7 @@
 //! Errors over HTTP: every error, the framework's own included, becomes an RFC 9457
-//! `application/problem+json` body (SPEC §3). Handlers return [`ApiError`]; framework errors are
-//! converted by [`from_poem_error`] in the request middleware. This is the one place where errors
-//! meet HTTP.
+//! `application/problem+json` body (SPEC §3). Handlers return [`ApiError`]; the request
+//! middleware ([`super::context`]) turns framework errors (routing, parsing, auth, size limit) into
+//! problems and adds the request id to every one.
 
 use poem::http::StatusCode;
 use poem_openapi::{ApiResponse, Object, payload::Json};
@@ -149,16 +149,4 @@ impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
         Self::internal(error)
     }
-}
-
-/// A framework error (routing, parsing, auth, size limit) as a problem.
-pub fn from_poem_error(error: &poem::Error) -> Problem {
-    let status = error.status();
-    let detail = if status.is_server_error() {
-        tracing::error!(error = %error, "framework error");
-        "An unexpected error occurred. Quote the request id when reporting it.".to_owned()
-    } else {
-        error.to_string()
-    };
-    Problem::new(status, detail)
 }

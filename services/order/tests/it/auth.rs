@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{MERCHANT_EMAIL, MERCHANT_PASSWORD, assert_problem, spawn_app};
 
-#[actix::test]
+#[tokio::test]
 async fn a_customer_registers_logs_in_and_gets_a_bearer_token_with_its_role() {
     let app = spawn_app().await;
 
@@ -25,7 +25,7 @@ async fn a_customer_registers_logs_in_and_gets_a_bearer_token_with_its_role() {
     assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap());
 }
 
-#[actix::test]
+#[tokio::test]
 async fn the_bootstrap_merchant_exists_at_start_and_its_token_names_its_merchant() {
     let app = spawn_app().await;
     let token = app.merchant_token().await;
@@ -34,7 +34,7 @@ async fn the_bootstrap_merchant_exists_at_start_and_its_token_names_its_merchant
     assert!(claims["merchant_id"].is_i64());
 }
 
-#[actix::test]
+#[tokio::test]
 async fn registration_refuses_duplicates_and_invalid_credentials() {
     let app = spawn_app().await;
     assert_eq!(
@@ -91,7 +91,7 @@ async fn registration_refuses_duplicates_and_invalid_credentials() {
     }
 }
 
-#[actix::test]
+#[tokio::test]
 async fn login_refuses_wrong_credentials_without_saying_which_part_was_wrong() {
     let app = spawn_app().await;
     let wrong_password = assert_problem(

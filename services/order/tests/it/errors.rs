@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{assert_problem, burgers, spawn_app};
 
-#[actix::test]
+#[tokio::test]
 async fn framework_errors_are_problem_json_too() {
     let app = spawn_app().await;
     let token = app.customer_token().await;
@@ -71,7 +71,7 @@ async fn framework_errors_are_problem_json_too() {
     }
 }
 
-#[actix::test]
+#[tokio::test]
 async fn forged_and_expired_tokens_are_refused() {
     let app = spawn_app().await;
     let now = chrono::Utc::now().timestamp();
@@ -97,7 +97,7 @@ async fn forged_and_expired_tokens_are_refused() {
     }
 }
 
-#[actix::test]
+#[tokio::test]
 async fn the_request_id_is_taken_from_the_request_or_generated_and_always_returned() {
     let app = spawn_app().await;
     let response = app
@@ -124,7 +124,7 @@ async fn the_request_id_is_taken_from_the_request_or_generated_and_always_return
     assert_eq!(problem["request_id"], "trace-404");
 }
 
-#[actix::test]
+#[tokio::test]
 async fn health_and_readiness() {
     let app = spawn_app().await;
     let health: serde_json::Value = app

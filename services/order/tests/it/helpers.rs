@@ -28,9 +28,12 @@ pub struct TestApp {
     pub db: TestDatabase,
     pub nats: TestNats,
     shutdown: CancellationToken,
+    server: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Builds and runs the order service on a free port. Call it from `#[actix::test]`.
+/// Builds and runs the order service on a free port, on a thread and actix system of its own
+/// (as in production: actors need the system, and sqlx needs its runtime alive while the app
+/// shuts down). Dropping the `TestApp` shuts it down gracefully.
 pub async fn spawn_app() -> TestApp {
     LazyLock::force(&TRACING);
     let db = TestDatabase::new().await;
@@ -48,24 +51,46 @@ pub async fn spawn_app() -> TestApp {
         },
         delivery: delivery::config::DeliverySettings::default(),
     };
-    let app = Application::build(config)
-        .await
-        .expect("the order service builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
-    actix::spawn(app.run_until_stopped(shutdown.clone()));
+    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+    let stop = shutdown.clone();
+    let server = std::thread::spawn(move || {
+        let system = actix::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime")
+        });
+        system.block_on(async move {
+            let app = Application::build(config)
+                .await
+                .expect("the order service builds");
+            let _ = port_tx.send(app.port());
+            app.run_until_stopped(stop)
+                .await
+                .expect("the order service runs and stops cleanly");
+        });
+    });
+    let port = port_rx.await.expect("the order service started");
     TestApp {
-        address,
+        address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
         db,
         nats,
         shutdown,
+        server: Some(server),
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // Close our idle keep-alive connections so the graceful shutdown has nothing to wait for.
+        self.client = reqwest::Client::new();
         self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
     }
 }
 

@@ -55,7 +55,7 @@ async fn cancellations(app: &TestApp) -> Vec<Value> {
     found
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announced() {
     let app = spawn_app().await;
     let token = app.customer_token().await;
@@ -101,7 +101,7 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
     .await;
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_dispatched_order_can_no_longer_be_cancelled() {
     let app = spawn_app().await;
     let token = app.customer_token().await;

@@ -10,7 +10,7 @@ fn the_checked_in_openapi_json_is_the_spec_the_service_serves() {
     );
 }
 
-#[actix::test]
+#[tokio::test]
 async fn the_served_spec_and_swagger_ui_are_there() {
     let app = spawn_app().await;
     let served = app

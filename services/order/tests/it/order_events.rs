@@ -39,7 +39,7 @@ async fn status_of(app: &TestApp, token: &str, id: Uuid) -> Value {
         .unwrap()
 }
 
-#[actix::test]
+#[tokio::test]
 async fn confirmed_moves_a_pending_order_forward_once() {
     let app = spawn_app().await;
     let (token, id) = place(&app).await;
@@ -100,7 +100,7 @@ async fn confirmed_moves_a_pending_order_forward_once() {
     assert_eq!(history, vec!["pending", "confirmed"]);
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_rejection_is_shown_with_its_shortages() {
     let app = spawn_app().await;
     let (token, id) = place(&app).await;
@@ -134,7 +134,7 @@ async fn a_rejection_is_shown_with_its_shortages() {
     assert_eq!(order["rejection"]["shortages"][0]["available"], 0);
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_dispatch_that_overtakes_the_confirmation_waits_for_it() {
     let app = spawn_app().await;
     let (token, id) = place(&app).await;

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::helpers::{assert_problem, burgers, spawn_app};
 
-#[actix::test]
+#[tokio::test]
 async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_and_merchant() {
     let app = spawn_app().await;
     let burger = app.seed().await;
@@ -55,7 +55,7 @@ async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_a
     .await;
 }
 
-#[actix::test]
+#[tokio::test]
 async fn invalid_orders_are_refused_naming_the_field() {
     let app = spawn_app().await;
     let burger = app.seed().await;
@@ -158,7 +158,7 @@ async fn invalid_orders_are_refused_naming_the_field() {
     );
 }
 
-#[actix::test]
+#[tokio::test]
 async fn an_order_goes_to_one_merchant() {
     let app = spawn_app().await;
     let burger = app.seed().await;
@@ -180,7 +180,7 @@ async fn an_order_goes_to_one_merchant() {
     assert_eq!(problem["errors"][0]["field"], "products");
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_refused() {
     let app = spawn_app().await;
     let burger = app.seed().await;
@@ -218,13 +218,14 @@ async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_
     assert_eq!(theirs.status(), StatusCode::ACCEPTED);
 }
 
-#[actix::test]
+#[tokio::test]
 async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_identical_answers() {
     let app = spawn_app().await;
     let burger = app.seed().await;
     let token = app.customer_token().await;
 
-    let requests = (0..20).map(|_| app.post_order_with_key(&token, "race", &burgers(burger, 1)));
+    let body = burgers(burger, 1);
+    let requests = (0..20).map(|_| app.post_order_with_key(&token, "race", &body));
     let responses = futures::future::join_all(requests).await;
 
     let mut statuses = Vec::new();
@@ -253,7 +254,7 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_ident
     assert_eq!(orders["total"], 1);
 }
 
-#[actix::test]
+#[tokio::test]
 async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id() {
     let app = spawn_app().await;
     let burger = app.seed().await;
@@ -272,17 +273,13 @@ async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id()
     let order: Value = response.json().await.unwrap();
 
     let stream_name = app.nats.namespace().stream("ORDERS");
-    let mut stored = None;
     crate::helpers::eventually("orders.created is on the stream", || async {
         let mut stream = app.nats.jetstream.get_stream(&stream_name).await.unwrap();
-        if stream.info().await.unwrap().state.messages == 0 {
-            return false;
-        }
-        stored = Some(stream.get_raw_message(1).await.unwrap());
-        true
+        stream.info().await.unwrap().state.messages > 0
     })
     .await;
-    let message = stored.unwrap();
+    let stream = app.nats.jetstream.get_stream(&stream_name).await.unwrap();
+    let message = stream.get_raw_message(1).await.unwrap();
     assert_eq!(
         message.subject.as_str(),
         app.nats.namespace().subject("orders.created")
@@ -305,7 +302,7 @@ async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id()
     );
 }
 
-#[actix::test]
+#[tokio::test]
 async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
     let app = spawn_app().await;
     let burger = app.seed().await;

@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, spawn_app};
 
-#[actix::test]
+#[tokio::test]
 async fn seeding_is_for_merchants_idempotent_and_returns_the_burger_catalogue() {
     let app = spawn_app().await;
     let merchant = app.merchant_token().await;
@@ -81,7 +81,7 @@ async fn seeding_is_for_merchants_idempotent_and_returns_the_burger_catalogue() 
     );
 }
 
-#[actix::test]
+#[tokio::test]
 async fn a_merchant_lists_and_restocks_ingredients() {
     let app = spawn_app().await;
     app.seed().await;

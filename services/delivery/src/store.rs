@@ -1,0 +1,352 @@
+//! SeaORM queries on `shipments`, each in the caller's transaction, with the inbox record or the
+//! outbox events that go with the change (SPEC §5 rules 1 and 6).
+//!
+//! - [`insert_shipment`]: `orders.confirmed` -> one pending shipment per order.
+//! - [`cancel_shipment`]: `orders.cancelled` -> a pending shipment is dropped; a cancellation that
+//!   overtook the confirmation is remembered, so no shipment is ever created for the order.
+//! - [`claim_due`], [`advance_due`]: the durable timers.
+//! - [`force_next_step`]: a courier update from the order API.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    Statement, Value,
+};
+use uuid::Uuid;
+
+use entities::shipments;
+use nats::Envelope;
+use nats::events::{DeliveryDelivered, DeliveryDispatched};
+use nats::inbox::{self, Recorded};
+use nats::outbox::Outbox;
+use nats::topology::{DELIVERY_ORDERS_CANCELLED, DELIVERY_ORDERS_CONFIRMED};
+
+use crate::config::DeliverySettings;
+use crate::domain::{ForceRefusal, OnCancel, ShipmentStatus, plan_force};
+
+/// The inbox consumer of `orders.confirmed`.
+pub const CONFIRMED_CONSUMER: &str = DELIVERY_ORDERS_CONFIRMED.durable;
+/// The inbox consumer of `orders.cancelled`.
+pub const CANCELLED_CONSUMER: &str = DELIVERY_ORDERS_CANCELLED.durable;
+
+/// What an `orders.confirmed` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new pending shipment, its dispatch due at `next_step_at`.
+    New(shipments::Model),
+    /// The order already has a shipment (a cancelled one when the cancellation came first).
+    Exists(ShipmentStatus),
+    /// This event was handled before: nothing changed.
+    Duplicate,
+}
+
+/// Creates the pending shipment of a confirmed order, its dispatch due after the dispatch delay,
+/// and records `event_id` in the `delivery-orders-confirmed` inbox, in the caller's transaction.
+///
+/// One shipment per order (`shipments_order_id_key`): a second confirmation of the order, or a
+/// confirmation after the order's cancellation was remembered, inserts nothing.
+pub async fn insert_shipment(
+    txn: &DatabaseTransaction,
+    event_id: Uuid,
+    order_id: Uuid,
+    now: DateTime<Utc>,
+    settings: &DeliverySettings,
+) -> Result<Inserted, DbErr> {
+    if inbox::record(txn, CONFIRMED_CONSUMER, event_id).await? == Recorded::Duplicate {
+        return Ok(Inserted::Duplicate);
+    }
+    let status = ShipmentStatus::Pending;
+    let inserted = insert_if_absent(
+        txn,
+        order_id,
+        status,
+        status.next_step_at(now, settings),
+        now,
+    )
+    .await?;
+    match inserted {
+        Some(shipment) => Ok(Inserted::New(shipment)),
+        None => {
+            let existing = find_shipment_by_order(txn, order_id)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound(format!("the shipment of {order_id}")))?;
+            Ok(Inserted::Exists(status_of(&existing)?))
+        }
+    }
+}
+
+/// What an `orders.cancelled` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The pending shipment was cancelled; it will not be dispatched.
+    Dropped,
+    /// No shipment yet (the cancellation overtook the confirmation): a cancelled one was recorded
+    /// in its place, so a later confirmation creates none.
+    Remembered,
+    /// The shipment was cancelled already.
+    AlreadyCancelled,
+    /// The courier has it: left alone.
+    TooLate(ShipmentStatus),
+    /// This event was handled before: nothing changed.
+    Duplicate,
+}
+
+/// Applies an order's cancellation to its shipment and records `event_id` in the
+/// `delivery-orders-cancelled` inbox, in the caller's transaction.
+pub async fn cancel_shipment(
+    txn: &DatabaseTransaction,
+    event_id: Uuid,
+    order_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Cancelled, DbErr> {
+    if inbox::record(txn, CANCELLED_CONSUMER, event_id).await? == Recorded::Duplicate {
+        return Ok(Cancelled::Duplicate);
+    }
+    // Two rounds at most: when the tombstone's insert finds a shipment after all, a concurrent
+    // confirmation has just committed it, and the second round locks and reads it.
+    for _ in 0..2 {
+        if let Some(shipment) = find_shipment_for_update(txn, order_id).await? {
+            let current = status_of(&shipment)?;
+            return match current.on_cancel() {
+                OnCancel::Cancel => {
+                    set_status(txn, shipment, ShipmentStatus::Cancelled, now, None).await?;
+                    Ok(Cancelled::Dropped)
+                }
+                OnCancel::AlreadyCancelled => Ok(Cancelled::AlreadyCancelled),
+                OnCancel::TooLate => Ok(Cancelled::TooLate(current)),
+            };
+        }
+        // SPEC §5 rule 4: the unique order id makes a later `orders.confirmed` a no-op.
+        if insert_if_absent(txn, order_id, ShipmentStatus::Cancelled, None, now)
+            .await?
+            .is_some()
+        {
+            return Ok(Cancelled::Remembered);
+        }
+    }
+    Err(DbErr::Custom(format!(
+        "the shipment of order {order_id} appeared and vanished while cancelling it"
+    )))
+}
+
+/// The shipment of an order, if it has one.
+pub async fn find_shipment_by_order(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+) -> Result<Option<shipments::Model>, DbErr> {
+    shipments::Entity::find()
+        .filter(shipments::Column::OrderId.eq(order_id))
+        .one(db)
+        .await
+}
+
+/// Locks and returns up to `limit` shipments whose next step is due at `now`, earliest first.
+///
+/// SPEC §5 rule 6, durable timers: `FOR UPDATE SKIP LOCKED`, so another instance's round (or a
+/// forced step) holding a row is skipped rather than waited for, and no step is taken twice; the
+/// due time lives in the row, so a restart loses none.
+pub async fn claim_due(
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<shipments::Model>, DbErr> {
+    shipments::Entity::find()
+        .filter(shipments::Column::NextStepAt.lte(now.fixed_offset()))
+        .filter(shipments::Column::Status.is_in([
+            ShipmentStatus::Pending.as_str(),
+            ShipmentStatus::Dispatched.as_str(),
+        ]))
+        .order_by_asc(shipments::Column::NextStepAt)
+        .limit(limit)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        .all(txn)
+        .await
+}
+
+/// One round of the timers: claims up to `limit` due shipments ([`claim_due`]) and takes the next
+/// step of each, with its event in the outbox, in the caller's transaction. Returns the shipments
+/// as they are now; fewer than `limit` means nothing else was due (or the rest is claimed).
+pub async fn advance_due(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    now: DateTime<Utc>,
+    limit: u64,
+    settings: &DeliverySettings,
+) -> Result<Vec<shipments::Model>, DbErr> {
+    let due = claim_due(txn, now, limit).await?;
+    let mut advanced = Vec::with_capacity(due.len());
+    for shipment in due {
+        let Some(next) = status_of(&shipment)?.next_step() else {
+            // Not claimable (see the query); a final shipment has no step to take.
+            continue;
+        };
+        advanced.push(take_step(txn, outbox, shipment, next, now, settings).await?);
+    }
+    Ok(advanced)
+}
+
+/// Why [`force_next_step`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ForceStepError {
+    #[error("no shipment for this order yet")]
+    NoShipment,
+    #[error("the shipment is {0}: no further step")]
+    Finished(String),
+    #[error("the shipment is {current}, it cannot become {requested}")]
+    Illegal { current: String, requested: String },
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+impl From<ForceRefusal> for ForceStepError {
+    fn from(refusal: ForceRefusal) -> Self {
+        match refusal {
+            ForceRefusal::Finished(status) => Self::Finished(status.to_string()),
+            ForceRefusal::Illegal { current, requested } => Self::Illegal {
+                current: current.to_string(),
+                requested,
+            },
+        }
+    }
+}
+
+/// Forces the shipment of `order_id` to `to` ("dispatched" or "delivered") now, as a courier update would;
+/// emits the event(s) through the outbox in the caller's transaction. Forcing "delivered" on a pending
+/// shipment first dispatches it (two events, in order). Forcing the status it already has is Ok (idempotent).
+///
+/// The shipment's row is locked (`FOR UPDATE`, waiting for a timer round that holds it), so a
+/// forced step and a due one never both happen. After a forced dispatch, delivery is due the
+/// deliver delay later.
+#[tracing::instrument(skip_all, fields(%order_id, to))]
+pub async fn force_next_step(
+    txn: &DatabaseTransaction,
+    outbox: &nats::outbox::Outbox,
+    order_id: Uuid,
+    to: &str,
+    settings: &DeliverySettings,
+) -> Result<entities::shipments::Model, ForceStepError> {
+    let mut shipment = find_shipment_for_update(txn, order_id)
+        .await?
+        .ok_or(ForceStepError::NoShipment)?;
+    let steps = plan_force(status_of(&shipment)?, to)?;
+    let now = Utc::now();
+    for step in steps {
+        shipment = take_step(txn, outbox, shipment, step, now, settings).await?;
+    }
+    Ok(shipment)
+}
+
+/// Moves a locked shipment one step forward at `now` (dispatched or delivered), schedules the
+/// step after it, and enqueues the step's event.
+async fn take_step(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    shipment: shipments::Model,
+    to: ShipmentStatus,
+    now: DateTime<Utc>,
+    settings: &DeliverySettings,
+) -> Result<shipments::Model, DbErr> {
+    let next_step_at = to.next_step_at(now, settings);
+    let updated = set_status(txn, shipment, to, now, next_step_at).await?;
+    // The confirmed event's correlation id is not carried on: `shipments` has no column to keep
+    // it between the confirmation and the timer's steps.
+    let (order_id, shipment_id) = (updated.order_id, updated.id);
+    match to {
+        ShipmentStatus::Dispatched => {
+            let event = DeliveryDispatched {
+                order_id,
+                shipment_id,
+                at: now,
+            };
+            outbox.enqueue(txn, &Envelope::new(event, None)).await?;
+        }
+        ShipmentStatus::Delivered => {
+            let event = DeliveryDelivered {
+                order_id,
+                shipment_id,
+                at: now,
+            };
+            outbox.enqueue(txn, &Envelope::new(event, None)).await?;
+        }
+        ShipmentStatus::Pending | ShipmentStatus::Cancelled => {
+            return Err(DbErr::Custom(format!(
+                "a shipment is never stepped to {to}, only dispatched or delivered"
+            )));
+        }
+    }
+    tracing::info!(%order_id, %shipment_id, status = %to, "shipment advanced");
+    Ok(updated)
+}
+
+/// Writes a transition the caller has checked (and locked the row for): the new status, its
+/// timestamp, and the due time of the next step (`None`: no timer).
+async fn set_status(
+    txn: &DatabaseTransaction,
+    shipment: shipments::Model,
+    to: ShipmentStatus,
+    now: DateTime<Utc>,
+    next_step_at: Option<DateTime<Utc>>,
+) -> Result<shipments::Model, DbErr> {
+    let from = status_of(&shipment)?;
+    from.advance(to)
+        .map_err(|illegal| DbErr::Custom(illegal.to_string()))?;
+    let mut row: shipments::ActiveModel = shipment.into();
+    row.status = Set(to.as_str().to_owned());
+    row.next_step_at = Set(next_step_at.map(|t| t.fixed_offset()));
+    row.updated_at = Set(now.fixed_offset());
+    match to {
+        ShipmentStatus::Dispatched => row.dispatched_at = Set(Some(now.fixed_offset())),
+        ShipmentStatus::Delivered => row.delivered_at = Set(Some(now.fixed_offset())),
+        ShipmentStatus::Pending | ShipmentStatus::Cancelled => {}
+    }
+    row.update(txn).await
+}
+
+/// Inserts the order's shipment unless it has one (`shipments_order_id_key`); `None` when it had.
+async fn insert_if_absent(
+    txn: &DatabaseTransaction,
+    order_id: Uuid,
+    status: ShipmentStatus,
+    next_step_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<shipments::Model>, DbErr> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO shipments (id, order_id, status, next_step_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT ON CONSTRAINT shipments_order_id_key DO NOTHING \
+             RETURNING *",
+            [
+                Uuid::now_v7().into(),
+                order_id.into(),
+                status.as_str().into(),
+                Value::from(next_step_at.map(|t| t.fixed_offset())),
+                now.fixed_offset().into(),
+            ],
+        ))
+        .await?;
+    row.map(|row| shipments::Model::from_query_result(&row, ""))
+        .transpose()
+}
+
+async fn find_shipment_for_update(
+    txn: &DatabaseTransaction,
+    order_id: Uuid,
+) -> Result<Option<shipments::Model>, DbErr> {
+    shipments::Entity::find()
+        .filter(shipments::Column::OrderId.eq(order_id))
+        .lock_exclusive()
+        .one(txn)
+        .await
+}
+
+/// The stored status; `shipments_status_check` keeps it one of the four.
+pub fn status_of(shipment: &shipments::Model) -> Result<ShipmentStatus, DbErr> {
+    shipment
+        .status
+        .parse()
+        .map_err(|e: crate::domain::UnknownStatus| DbErr::Custom(e.to_string()))
+}
