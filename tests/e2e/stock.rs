@@ -96,15 +96,18 @@ async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
     assert!(email["html"].is_string());
 }
 
+/// A courier that never comes: confirmed orders stay confirmed while we count them.
+const NO_DELIVERY: [(&str, &str); 1] = [("DELIVERY_DISPATCH_DELAY_MS", "3600000")];
+
 #[tokio::test]
 async fn concurrent_orders_never_oversell_and_alert_once() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(&NO_DELIVERY).await;
     two_hundred_orders_against_fifty_burgers(&stack).await;
 }
 
 #[tokio::test]
 async fn concurrent_orders_never_oversell_with_two_stock_instances() {
-    let mut stack = Stack::start().await;
+    let mut stack = Stack::start_with(&NO_DELIVERY).await;
     stack.spawn(&["stock"]);
     two_hundred_orders_against_fifty_burgers(&stack).await;
 }

@@ -316,8 +316,16 @@ mod tests {
             (Dispatched, "delivered", Ok(vec![Delivered])),
             (Delivered, "delivered", Ok(vec![])),
             (Delivered, "dispatched", illegal(Delivered, "dispatched")),
-            (Cancelled, "dispatched", Err(ForceRefusal::Finished(Cancelled))),
-            (Cancelled, "delivered", Err(ForceRefusal::Finished(Cancelled))),
+            (
+                Cancelled,
+                "dispatched",
+                Err(ForceRefusal::Finished(Cancelled)),
+            ),
+            (
+                Cancelled,
+                "delivered",
+                Err(ForceRefusal::Finished(Cancelled)),
+            ),
             (Cancelled, "pending", Err(ForceRefusal::Finished(Cancelled))),
             (Pending, "pending", illegal(Pending, "pending")),
             (Pending, "cancelled", illegal(Pending, "cancelled")),

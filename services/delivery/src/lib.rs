@@ -1,11 +1,18 @@
 //! Shipments: a confirmed order gets one, dispatched and then delivered after configurable
-//! delays, on durable timers that survive a restart.
+//! delays, on durable timers that survive a restart (SPEC §5 rule 6).
 //!
-//! - [`config`]: the service's `Config`.
+//! - [`config`]: the service's `Config` and the courier delays.
+//! - [`domain`]: the shipment's statuses and steps, pure.
+//! - [`store`]: shipments in PostgreSQL, with the inbox and outbox rows that go with each change;
+//!   [`store::force_next_step`] is the order API's courier update.
+//! - [`actors`]: the consumers' shipments actor and the delivery timer.
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
 
+pub mod actors;
 pub mod config;
+pub mod domain;
 pub mod startup;
+pub mod store;
 
 pub use config::Config;
 pub use startup::Application;

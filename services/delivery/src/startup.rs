@@ -1,22 +1,42 @@
-//! Builds the delivery service (database, JetStream, outbox relay) and runs it until shutdown.
+//! Builds the delivery service (database, JetStream, outbox relay, actors) and runs its consumers
+//! until shutdown.
+
+use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use nats::consume::{ConsumerRunner, HandleBatch};
+use nats::events::{OrderCancelled, OrderConfirmed};
+use nats::outbox::Outbox;
 use nats::relay::{FlushAndStop, OutboxRelay};
+use nats::topology::{self, ConsumerSpec};
+use nats::{Decode, Envelope, Namespace, NatsError};
 use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::actors::{DeliveryTimer, ShipmentsActor, Stop};
 
+/// Order events settled per transaction.
+const EVENT_BATCH: usize = 64;
+/// How long shutdown waits for an actor to report itself stopped.
+const ACTOR_STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The delivery service, built and ready to run.
 pub struct Application {
     pub db: DatabaseConnection,
     pub jetstream: async_nats::jetstream::Context,
+    namespace: Namespace,
     relay: Addr<OutboxRelay>,
+    timer: Addr<DeliveryTimer>,
+    shipments: Addr<ShipmentsActor>,
 }
 
 impl Application {
     /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and consumers, and
-    /// starts the actors. Call it inside the actix system.
+    /// starts the actors; the timer takes the steps that fell due while no instance ran. Call it
+    /// inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = migration::database::connect_and_migrate(&config.database)
             .await
@@ -24,22 +44,114 @@ impl Application {
         let jetstream = nats::connect_jetstream(&config.nats, "larder-delivery")
             .await
             .context("Failed to prepare JetStream")?;
+        let namespace = config.nats.namespace.clone();
         let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
+        let timer = DeliveryTimer::new(
+            db.clone(),
+            Outbox::new(namespace.clone()),
+            config.settings.clone(),
+        )
+        .start();
+        let shipments =
+            ShipmentsActor::new(db.clone(), config.settings.clone(), timer.clone()).start();
         Ok(Self {
             db,
             jetstream,
+            namespace,
             relay,
+            timer,
+            shipments,
         })
     }
 
-    /// Runs until `shutdown` is cancelled, then flushes the outbox (SPEC §5 rule 8).
+    /// Consumes `orders.confirmed` and `orders.cancelled` until `shutdown` is cancelled, then shuts
+    /// down gracefully (SPEC §5 rule 8): stop pulling and finish the batches in hand, stop the
+    /// actors (the timer after its round in progress), flush the outbox. A consumer that stops
+    /// on its own (it cannot pull) stops the service with an error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        shutdown.cancelled().await;
+        let consuming = shutdown.child_token();
+        let runners = [
+            self.spawn_runner(
+                topology::DELIVERY_ORDERS_CONFIRMED,
+                self.shipments
+                    .clone()
+                    .recipient::<HandleBatch<Envelope<OrderConfirmed>>>(),
+                &consuming,
+            ),
+            self.spawn_runner(
+                topology::DELIVERY_ORDERS_CANCELLED,
+                self.shipments
+                    .clone()
+                    .recipient::<HandleBatch<Envelope<OrderCancelled>>>(),
+                &consuming,
+            ),
+        ];
+        // A runner cancels `consuming` when it ends, whether asked to or not.
+        consuming.cancelled().await;
+        let mut first_error = None;
+        for (durable, runner) in runners {
+            let failure = match runner.await {
+                Ok(Ok(())) if shutdown.is_cancelled() => None,
+                Ok(Ok(())) => Some(anyhow::anyhow!("the {durable} consumer stopped on its own")),
+                Ok(Err(error)) => Some(
+                    anyhow::Error::new(error).context(format!("the {durable} consumer failed")),
+                ),
+                Err(error) => Some(
+                    anyhow::Error::new(error).context(format!("the {durable} consumer panicked")),
+                ),
+            };
+            if let Some(failure) = failure {
+                tracing::error!(error = ?failure, "consumer stopped");
+                first_error.get_or_insert(failure);
+            }
+        }
+
+        // The runners have answered for every message they pulled: the shipments actor is idle.
+        // The timer finishes its round in progress; a step due later waits in the database for
+        // the next instance.
+        stop(&self.shipments).await;
+        stop(&self.timer).await;
         self.relay
             .send(FlushAndStop)
             .await
             .context("The outbox relay stopped early")?
             .context("Failed to flush the outbox")?;
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn spawn_runner<E: Decode>(
+        &self,
+        spec: ConsumerSpec,
+        handler: Recipient<HandleBatch<E>>,
+        consuming: &CancellationToken,
+    ) -> (&'static str, JoinHandle<Result<(), NatsError>>) {
+        let runner = ConsumerRunner::new(
+            self.jetstream.clone(),
+            self.namespace.clone(),
+            spec,
+            handler,
+            EVENT_BATCH,
+        );
+        let consuming = consuming.clone();
+        let handle = tokio::spawn(async move {
+            let result = runner.run(consuming.clone()).await;
+            consuming.cancel();
+            result
+        });
+        (spec.durable, handle)
+    }
+}
+
+/// Stops an actor and waits (bounded) until it has.
+async fn stop<A>(addr: &Addr<A>)
+where
+    A: Actor<Context = Context<A>> + Handler<Stop>,
+{
+    if addr.send(Stop).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + ACTOR_STOP_DEADLINE;
+    while addr.connected() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -219,7 +219,7 @@ impl From<ForceRefusal> for ForceStepError {
 /// The shipment's row is locked (`FOR UPDATE`, waiting for a timer round that holds it), so a
 /// forced step and a due one never both happen. After a forced dispatch, delivery is due the
 /// deliver delay later.
-#[tracing::instrument(skip_all, fields(%order_id, to))]
+#[tracing::instrument(skip_all, fields(%order_id, to = %to))]
 pub async fn force_next_step(
     txn: &DatabaseTransaction,
     outbox: &nats::outbox::Outbox,

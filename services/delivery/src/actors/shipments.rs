@@ -1,0 +1,259 @@
+//! The shipments actor: handles batches of `orders.confirmed` (create the order's shipment) and
+//! `orders.cancelled` (drop a shipment not yet dispatched) from the delivery consumers
+//! (SPEC §5 rules 1, 4 and 6).
+//!
+//! One transaction per batch, one per event if the batch fails, so one bad event never holds up
+//! the others; the reply (and so the ack) comes after the commit.
+
+use std::future::Future;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use tracing::instrument;
+use uuid::Uuid;
+
+use nats::Envelope;
+use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::events::{OrderCancelled, OrderConfirmed};
+
+use crate::actors::Stop;
+use crate::actors::timer::{DeliveryTimer, WakeAt};
+use crate::config::DeliverySettings;
+use crate::store::{self, Cancelled, Inserted};
+
+/// Creates and cancels shipments for the `delivery-orders-*` consumers.
+pub struct ShipmentsActor {
+    db: DatabaseConnection,
+    settings: DeliverySettings,
+    /// Told when a new shipment's dispatch is due, so it happens on time rather than at the
+    /// next poll.
+    timer: Addr<DeliveryTimer>,
+}
+
+impl ShipmentsActor {
+    pub fn new(
+        db: DatabaseConnection,
+        settings: DeliverySettings,
+        timer: Addr<DeliveryTimer>,
+    ) -> Self {
+        Self {
+            db,
+            settings,
+            timer,
+        }
+    }
+}
+
+impl Actor for ShipmentsActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for ShipmentsActor {
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(
+        &mut self,
+        HandleBatch(deliveries): HandleBatch<Envelope<OrderConfirmed>>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        Box::pin(create(
+            self.db.clone(),
+            self.settings.clone(),
+            self.timer.clone(),
+            deliveries,
+        ))
+    }
+}
+
+impl Handler<HandleBatch<Envelope<OrderCancelled>>> for ShipmentsActor {
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(
+        &mut self,
+        HandleBatch(deliveries): HandleBatch<Envelope<OrderCancelled>>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        Box::pin(cancel(self.db.clone(), deliveries))
+    }
+}
+
+impl Handler<Stop> for ShipmentsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// The part of an order event this actor needs.
+#[derive(Clone, Copy, Debug)]
+struct OrderEvent {
+    event_id: Uuid,
+    order_id: Uuid,
+}
+
+/// One outcome per delivery, in order: `Done` once committed (or already handled), `Retry` for a
+/// database failure. Wakes the timer for the new shipments' dispatch.
+#[instrument(skip_all, fields(orders = deliveries.len()))]
+async fn create(
+    db: DatabaseConnection,
+    settings: DeliverySettings,
+    timer: Addr<DeliveryTimer>,
+    deliveries: Vec<Delivery<Envelope<OrderConfirmed>>>,
+) -> Vec<Outcome> {
+    let events: Vec<OrderEvent> = deliveries
+        .iter()
+        .map(|d| OrderEvent {
+            event_id: d.event.id,
+            order_id: d.event.data.order_id,
+        })
+        .collect();
+    let (db, settings) = (&db, &settings);
+    let results = settle(&events, move |events| async move {
+        let txn = db.begin().await?;
+        let now = Utc::now();
+        let mut inserted = Vec::with_capacity(events.len());
+        for event in events {
+            inserted.push(
+                store::insert_shipment(&txn, event.event_id, event.order_id, now, settings).await?,
+            );
+        }
+        txn.commit().await?;
+        Ok(inserted)
+    })
+    .await;
+
+    let mut first_due: Option<DateTime<Utc>> = None;
+    let outcomes = events
+        .iter()
+        .zip(results)
+        .map(|(event, result)| match result {
+            Ok(Inserted::New(shipment)) => {
+                let due = shipment.next_step_at.map(|t| t.to_utc());
+                tracing::info!(order_id = %event.order_id, shipment_id = %shipment.id, ?due, "shipment created");
+                if let Some(due) = due {
+                    first_due = Some(first_due.map_or(due, |first| first.min(due)));
+                }
+                Outcome::Done
+            }
+            Ok(Inserted::Exists(status)) => {
+                tracing::info!(order_id = %event.order_id, %status, "the order has a shipment already");
+                Outcome::Done
+            }
+            Ok(Inserted::Duplicate) => {
+                tracing::debug!(order_id = %event.order_id, "duplicate confirmation ignored");
+                Outcome::Done
+            }
+            Err(error) => retry(event, &error),
+        })
+        .collect();
+    if let Some(at) = first_due {
+        timer.do_send(WakeAt(at));
+    }
+    outcomes
+}
+
+/// One outcome per delivery, in order, as for [`create`].
+#[instrument(skip_all, fields(orders = deliveries.len()))]
+async fn cancel(
+    db: DatabaseConnection,
+    deliveries: Vec<Delivery<Envelope<OrderCancelled>>>,
+) -> Vec<Outcome> {
+    let events: Vec<OrderEvent> = deliveries
+        .iter()
+        .map(|d| OrderEvent {
+            event_id: d.event.id,
+            order_id: d.event.data.order_id,
+        })
+        .collect();
+    let db = &db;
+    let results = settle(&events, move |events| async move {
+        let txn = db.begin().await?;
+        let now = Utc::now();
+        let mut cancelled = Vec::with_capacity(events.len());
+        for event in events {
+            cancelled
+                .push(store::cancel_shipment(&txn, event.event_id, event.order_id, now).await?);
+        }
+        txn.commit().await?;
+        Ok(cancelled)
+    })
+    .await;
+
+    events
+        .iter()
+        .zip(results)
+        .map(|(event, result)| match result {
+            Ok(Cancelled::Dropped) => {
+                tracing::info!(order_id = %event.order_id, "shipment cancelled before dispatch");
+                Outcome::Done
+            }
+            Ok(Cancelled::Remembered) => {
+                tracing::info!(order_id = %event.order_id, "cancelled before its confirmation: no shipment will be created");
+                Outcome::Done
+            }
+            Ok(Cancelled::TooLate(status)) => {
+                tracing::warn!(order_id = %event.order_id, %status, "cancellation after dispatch ignored");
+                Outcome::Done
+            }
+            Ok(Cancelled::AlreadyCancelled | Cancelled::Duplicate) => Outcome::Done,
+            Err(error) => retry(event, &error),
+        })
+        .collect()
+}
+
+fn retry(event: &OrderEvent, error: &DbErr) -> Outcome {
+    tracing::warn!(order_id = %event.order_id, %error, "shipment update failed; will retry");
+    Outcome::Retry {
+        reason: error.to_string(),
+    }
+}
+
+/// Applies `apply` to the whole batch in one transaction; if that fails, to each event in a
+/// transaction of its own. One result per event, in order.
+///
+/// Within a transaction events are applied in ascending order id, so two instances handling
+/// overlapping batches (a redelivery) take the shipments' locks in the same order.
+async fn settle<'a, R, F, Fut>(events: &'a [OrderEvent], apply: F) -> Vec<Result<R, DbErr>>
+where
+    F: Fn(Vec<&'a OrderEvent>) -> Fut,
+    Fut: Future<Output = Result<Vec<R>, DbErr>>,
+{
+    let mut by_order: Vec<(usize, &OrderEvent)> = events.iter().enumerate().collect();
+    by_order.sort_by_key(|(_, e)| e.order_id);
+    let batch = apply(by_order.iter().map(|(_, e)| *e).collect()).await;
+    match batch {
+        Ok(results) if results.len() == events.len() => {
+            let mut placed: Vec<(usize, R)> = by_order
+                .iter()
+                .map(|(index, _)| *index)
+                .zip(results)
+                .collect();
+            placed.sort_by_key(|(index, _)| *index);
+            placed.into_iter().map(|(_, result)| Ok(result)).collect()
+        }
+        Ok(_) => {
+            let error = DbErr::Custom("a batch gave the wrong number of results".into());
+            events.iter().map(|_| Err(clone_error(&error))).collect()
+        }
+        Err(error) if events.len() == 1 => vec![Err(error)],
+        Err(error) => {
+            tracing::warn!(%error, "batch failed; settling one event per transaction");
+            let mut results = Vec::with_capacity(events.len());
+            for event in events {
+                let result = apply(vec![event]).await.and_then(|r| {
+                    r.into_iter()
+                        .next()
+                        .ok_or_else(|| DbErr::Custom("an event gave no result".into()))
+                });
+                results.push(result);
+            }
+            results
+        }
+    }
+}
+
+fn clone_error(error: &DbErr) -> DbErr {
+    DbErr::Custom(error.to_string())
+}

@@ -1,0 +1,131 @@
+//! `force_next_step`, the order API's courier update: steps in order, idempotent, refused when
+//! there is no step to take (SPEC §3 `POST /order/{id}/delivery`).
+
+use chrono::{TimeDelta, Utc};
+use delivery::config::DeliverySettings;
+use delivery::store::{self, ForceStepError};
+use entities::shipments;
+use sea_orm::TransactionTrait;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, cancellation, confirmation, idle_courier, spawn_app};
+
+impl TestApp {
+    /// Forces the order's shipment to `to` in a transaction of its own, as the order API does.
+    async fn force(&self, order_id: Uuid, to: &str) -> Result<shipments::Model, ForceStepError> {
+        let txn = self.db().begin().await.expect("a transaction begins");
+        let forced =
+            store::force_next_step(&txn, &self.outbox(), order_id, to, &self.settings).await;
+        txn.commit().await.expect("the transaction commits");
+        forced
+    }
+}
+
+#[actix::test]
+async fn forcing_delivered_on_a_pending_shipment_dispatches_it_first_and_is_idempotent() {
+    // Arrange: the courier never comes by itself.
+    let app = spawn_app(idle_courier()).await;
+    let confirmed = confirmation();
+    let order_id = confirmed.data.order_id;
+    app.publish(&confirmed).await;
+    let pending = app.wait_for_shipment(order_id, "pending").await;
+
+    // Act
+    let delivered = app.force(order_id, "delivered").await.expect("forced");
+
+    // Assert
+    assert_eq!(delivered.id, pending.id);
+    assert_eq!(delivered.status, "delivered");
+    assert_eq!(delivered.next_step_at, None);
+    assert!(delivered.dispatched_at.is_some() && delivered.delivered_at.is_some());
+    let steps = app
+        .wait_for_steps(order_id, &["dispatched", "delivered"])
+        .await;
+    assert_eq!(steps, ["dispatched", "delivered"], "two events, in order");
+
+    // Act again: the same update repeated, and a late "dispatched".
+    let again = app.force(order_id, "delivered").await.expect("idempotent");
+    let late = app.force(order_id, "dispatched").await;
+
+    // Assert
+    assert_eq!(again, delivered, "nothing changed");
+    assert!(
+        matches!(&late, Err(ForceStepError::Illegal { current, requested })
+            if current == "delivered" && requested == "dispatched"),
+        "{late:?}"
+    );
+    app.wait_until_settled().await;
+    assert_eq!(app.steps_of(order_id).await, ["dispatched", "delivered"]);
+    app.stop().await;
+}
+
+#[actix::test]
+async fn a_forced_dispatch_is_delivered_by_the_timer_once() {
+    // Arrange: no dispatch by itself, a quick delivery once dispatched.
+    let app = spawn_app(DeliverySettings {
+        dispatch_delay_ms: 3_600_000,
+        deliver_delay_ms: 300,
+    })
+    .await;
+    let confirmed = confirmation();
+    let order_id = confirmed.data.order_id;
+    app.publish(&confirmed).await;
+    app.wait_for_shipment(order_id, "pending").await;
+
+    // Act
+    let before = Utc::now();
+    let dispatched = app.force(order_id, "dispatched").await.expect("forced");
+    let again = app.force(order_id, "dispatched").await.expect("idempotent");
+
+    // Assert
+    assert_eq!(dispatched.status, "dispatched");
+    assert_eq!(again, dispatched);
+    let due = dispatched.next_step_at.expect("delivery is scheduled");
+    assert!(due >= before + TimeDelta::milliseconds(300));
+    let steps = app
+        .wait_for_steps(order_id, &["dispatched", "delivered"])
+        .await;
+    app.wait_until_settled().await;
+    assert_eq!(steps, ["dispatched", "delivered"]);
+    assert_eq!(app.steps_of(order_id).await, steps);
+    app.stop().await;
+}
+
+#[actix::test]
+async fn forcing_is_refused_without_a_shipment_or_after_a_cancellation() {
+    // Arrange
+    let app = spawn_app(idle_courier()).await;
+    let confirmed = confirmation();
+    let order_id = confirmed.data.order_id;
+
+    // Act + Assert: nothing yet.
+    let none = app.force(order_id, "dispatched").await;
+    assert!(matches!(none, Err(ForceStepError::NoShipment)), "{none:?}");
+
+    // Act + Assert: cancelled before it was ever confirmed.
+    app.publish(&cancellation(&confirmed)).await;
+    app.wait_for_shipment(order_id, "cancelled").await;
+    for to in ["dispatched", "delivered"] {
+        let refused = app.force(order_id, to).await;
+        assert!(
+            matches!(&refused, Err(ForceStepError::Finished(status)) if status == "cancelled"),
+            "{to}: {refused:?}"
+        );
+    }
+
+    // Act + Assert: a status a courier does not report.
+    let other = confirmation();
+    app.publish(&other).await;
+    app.wait_for_shipment(other.data.order_id, "pending").await;
+    for to in ["pending", "cancelled", "shipped"] {
+        let refused = app.force(other.data.order_id, to).await;
+        assert!(
+            matches!(&refused, Err(ForceStepError::Illegal { current, requested })
+                if current == "pending" && requested == to),
+            "{to}: {refused:?}"
+        );
+    }
+    app.wait_until_settled().await;
+    assert!(app.delivery_events().await.is_empty(), "no step was taken");
+    app.stop().await;
+}

@@ -1,0 +1,388 @@
+//! `spawn_app(settings)`: a fresh database and JetStream namespace with the delivery service
+//! running on them; plus helpers that read like what the tests check.
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use delivery::config::DeliverySettings;
+use delivery::{Application, Config};
+use entities::{outbox, shipments};
+use migration::testing::TestDatabase;
+use nats::events::{DeliveryEvent, OrderCancelled, OrderConfirmed};
+use nats::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Outbox};
+use nats::testing::TestNats;
+use nats::topology::{self, ConsumerSpec, subjects};
+use nats::{Decode, Envelope, Event, OutboxConfig};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Tracing once per test binary, silent unless `TEST_LOG=1`.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,delivery=debug".into());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .init();
+    }
+});
+
+pub const MERCHANT_ID: i64 = 7;
+const WAIT_AT_MOST: Duration = Duration::from_secs(30);
+
+/// Short courier delays: dispatched 200 ms after the confirmation, delivered 400 ms later.
+pub fn quick_courier() -> DeliverySettings {
+    DeliverySettings {
+        dispatch_delay_ms: 200,
+        deliver_delay_ms: 400,
+    }
+}
+
+/// A courier that never comes while a test runs: only forced steps happen.
+pub fn idle_courier() -> DeliverySettings {
+    DeliverySettings {
+        dispatch_delay_ms: 3_600_000,
+        deliver_delay_ms: 3_600_000,
+    }
+}
+
+/// The `orders.confirmed` the stock service would publish for a new order.
+pub fn confirmation() -> Envelope<OrderConfirmed> {
+    Envelope::new(
+        OrderConfirmed {
+            order_id: Uuid::now_v7(),
+            merchant_id: MERCHANT_ID,
+            reserved: Vec::new(),
+        },
+        Some(format!("req-{}", Uuid::new_v4().simple())),
+    )
+}
+
+/// The `orders.cancelled` the order service would publish for the confirmed order.
+pub fn cancellation(confirmed: &Envelope<OrderConfirmed>) -> Envelope<OrderCancelled> {
+    Envelope::new(
+        OrderCancelled {
+            order_id: confirmed.data.order_id,
+            merchant_id: confirmed.data.merchant_id,
+            release_stock: true,
+        },
+        confirmed.correlation_id.clone(),
+    )
+}
+
+/// Polls `check` until it holds, for at most 30 s; panics naming `what` otherwise.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT_AT_MOST;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+struct Instance {
+    shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct TestApp {
+    pub test_db: TestDatabase,
+    pub nats: TestNats,
+    pub settings: DeliverySettings,
+    instances: Vec<Instance>,
+}
+
+/// One delivery service instance on a fresh database and namespace.
+pub async fn spawn_app(settings: DeliverySettings) -> TestApp {
+    spawn_instances(1, settings).await
+}
+
+/// `count` delivery service instances sharing one fresh database and namespace.
+pub async fn spawn_instances(count: usize, settings: DeliverySettings) -> TestApp {
+    LazyLock::force(&TRACING);
+    let mut app = TestApp {
+        test_db: TestDatabase::new().await,
+        nats: TestNats::new().await,
+        settings,
+        instances: Vec::new(),
+    };
+    for _ in 0..count {
+        app.start_instance().await;
+    }
+    app
+}
+
+impl TestApp {
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.test_db.db
+    }
+
+    /// Production's config, pointed at this test's database and namespace.
+    pub fn config(&self) -> Config {
+        Config {
+            database: self.test_db.config.clone(),
+            nats: self.nats.config.clone(),
+            outbox: OutboxConfig {
+                poll_interval_ms: 100,
+                ..OutboxConfig::default()
+            },
+            settings: self.settings.clone(),
+        }
+    }
+
+    /// The outbox the service writes to, for calling the store as the order API does.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.nats.namespace().clone())
+    }
+
+    pub async fn start_instance(&mut self) {
+        let app = Application::build(self.config())
+            .await
+            .expect("the delivery service starts");
+        let shutdown = CancellationToken::new();
+        let running = actix::spawn(app.run_until_stopped(shutdown.clone()));
+        self.instances.push(Instance { shutdown, running });
+    }
+
+    /// Shuts every running instance down gracefully and checks they stopped cleanly.
+    pub async fn stop_instances(&mut self) {
+        for instance in &self.instances {
+            instance.shutdown.cancel();
+        }
+        for instance in self.instances.drain(..) {
+            instance
+                .running
+                .await
+                .expect("the delivery service does not panic")
+                .expect("the delivery service stops cleanly");
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.stop_instances().await;
+    }
+
+    // --- JetStream -----------------------------------------------------------------------
+
+    /// Publishes like the producer's relay: `Nats-Msg-Id` = envelope id.
+    pub async fn publish<E: Event>(&self, event: &Envelope<E>) {
+        self.publish_with_message_id(event, &event.id.to_string())
+            .await;
+    }
+
+    /// The same envelope under another `Nats-Msg-Id`: the broker stores it again.
+    pub async fn publish_with_message_id<E: Event>(&self, event: &Envelope<E>, message_id: &str) {
+        let mut message = PublishMessage::build()
+            .payload(serde_json::to_vec(event).expect("events encode").into())
+            .header(EVENT_TYPE_HEADER, E::TYPE)
+            .message_id(message_id);
+        if let Some(correlation_id) = &event.correlation_id {
+            message = message.header(CORRELATION_ID_HEADER, correlation_id.as_str());
+        }
+        let ack = self
+            .nats
+            .jetstream
+            .send_publish(self.nats.namespace().subject(E::SUBJECT), message)
+            .await
+            .expect("publish is sent")
+            .await
+            .expect("publish is acknowledged");
+        assert!(!ack.duplicate, "{message_id} was stored");
+    }
+
+    async fn stream_of(&self, subject: &str) -> Stream {
+        let spec = topology::STREAMS
+            .iter()
+            .find(|s| subject.starts_with(s.subjects.trim_end_matches('>')))
+            .unwrap_or_else(|| panic!("a stream captures {subject}"));
+        self.nats
+            .jetstream
+            .get_stream(self.nats.namespace().stream(spec.name))
+            .await
+            .expect("the stream exists")
+    }
+
+    /// Every message stored on `subject` (without namespace), in stream order.
+    pub async fn messages_on(&self, subject: &str) -> Vec<StreamMessage> {
+        let stream = self.stream_of(subject).await;
+        let subject = self.nats.namespace().subject(subject);
+        let mut messages = Vec::new();
+        let mut sequence = 1;
+        loop {
+            match stream
+                .raw_message_builder()
+                .sequence(sequence)
+                .next_by_subject(subject.clone())
+                .send()
+                .await
+            {
+                Ok(message) => {
+                    sequence = message.sequence + 1;
+                    messages.push(message);
+                }
+                Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                    return messages;
+                }
+                Err(error) => panic!("could not read {subject}: {error}"),
+            }
+        }
+    }
+
+    /// Every delivery event in the DELIVERY stream, in stream order.
+    pub async fn delivery_events(&self) -> Vec<DeliveryEvent> {
+        let mut messages = self.messages_on(subjects::DELIVERY_DISPATCHED).await;
+        messages.extend(self.messages_on(subjects::DELIVERY_DELIVERED).await);
+        messages.sort_by_key(|m| m.sequence);
+        messages
+            .iter()
+            .map(|m| DeliveryEvent::decode(&m.payload).expect("a valid delivery event"))
+            .collect()
+    }
+
+    /// The delivery events of one order as `dispatched` / `delivered`, in stream order.
+    pub async fn steps_of(&self, order_id: Uuid) -> Vec<&'static str> {
+        self.delivery_events()
+            .await
+            .iter()
+            .filter(|e| e.order_id() == order_id)
+            .map(DeliveryEventExt::step)
+            .collect()
+    }
+
+    /// Waits until the consumer has settled every message of its subject (acked or
+    /// dead-lettered): nothing pending, nothing awaiting an ack.
+    pub async fn wait_until_consumed(&self, spec: ConsumerSpec) {
+        let stream = &self.stream_of(spec.filter_subject).await;
+        let durable = &self.nats.namespace().durable(spec.durable);
+        eventually(
+            &format!("{durable} has settled every message"),
+            move || async move {
+                let info = stream
+                    .consumer_info(durable)
+                    .await
+                    .expect("the consumer exists");
+                info.num_pending == 0 && info.num_ack_pending == 0
+            },
+        )
+        .await;
+    }
+
+    /// Waits until both consumers have settled everything and every event written is published.
+    pub async fn wait_until_settled(&self) {
+        self.wait_until_consumed(topology::DELIVERY_ORDERS_CONFIRMED)
+            .await;
+        self.wait_until_consumed(topology::DELIVERY_ORDERS_CANCELLED)
+            .await;
+        self.wait_until_published().await;
+    }
+
+    /// Waits until the relay has published every event in the outbox.
+    pub async fn wait_until_published(&self) {
+        let db = self.db();
+        eventually("the outbox is published", move || async move {
+            unpublished_events(db).await == 0
+        })
+        .await;
+    }
+
+    /// Waits until the order's delivery events `steps` are in the stream, and returns them all.
+    pub async fn wait_for_steps(&self, order_id: Uuid, steps: &[&str]) -> Vec<&'static str> {
+        eventually(
+            &format!("order {order_id} has the delivery events {steps:?}"),
+            || async { self.steps_of(order_id).await.len() >= steps.len() },
+        )
+        .await;
+        self.steps_of(order_id).await
+    }
+
+    // --- PostgreSQL ----------------------------------------------------------------------
+
+    pub async fn shipment(&self, order_id: Uuid) -> Option<shipments::Model> {
+        shipments::Entity::find()
+            .filter(shipments::Column::OrderId.eq(order_id))
+            .one(self.db())
+            .await
+            .expect("shipments can be read")
+    }
+
+    pub async fn shipment_count(&self) -> u64 {
+        shipments::Entity::find()
+            .count(self.db())
+            .await
+            .expect("shipments can be counted")
+    }
+
+    /// Every shipment, oldest first.
+    pub async fn shipments(&self) -> Vec<shipments::Model> {
+        shipments::Entity::find()
+            .order_by_asc(shipments::Column::CreatedAt)
+            .all(self.db())
+            .await
+            .expect("shipments can be read")
+    }
+
+    /// Waits until the order's shipment exists with `status`, and returns it.
+    pub async fn wait_for_shipment(&self, order_id: Uuid, status: &str) -> shipments::Model {
+        eventually(
+            &format!("the shipment of {order_id} is {status}"),
+            || async {
+                self.shipment(order_id)
+                    .await
+                    .is_some_and(|s| s.status == status)
+            },
+        )
+        .await;
+        self.shipment(order_id).await.expect("the shipment exists")
+    }
+}
+
+pub async fn unpublished_events(db: &DatabaseConnection) -> u64 {
+    outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .count(db)
+        .await
+        .expect("the outbox can be read")
+}
+
+/// What the tests read off a delivery event.
+pub trait DeliveryEventExt {
+    fn order_id(&self) -> Uuid;
+    fn shipment_id(&self) -> Uuid;
+    fn step(&self) -> &'static str;
+}
+
+impl DeliveryEventExt for DeliveryEvent {
+    fn order_id(&self) -> Uuid {
+        match self {
+            Self::Dispatched(e) => e.data.order_id,
+            Self::Delivered(e) => e.data.order_id,
+        }
+    }
+
+    fn shipment_id(&self) -> Uuid {
+        match self {
+            Self::Dispatched(e) => e.data.shipment_id,
+            Self::Delivered(e) => e.data.shipment_id,
+        }
+    }
+
+    fn step(&self) -> &'static str {
+        match self {
+            Self::Dispatched(_) => "dispatched",
+            Self::Delivered(_) => "delivered",
+        }
+    }
+}
