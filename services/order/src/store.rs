@@ -417,7 +417,7 @@ pub async fn advance_order(
             .col_expr(orders::Column::Status, to.as_str().into())
             .col_expr(
                 orders::Column::UpdatedAt,
-                sea_orm::sea_query::Expr::current_timestamp().into(),
+                sea_orm::sea_query::Expr::current_timestamp(),
             );
         if let Some(rejection) = rejection {
             update = update.col_expr(orders::Column::Rejection, rejection.into());
