@@ -20,6 +20,8 @@ pub struct Model {
     pub updated_at: DateTimeWithTimeZone,
     pub dispatched_at: Option<DateTimeWithTimeZone>,
     pub delivered_at: Option<DateTimeWithTimeZone>,
+    /// The request id of the confirmation that created it, carried into its delivery events.
+    pub correlation_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

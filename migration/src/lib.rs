@@ -21,6 +21,7 @@ mod m20261123_000003_create_stock;
 mod m20261123_000004_create_shipments;
 mod m20261123_000005_create_notifications;
 mod m20261123_000006_create_outbox_inbox;
+mod m20261123_000007_add_shipment_correlation_id;
 
 /// All of Larder's migrations, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_shipments::Migration),
             Box::new(m20261123_000005_create_notifications::Migration),
             Box::new(m20261123_000006_create_outbox_inbox::Migration),
+            Box::new(m20261123_000007_add_shipment_correlation_id::Migration),
         ]
     }
 }

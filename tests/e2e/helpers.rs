@@ -274,6 +274,29 @@ impl Stack {
             .collect()
     }
 
+    /// Every event on the ORDERS and DELIVERY streams whose data names this order.
+    pub async fn events_of_order(&self, order_id: &str) -> Vec<Value> {
+        let mut found = Vec::new();
+        for name in ["ORDERS", "DELIVERY"] {
+            let mut stream = self
+                .nats
+                .jetstream
+                .get_stream(self.nats.namespace().stream(name))
+                .await
+                .unwrap();
+            let state = stream.info().await.unwrap().state.clone();
+            for seq in state.first_sequence..=state.last_sequence {
+                if let Ok(message) = stream.get_raw_message(seq).await {
+                    let event: Value = serde_json::from_slice(&message.payload).unwrap();
+                    if event["data"]["order_id"] == order_id {
+                        found.push(event);
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// Waits until the durable consumer has nothing pending or unacknowledged.
     pub async fn wait_until_consumed(&self, durable: &str) {
         let ns = self.nats.namespace();

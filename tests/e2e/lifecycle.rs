@@ -12,8 +12,36 @@ async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_orde
     let burger = stack.seed(&merchant).await;
     let customer = stack.new_customer().await;
 
-    let id = stack.order(&customer, burger, 2).await;
+    let response = stack
+        .client
+        .post(stack.url("/order"))
+        .bearer_auth(&customer)
+        .header("X-Request-Id", "e2e-flow-1")
+        .json(&json!({"products": [{"product_id": burger, "quantity": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     stack.wait_for_status(&customer, &id, "delivered").await;
+
+    // Every event of its life carries the request's id (SPEC §3).
+    let events = stack.events_of_order(&id).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for kind in [
+        "order.created",
+        "order.confirmed",
+        "delivery.dispatched",
+        "delivery.delivered",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    for event in &events {
+        assert_eq!(event["correlation_id"], "e2e-flow-1", "{event}");
+    }
 
     let order = stack.get(&customer, &format!("/order/{id}")).await;
     let history: Vec<&str> = order["history"]

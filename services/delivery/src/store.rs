@@ -51,6 +51,7 @@ pub async fn insert_shipment(
     txn: &DatabaseTransaction,
     event_id: Uuid,
     order_id: Uuid,
+    correlation_id: Option<&str>,
     now: DateTime<Utc>,
     settings: &DeliverySettings,
 ) -> Result<Inserted, DbErr> {
@@ -64,6 +65,7 @@ pub async fn insert_shipment(
         status,
         status.next_step_at(now, settings),
         now,
+        correlation_id,
     )
     .await?;
     match inserted {
@@ -119,7 +121,7 @@ pub async fn cancel_shipment(
             };
         }
         // SPEC §5 rule 4: the unique order id makes a later `orders.confirmed` a no-op.
-        if insert_if_absent(txn, order_id, ShipmentStatus::Cancelled, None, now)
+        if insert_if_absent(txn, order_id, ShipmentStatus::Cancelled, None, now, None)
             .await?
             .is_some()
         {
@@ -250,9 +252,9 @@ async fn take_step(
 ) -> Result<shipments::Model, DbErr> {
     let next_step_at = to.next_step_at(now, settings);
     let updated = set_status(txn, shipment, to, now, next_step_at).await?;
-    // The confirmed event's correlation id is not carried on: `shipments` has no column to keep
-    // it between the confirmation and the timer's steps.
+    // The confirmation's correlation id, kept on the row for the timer's later steps.
     let (order_id, shipment_id) = (updated.order_id, updated.id);
+    let correlation_id = updated.correlation_id.clone();
     match to {
         ShipmentStatus::Dispatched => {
             let event = DeliveryDispatched {
@@ -260,7 +262,9 @@ async fn take_step(
                 shipment_id,
                 at: now,
             };
-            outbox.enqueue(txn, &Envelope::new(event, None)).await?;
+            outbox
+                .enqueue(txn, &Envelope::new(event, correlation_id.clone()))
+                .await?;
         }
         ShipmentStatus::Delivered => {
             let event = DeliveryDelivered {
@@ -268,7 +272,9 @@ async fn take_step(
                 shipment_id,
                 at: now,
             };
-            outbox.enqueue(txn, &Envelope::new(event, None)).await?;
+            outbox
+                .enqueue(txn, &Envelope::new(event, correlation_id.clone()))
+                .await?;
         }
         ShipmentStatus::Pending | ShipmentStatus::Cancelled => {
             return Err(DbErr::Custom(format!(
@@ -311,12 +317,13 @@ async fn insert_if_absent(
     status: ShipmentStatus,
     next_step_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    correlation_id: Option<&str>,
 ) -> Result<Option<shipments::Model>, DbErr> {
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO shipments (id, order_id, status, next_step_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) \
+            "INSERT INTO shipments (id, order_id, status, next_step_at, created_at, updated_at, correlation_id) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6) \
              ON CONFLICT ON CONSTRAINT shipments_order_id_key DO NOTHING \
              RETURNING *",
             [
@@ -325,6 +332,7 @@ async fn insert_if_absent(
                 status.as_str().into(),
                 Value::from(next_step_at.map(|t| t.fixed_offset())),
                 now.fixed_offset().into(),
+                correlation_id.map(str::to_owned).into(),
             ],
         ))
         .await?;

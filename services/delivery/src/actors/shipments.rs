@@ -87,10 +87,11 @@ impl Handler<Stop> for ShipmentsActor {
 }
 
 /// The part of an order event this actor needs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct OrderEvent {
     event_id: Uuid,
     order_id: Uuid,
+    correlation_id: Option<String>,
 }
 
 /// One outcome per delivery, in order: `Done` once committed (or already handled), `Retry` for a
@@ -107,6 +108,7 @@ async fn create(
         .map(|d| OrderEvent {
             event_id: d.event.id,
             order_id: d.event.data.order_id,
+            correlation_id: d.event.correlation_id.clone(),
         })
         .collect();
     let (db, settings) = (&db, &settings);
@@ -116,7 +118,15 @@ async fn create(
         let mut inserted = Vec::with_capacity(events.len());
         for event in events {
             inserted.push(
-                store::insert_shipment(&txn, event.event_id, event.order_id, now, settings).await?,
+                store::insert_shipment(
+                    &txn,
+                    event.event_id,
+                    event.order_id,
+                    event.correlation_id.as_deref(),
+                    now,
+                    settings,
+                )
+                .await?,
             );
         }
         txn.commit().await?;
@@ -165,6 +175,7 @@ async fn cancel(
         .map(|d| OrderEvent {
             event_id: d.event.id,
             order_id: d.event.data.order_id,
+            correlation_id: d.event.correlation_id.clone(),
         })
         .collect();
     let db = &db;

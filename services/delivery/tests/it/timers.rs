@@ -115,10 +115,16 @@ async fn concurrent_rounds_claim_disjoint_shipments_and_step_each_once() {
     let txn = db.begin().await.unwrap();
     let created_at = Utc::now() - TimeDelta::seconds(1);
     for _ in 0..10 {
-        let inserted =
-            store::insert_shipment(&txn, Uuid::now_v7(), Uuid::now_v7(), created_at, settings)
-                .await
-                .unwrap();
+        let inserted = store::insert_shipment(
+            &txn,
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            None,
+            created_at,
+            settings,
+        )
+        .await
+        .unwrap();
         assert!(matches!(inserted, store::Inserted::New(_)));
     }
     txn.commit().await.unwrap();
