@@ -47,7 +47,7 @@ Commands:
   up           the infrastructure only, until Ctrl-C
 
 Environment (defaults; a .env file is read first, the environment wins over it):
-  DATABASE_URL=postgres://postgres@127.0.0.1:5432/larder   NATS_URL=nats://127.0.0.1:4222
+  DATABASE_URL=postgres://postgres@127.0.0.1:5432/larder?sslmode=disable   NATS_URL=nats://127.0.0.1:4222
   SMTP_HOST=127.0.0.1 SMTP_PORT=1025 MAIL_INBOX_URL=http://127.0.0.1:8025
   STACK_WAIT_SECS=60 (how long to wait for each service)
 EOF
@@ -161,7 +161,7 @@ is_local_host() {
 
 configure() {
     load_env_file "$ROOT/.env"
-    export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/larder}"
+    export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/larder?sslmode=disable}"
     export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
     export SMTP_HOST="${SMTP_HOST:-127.0.0.1}"
     export SMTP_PORT="${SMTP_PORT:-1025}"

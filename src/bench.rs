@@ -36,7 +36,7 @@ pub struct BenchArgs {
         id = "bench_database_url",
         long = "database-url",
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/larder"
+        default_value = "postgres://postgres@127.0.0.1:5432/larder?sslmode=disable"
     )]
     pub database_url: String,
     #[arg(long, value_enum, default_value_t = Mode::Closed)]
@@ -155,7 +155,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         client: client.clone(),
         base: args.base_url.trim_end_matches('/').to_owned(),
     };
-    let db = sea_orm::Database::connect(&args.database_url)
+    let mut options = sea_orm::ConnectOptions::new(&args.database_url);
+    options.sqlx_logging(false);
+    let db = sea_orm::Database::connect(options)
         .await
         .context("Failed to connect to the database")?;
 
@@ -555,7 +557,7 @@ async fn check_consistency(
             "WITH needed AS ( \
                  SELECT ol.order_id, r.ingredient_id, SUM(ol.quantity::BIGINT * r.amount) AS amount \
                  FROM orders o JOIN order_lines ol ON ol.order_id = o.id JOIN recipe_lines r ON r.product_id = ol.product_id \
-                 WHERE o.customer_id = $1 AND o.status = 'confirmed' GROUP BY 1, 2), \
+                 WHERE o.customer_id = $1 AND o.status IN ('confirmed', 'dispatched', 'delivered') GROUP BY 1, 2), \
              reserved AS ( \
                  SELECT m.order_id, m.ingredient_id, -SUM(m.delta) AS amount FROM stock_movements m \
                  JOIN orders o ON o.id = m.order_id WHERE o.customer_id = $1 AND m.reason = 'reserve' GROUP BY 1, 2) \

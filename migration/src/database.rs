@@ -15,7 +15,9 @@ use sea_orm_migration::MigratorTrait;
 use crate::Migrator;
 
 /// Where a service's data lives when nothing else is configured.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/larder";
+/// Loopback needs no TLS: `sslmode=disable` saves a TLS layer on every query (Debian's
+/// PostgreSQL has `ssl = on`, and sqlx prefers TLS when offered).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/larder?sslmode=disable";
 
 /// How long [`connect`] keeps retrying before it gives up.
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(120);

@@ -65,19 +65,40 @@ impl Outbox {
         Ok(())
     }
 
-    fn row<E: Event>(&self, event: &Envelope<E>) -> Result<outbox::ActiveModel, DbErr> {
+    /// The outbox row's values, for a caller that writes the row in a statement of its own (the
+    /// order API inserts an order and its event in one statement).
+    pub fn prepare<E: Event>(&self, event: &Envelope<E>) -> Result<PreparedEvent, DbErr> {
         let payload =
             serde_json::to_value(event).map_err(|e| DbErr::Custom(format!("encode event: {e}")))?;
         let mut headers = json!({ EVENT_TYPE_HEADER: event.kind });
         if let Some(correlation_id) = &event.correlation_id {
             headers[CORRELATION_ID_HEADER] = json!(correlation_id);
         }
+        Ok(PreparedEvent {
+            id: event.id,
+            subject: self.namespace.subject(E::SUBJECT),
+            payload,
+            headers,
+        })
+    }
+
+    fn row<E: Event>(&self, event: &Envelope<E>) -> Result<outbox::ActiveModel, DbErr> {
+        let prepared = self.prepare(event)?;
         Ok(outbox::ActiveModel {
-            id: Set(event.id),
-            subject: Set(self.namespace.subject(E::SUBJECT)),
-            payload: Set(payload),
-            headers: Set(headers),
+            id: Set(prepared.id),
+            subject: Set(prepared.subject),
+            payload: Set(prepared.payload),
+            headers: Set(prepared.headers),
             ..Default::default()
         })
     }
+}
+
+/// An outbox row's values: `INSERT INTO outbox (id, subject, payload, headers)`.
+#[derive(Clone, Debug)]
+pub struct PreparedEvent {
+    pub id: uuid::Uuid,
+    pub subject: String,
+    pub payload: serde_json::Value,
+    pub headers: serde_json::Value,
 }

@@ -4,6 +4,7 @@
 //! - [`config`]: the service's `Config`.
 //! - [`domain`]: validation, pricing and the status machine, as plain functions.
 //! - [`auth`]: argon2id passwords and HS256 access tokens.
+//! - [`catalogue_cache`]: products, prices and recipes in memory for a second.
 //! - [`store`]: the SQL, with the idempotency and forward-only rules beside it.
 //! - [`api`]: the OpenAPI operations, one module per tag; errors as problem+json.
 //! - [`actors`]: the consumers that move orders forward on stock and delivery events.
@@ -16,6 +17,7 @@
 pub mod actors;
 pub mod api;
 pub mod auth;
+pub mod catalogue_cache;
 pub mod config;
 pub mod domain;
 pub mod startup;

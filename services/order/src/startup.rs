@@ -112,6 +112,7 @@ impl Application {
                 self.config.settings.jwt_ttl_secs,
             ),
             delivery: self.config.delivery.clone(),
+            catalogue: Default::default(),
         };
         let acceptor = TcpAcceptor::from_tokio(self.listener).context("Failed to accept HTTP")?;
         let served = poem::Server::new_with_acceptor(acceptor)

@@ -220,6 +220,8 @@ pub struct NewOrder<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
     Created,
+    /// Created by [`insert_order_with_event`], at this time (the first history entry's too).
+    CreatedAt(DateTime<Utc>),
     /// The customer already used this key: the existing order and its request fingerprint.
     AlreadyExists {
         order_id: Uuid,
@@ -288,6 +290,119 @@ pub async fn insert_order(
         .await?;
     insert_history(db, order.id, OrderStatus::Pending, None).await?;
     Ok(Inserted::Created)
+}
+
+/// The order, its lines, its first history entry and its `orders.created` outbox row in ONE
+/// statement: data-modifying CTEs commit together (SPEC §5 rule 1) in a single round trip, which
+/// is what `POST /order` costs the database.
+///
+/// Idempotency as in [`insert_order`]: the order insert is `ON CONFLICT ON CONSTRAINT
+/// orders_customer_idempotency_key DO NOTHING`, and the other inserts select from its result, so
+/// a repeated key writes nothing at all.
+pub async fn insert_order_with_event(
+    db: &impl ConnectionTrait,
+    order: &NewOrder<'_>,
+    event: &nats::outbox::PreparedEvent,
+) -> Result<Inserted, DbErr> {
+    let lines: Vec<serde_json::Value> = order
+        .priced
+        .lines
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "product_id": l.product_id,
+                "product_name": l.product_name,
+                "quantity": l.quantity,
+                "unit_price_cents": l.unit_price_cents,
+                "line_total_cents": l.line_total_cents,
+            })
+        })
+        .collect();
+    let inserted = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH new_order AS ( \
+                 INSERT INTO orders (id, customer_id, merchant_id, status, total_cents, currency, \
+                                     idempotency_key, request_hash, correlation_id) \
+                 VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8) \
+                 ON CONFLICT ON CONSTRAINT orders_customer_idempotency_key DO NOTHING \
+                 RETURNING id, created_at), \
+             new_lines AS ( \
+                 INSERT INTO order_lines (order_id, product_id, product_name, quantity, \
+                                          unit_price_cents, line_total_cents) \
+                 SELECT new_order.id, l.product_id, l.product_name, l.quantity, \
+                        l.unit_price_cents, l.line_total_cents \
+                 FROM new_order CROSS JOIN jsonb_to_recordset($9::jsonb) AS l( \
+                     product_id BIGINT, product_name TEXT, quantity INT, \
+                     unit_price_cents BIGINT, line_total_cents BIGINT)), \
+             new_history AS ( \
+                 INSERT INTO order_status_history (order_id, status, at) \
+                 SELECT id, 'pending', created_at FROM new_order), \
+             new_event AS ( \
+                 INSERT INTO outbox (id, subject, payload, headers) \
+                 SELECT $10, $11, $12, $13 FROM new_order) \
+             SELECT id, created_at FROM new_order",
+            [
+                order.id.into(),
+                order.customer_id.into(),
+                order.priced.merchant_id.into(),
+                order.priced.total_cents.into(),
+                order.currency.into(),
+                order.idempotency_key.map(str::to_owned).into(),
+                Some(order.fingerprint.to_owned()).into(),
+                order.correlation_id.map(str::to_owned).into(),
+                serde_json::Value::Array(lines).into(),
+                event.id.into(),
+                event.subject.clone().into(),
+                event.payload.clone().into(),
+                event.headers.clone().into(),
+            ],
+        ))
+        .await?;
+    if let Some(row) = inserted {
+        let created_at: DateTime<chrono::FixedOffset> = row.try_get("", "created_at")?;
+        return Ok(Inserted::CreatedAt(created_at.with_timezone(&Utc)));
+    }
+    let existing = orders::Entity::find()
+        .filter(orders::Column::CustomerId.eq(order.customer_id))
+        .filter(orders::Column::IdempotencyKey.eq(order.idempotency_key))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("order for idempotency key".into()))?;
+    Ok(Inserted::AlreadyExists {
+        order_id: existing.id,
+        fingerprint: existing.request_hash,
+    })
+}
+
+/// Products with their merchant's currency and their recipe: what pricing and the
+/// `orders.created` event need.
+pub async fn find_catalogue_entries(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<Vec<(CatalogueProduct, String, Vec<IngredientAmount>)>, DbErr> {
+    let products = find_products(db, ids).await?;
+    if products.is_empty() {
+        return Ok(Vec::new());
+    }
+    let merchant_ids: Vec<i64> = products.values().map(|p| p.merchant_id).collect();
+    let currencies: HashMap<i64, String> = merchants::Entity::find()
+        .filter(merchants::Column::Id.is_in(merchant_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m.currency))
+        .collect();
+    let product_ids: Vec<i64> = products.keys().copied().collect();
+    let mut recipes = find_recipes(db, &product_ids).await?;
+    Ok(products
+        .into_values()
+        .map(|p| {
+            let currency = currencies.get(&p.merchant_id).cloned().unwrap_or_default();
+            let recipe = recipes.remove(&p.id).unwrap_or_default();
+            (p, currency, recipe)
+        })
+        .collect())
 }
 
 async fn insert_history(
@@ -429,6 +544,108 @@ pub async fn advance_order(
         insert_history(db, order_id, to, note).await?;
     }
     Ok(Some((current, settle)))
+}
+
+/// One event's requested move, for [`advance_orders`].
+#[derive(Clone, Debug)]
+pub struct Move {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub to: OrderStatus,
+    pub rejection: Option<serde_json::Value>,
+    pub note: Option<String>,
+}
+
+/// Settles a batch of moves in the caller's transaction with four statements, whatever the batch
+/// size: the orders are locked in id order (`FOR UPDATE`: concurrent batches serialise per order
+/// and cannot deadlock), each move is settled in memory in batch order with
+/// [`OrderStatus::settle`] (SPEC §5 rule 4: forward only), then the new statuses, the history
+/// entries and the inbox records of every applied or ignored move are written set-wise. A move
+/// that came too early (`NotYet`) is not recorded, so its redelivery is processed.
+///
+/// Returns, per move in order, the status it found and how it settled; `None` for an unknown order.
+pub async fn advance_orders(
+    db: &impl ConnectionTrait,
+    consumer: &str,
+    moves: &[Move],
+) -> Result<Vec<Option<(OrderStatus, Settle)>>, DbErr> {
+    if moves.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<Uuid> = moves.iter().map(|m| m.order_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let locked = orders::Entity::find()
+        .filter(orders::Column::Id.is_in(ids))
+        .order_by_asc(orders::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?;
+    let mut current: HashMap<Uuid, OrderStatus> = HashMap::with_capacity(locked.len());
+    for order in &locked {
+        let status = OrderStatus::parse(&order.status)
+            .ok_or_else(|| DbErr::Custom(format!("unknown status {:?} in orders", order.status)))?;
+        current.insert(order.id, status);
+    }
+
+    let mut results = Vec::with_capacity(moves.len());
+    let mut history = Vec::new();
+    let mut rejections: HashMap<Uuid, serde_json::Value> = HashMap::new();
+    let mut recorded = Vec::new();
+    for m in moves {
+        let Some(status) = current.get_mut(&m.order_id) else {
+            results.push(None);
+            continue;
+        };
+        let found = *status;
+        let settle = found.settle(m.to);
+        if settle == Settle::Apply {
+            *status = m.to;
+            history.push(serde_json::json!({
+                "n": history.len(), "order_id": m.order_id, "status": m.to.as_str(), "note": m.note,
+            }));
+            if let Some(rejection) = &m.rejection {
+                rejections.insert(m.order_id, rejection.clone());
+            }
+        }
+        if settle != Settle::NotYet {
+            recorded.push(m.event_id);
+        }
+        results.push(Some((found, settle)));
+    }
+
+    if !history.is_empty() {
+        let changed: Vec<serde_json::Value> = locked
+            .iter()
+            .filter(|o| OrderStatus::parse(&o.status) != current.get(&o.id).copied())
+            .map(|o| {
+                serde_json::json!({
+                    "id": o.id, "status": current[&o.id].as_str(), "rejection": rejections.get(&o.id),
+                })
+            })
+            .collect();
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE orders o SET status = c.status, updated_at = now(), \
+                 rejection = COALESCE(c.rejection, o.rejection) \
+             FROM jsonb_to_recordset($1::jsonb) AS c(id UUID, status TEXT, rejection JSONB) \
+             WHERE o.id = c.id",
+            [serde_json::Value::Array(changed).into()],
+        ))
+        .await?;
+        // Inserted in batch order (`n`), so history ids follow the order of events.
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO order_status_history (order_id, status, note) \
+             SELECT h.order_id, h.status, h.note \
+             FROM jsonb_to_recordset($1::jsonb) AS h(n BIGINT, order_id UUID, status TEXT, note TEXT) \
+             ORDER BY h.n",
+            [serde_json::Value::Array(history).into()],
+        ))
+        .await?;
+    }
+    nats::inbox::record_all(db, consumer, &recorded).await?;
+    Ok(results)
 }
 
 /// When the order entered each status, for responses.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use nats::consume::{Delivery, HandleBatch, Outcome};
 use nats::events::{DeliveryEvent, OrderConfirmed, OrderRejected};
 use nats::topology::{ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
-use nats::{Decode, Envelope, inbox};
+use nats::{Decode, Envelope};
 
 use crate::domain::{OrderStatus, Settle};
 use crate::store;
@@ -168,20 +168,23 @@ async fn settle_in_one_transaction(
     consumer: &str,
     transitions: &[Transition],
 ) -> Result<Vec<Outcome>, DbErr> {
+    let moves: Vec<store::Move> = transitions
+        .iter()
+        .map(|t| store::Move {
+            event_id: t.event_id,
+            order_id: t.order_id,
+            to: t.to,
+            rejection: t.rejection.clone(),
+            note: t.note.clone(),
+        })
+        .collect();
     let txn = db.begin().await?;
-    let mut outcomes = Vec::with_capacity(transitions.len());
-    for t in transitions {
-        // Forward-only updates are idempotent by themselves; the inbox records the event anyway
-        // (SPEC §5 rule 1), except when it came too early and must be seen again.
-        let outcome = match store::advance_order(
-            &txn,
-            t.order_id,
-            t.to,
-            t.rejection.clone(),
-            t.note.clone(),
-        )
-        .await?
-        {
+    let settled = store::advance_orders(&txn, consumer, &moves).await?;
+    txn.commit().await?;
+    Ok(transitions
+        .iter()
+        .zip(settled)
+        .map(|(t, settled)| match settled {
             None => Outcome::Reject {
                 reason: format!("order {} does not exist", t.order_id),
             },
@@ -190,16 +193,11 @@ async fn settle_in_one_transaction(
                 delay: NOT_YET_DELAY,
                 reason: format!("order {} is {current}, not ready for {}", t.order_id, t.to),
             },
-            Some((current, settle)) => {
-                inbox::record(&txn, consumer, t.event_id).await?;
-                if settle == Settle::Ignore {
-                    tracing::debug!(order_id = %t.order_id, %current, to = %t.to, "late or duplicate event ignored");
-                }
+            Some((current, Settle::Ignore)) => {
+                tracing::debug!(order_id = %t.order_id, %current, to = %t.to, "late or duplicate event ignored");
                 Outcome::Done
             }
-        };
-        outcomes.push(outcome);
-    }
-    txn.commit().await?;
-    Ok(outcomes)
+            Some((_, Settle::Apply)) => Outcome::Done,
+        })
+        .collect())
 }

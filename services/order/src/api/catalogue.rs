@@ -92,6 +92,7 @@ impl CatalogueApi {
         )
         .await?;
         txn.commit().await?;
+        state.catalogue.clear();
 
         let recipe = burger_catalogue::RECIPE
             .iter()

@@ -42,6 +42,7 @@ pub struct AppState {
     pub keys: TokenKeys,
     /// The courier simulation needs the delivery delays.
     pub delivery: delivery::config::DeliverySettings,
+    pub catalogue: std::sync::Arc<crate::catalogue_cache::CatalogueCache>,
 }
 
 pub type Api = (

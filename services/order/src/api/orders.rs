@@ -247,17 +247,13 @@ impl OrdersApi {
             })
             .collect();
         let order = ValidOrder::parse(&requested).map_err(ApiError::validation)?;
-        let catalogue = store::find_products(&state.db, &order.product_ids()).await?;
-        let priced = domain::price(&order, &catalogue).map_err(|e| pricing_error(e, &requested))?;
-        let merchant = store::find_merchant(&state.db, priced.merchant_id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!(
-                    "product of missing merchant {}",
-                    priced.merchant_id
-                ))
-            })?;
-        let recipes = store::find_recipes(&state.db, &order.product_ids()).await?;
+        let catalogue = state.catalogue.get(&state.db, &order.product_ids()).await?;
+        let products = catalogue
+            .iter()
+            .map(|(id, entry)| (*id, entry.product.clone()))
+            .collect();
+        let priced = domain::price(&order, &products).map_err(|e| pricing_error(e, &requested))?;
+        let currency = catalogue[&priced.lines[0].product_id].currency.clone();
 
         let order_id = Uuid::now_v7();
         let fingerprint = order.fingerprint();
@@ -272,43 +268,69 @@ impl OrdersApi {
                     .map(|(product_id, quantity)| OrderedLine {
                         product_id,
                         quantity,
-                        recipe: recipes.get(&product_id).cloned().unwrap_or_default(),
+                        recipe: catalogue[&product_id].recipe.clone(),
                     })
                     .collect(),
             },
             Some(request_id.0.0.clone()),
         );
 
-        // SPEC §5 rule 1: the order and its event commit together.
-        let txn = state.db.begin().await?;
-        let inserted = store::insert_order(
-            &txn,
+        // SPEC §5 rule 1: the order and its event commit together, in one statement.
+        let inserted = store::insert_order_with_event(
+            &state.db,
             &NewOrder {
                 id: order_id,
                 customer_id,
-                currency: &merchant.currency,
+                currency: &currency,
                 priced: &priced,
                 idempotency_key: key,
                 fingerprint: &fingerprint,
                 correlation_id: Some(&request_id.0.0),
             },
+            &state.outbox.prepare(&event)?,
         )
         .await?;
         match inserted {
-            Inserted::Created => {
-                state.outbox.enqueue(&txn, &event).await?;
-                txn.commit().await?;
-                let details = load(&state, order_id).await?;
-                Ok(PlaceOrderResponse::Accepted(
-                    Json(details),
-                    location(order_id),
-                ))
+            Inserted::CreatedAt(created_at) => {
+                // Everything the new order shows is known here: no need to read it back.
+                let view = Order {
+                    id: order_id,
+                    status: OrderStatus::Pending.as_str().to_owned(),
+                    customer_id,
+                    merchant_id: priced.merchant_id,
+                    total_cents: priced.total_cents,
+                    currency,
+                    lines: priced
+                        .lines
+                        .into_iter()
+                        .map(|l| OrderLine {
+                            product_id: l.product_id,
+                            product_name: l.product_name,
+                            quantity: l.quantity,
+                            unit_price_cents: l.unit_price_cents,
+                            line_total_cents: l.line_total_cents,
+                        })
+                        .collect(),
+                    history: vec![StatusChange {
+                        status: OrderStatus::Pending.as_str().to_owned(),
+                        at: created_at,
+                        note: None,
+                    }],
+                    rejection: None,
+                    shipment: None,
+                    created_at,
+                    updated_at: created_at,
+                };
+                Ok(PlaceOrderResponse::Accepted(Json(view), location(order_id)))
             }
+            Inserted::Created => Ok(PlaceOrderResponse::Accepted(
+                Json(load(&state, order_id).await?),
+                location(order_id),
+            )),
             Inserted::AlreadyExists {
                 order_id,
                 fingerprint: first,
             } => {
-                txn.rollback().await?;
                 if first.as_deref() != Some(fingerprint.as_str()) {
                     return Err(ApiError::invalid_field(
                         "Idempotency-Key",
