@@ -28,6 +28,13 @@ pub struct OrderSettings {
         default_value = "127.0.0.1:3000"
     )]
     pub http_addr: SocketAddr,
+    /// Requests served at once; beyond it, 503 with Retry-After instead of an unbounded queue.
+    #[arg(
+        long = "http-max-in-flight",
+        env = "HTTP_MAX_IN_FLIGHT",
+        default_value_t = 512
+    )]
+    pub http_max_in_flight: usize,
     #[arg(long = "profile", env = "LARDER_PROFILE", value_enum, default_value_t = Profile::Dev)]
     pub profile: Profile,
     /// HS256 key for access tokens.
@@ -67,6 +74,7 @@ impl Default for OrderSettings {
     fn default() -> Self {
         Self {
             http_addr: "127.0.0.1:3000".parse().expect("a valid address"),
+            http_max_in_flight: 512,
             profile: Profile::Dev,
             jwt_secret: DEV_JWT_SECRET.into(),
             jwt_ttl_secs: 3600,
@@ -83,6 +91,7 @@ impl fmt::Debug for OrderSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OrderSettings")
             .field("http_addr", &self.http_addr)
+            .field("http_max_in_flight", &self.http_max_in_flight)
             .field("profile", &self.profile)
             .field("jwt_secret", &"***")
             .field("jwt_ttl_secs", &self.jwt_ttl_secs)

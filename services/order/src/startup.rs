@@ -117,7 +117,7 @@ impl Application {
         let acceptor = TcpAcceptor::from_tokio(self.listener).context("Failed to accept HTTP")?;
         let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
-                api::app(state),
+                api::app(state, self.config.settings.http_max_in_flight),
                 shutdown.cancelled(),
                 Some(Duration::from_secs(10)),
             )
@@ -140,7 +140,7 @@ impl Application {
 }
 
 /// Outside the dev profile a known secret would let anyone mint tokens.
-fn refuse_default_secret_outside_dev(settings: &OrderSettings) -> anyhow::Result<()> {
+pub fn refuse_default_secret_outside_dev(settings: &OrderSettings) -> anyhow::Result<()> {
     if settings.profile != Profile::Dev && settings.jwt_secret == DEV_JWT_SECRET {
         anyhow::bail!(
             "JWT_SECRET is the development default: set a secret of your own (or LARDER_PROFILE=dev)"

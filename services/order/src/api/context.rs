@@ -28,18 +28,28 @@ impl RequestId {
     }
 }
 
-pub struct RequestContext;
+/// The request middleware. `max_in_flight` bounds the requests being served at once: beyond
+/// it, a request is refused at once with 503 (and `Retry-After`) instead of queueing, so an
+/// overload costs clients a retry rather than costing every client seconds of latency and the
+/// server unbounded memory.
+pub struct RequestContext {
+    pub max_in_flight: usize,
+}
 
 impl<E: Endpoint> Middleware<E> for RequestContext {
     type Output = RequestContextEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        RequestContextEndpoint { inner }
+        RequestContextEndpoint {
+            inner,
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
+        }
     }
 }
 
 pub struct RequestContextEndpoint<E> {
     inner: E,
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
@@ -56,10 +66,13 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         req.extensions_mut().insert(request_id.clone());
         async move {
             let started = std::time::Instant::now();
-            let result = match limit_body(&mut req).await {
-                Ok(()) => self.inner.call(req).await.map(IntoResponse::into_response),
-                Err(error) => Err(error),
+            let permit = self.in_flight.clone().try_acquire_owned();
+            let result = match (&permit, limit_body(&mut req).await) {
+                (Err(_), _) => Err(overloaded()),
+                (Ok(_), Ok(())) => self.inner.call(req).await.map(IntoResponse::into_response),
+                (Ok(_), Err(error)) => Err(error),
             };
+            drop(permit);
             // An `ApiError` arrives here as a `poem::Error` carrying its problem response; a
             // framework error carries a plain-text one. Both become problems below.
             let response = match result {
@@ -108,6 +121,15 @@ async fn limit_body(req: &mut Request) -> poem::Result<()> {
     Ok(())
 }
 
+fn overloaded() -> poem::Error {
+    poem::Error::from_response(
+        poem::Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .header(header::RETRY_AFTER, "1")
+            .body("the service is at capacity: retry in a moment"),
+    )
+}
+
 fn too_large() -> poem::Error {
     poem::Error::from_string(
         format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
@@ -133,7 +155,8 @@ async fn with_request_id(mut response: Response, request_id: &RequestId) -> Resp
     }
     .unwrap_or_else(|| {
         // A server error's text may describe internals: the log has it, the client gets the id.
-        let detail = if status.is_server_error() {
+        // (A 503 is ours, saying "at capacity".)
+        let detail = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             "An unexpected error occurred. Quote the request id when reporting it.".to_owned()
         } else {
             String::from_utf8_lossy(&body).trim().to_owned()

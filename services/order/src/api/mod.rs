@@ -82,7 +82,7 @@ pub fn spec_json() -> String {
 
 /// The whole HTTP application: the API, Swagger UI at `/docs`, the spec at `/openapi.json`,
 /// behind the request middleware.
-pub fn app(state: AppState) -> impl Endpoint {
+pub fn app(state: AppState, max_in_flight: usize) -> impl Endpoint {
     let api = service();
     Route::new()
         .nest("/docs", api.swagger_ui())
@@ -90,5 +90,5 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/", api)
         .data(state.keys.clone())
         .data(state)
-        .with(context::RequestContext)
+        .with(context::RequestContext { max_in_flight })
 }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, burgers, spawn_app};
+use crate::helpers::{assert_problem, burgers, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn framework_errors_are_problem_json_too() {
@@ -142,4 +142,37 @@ async fn health_and_readiness() {
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["database"], "ok");
     assert_eq!(ready["nats"], "ok");
+}
+
+#[tokio::test]
+async fn beyond_its_in_flight_limit_the_api_sheds_load_with_503_and_retry_after() {
+    let app = spawn_app_with(|settings| settings.http_max_in_flight = 0).await;
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "at capacity").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("capacity"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn outside_the_dev_profile_the_default_jwt_secret_is_refused() {
+    use order::config::{DEV_JWT_SECRET, OrderSettings, Profile};
+    let prod_default = OrderSettings {
+        profile: Profile::Prod,
+        ..OrderSettings::default()
+    };
+    assert!(order::startup::refuse_default_secret_outside_dev(&prod_default).is_err());
+    let prod_own = OrderSettings {
+        profile: Profile::Prod,
+        jwt_secret: "s3cret-of-our-own".into(),
+        ..OrderSettings::default()
+    };
+    assert!(order::startup::refuse_default_secret_outside_dev(&prod_own).is_ok());
+    let dev_default = OrderSettings {
+        jwt_secret: DEV_JWT_SECRET.into(),
+        ..OrderSettings::default()
+    };
+    assert!(order::startup::refuse_default_secret_outside_dev(&dev_default).is_ok());
 }

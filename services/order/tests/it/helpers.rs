@@ -35,6 +35,11 @@ pub struct TestApp {
 /// (as in production: actors need the system, and sqlx needs its runtime alive while the app
 /// shuts down). Dropping the `TestApp` shuts it down gracefully.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with some settings changed.
+pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp {
     LazyLock::force(&TRACING);
     let db = TestDatabase::new().await;
     let nats = TestNats::new().await;
@@ -51,6 +56,8 @@ pub async fn spawn_app() -> TestApp {
         },
         delivery: delivery::config::DeliverySettings::default(),
     };
+    let mut config = config;
+    change(&mut config.settings);
     let shutdown = CancellationToken::new();
     let (port_tx, port_rx) = tokio::sync::oneshot::channel();
     let stop = shutdown.clone();
