@@ -5,6 +5,7 @@
 //! - [`domain`]: validation, pricing and the status machine, as plain functions.
 //! - [`auth`]: argon2id passwords and HS256 access tokens.
 //! - [`catalogue_cache`]: products, prices and recipes in memory for a second.
+//! - [`order_writer`]: group commit for `POST /order`: concurrent orders share one statement.
 //! - [`store`]: the SQL, with the idempotency and forward-only rules beside it.
 //! - [`api`]: the OpenAPI operations, one module per tag; errors as problem+json.
 //! - [`actors`]: the consumers that move orders forward on stock and delivery events.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod catalogue_cache;
 pub mod config;
 pub mod domain;
+pub mod order_writer;
 pub mod startup;
 pub mod store;
 

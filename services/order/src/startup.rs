@@ -18,6 +18,7 @@ use crate::actors::order_events::OrderEventsActor;
 use crate::api::{self, AppState};
 use crate::auth::{self, Role, TokenKeys};
 use crate::config::{DEV_JWT_SECRET, OrderSettings, Profile};
+use crate::order_writer::OrderWriter;
 use crate::{Config, store};
 
 /// Events settled per transaction by the order-events consumers.
@@ -113,6 +114,7 @@ impl Application {
             ),
             delivery: self.config.delivery.clone(),
             catalogue: Default::default(),
+            order_writer: OrderWriter::start(self.db.clone()),
         };
         let acceptor = TcpAcceptor::from_tokio(self.listener).context("Failed to accept HTTP")?;
         let served = poem::Server::new_with_acceptor(acceptor)

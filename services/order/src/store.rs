@@ -206,21 +206,20 @@ pub async fn list_products(
 // Orders
 
 /// A new order, priced, ready to insert.
-pub struct NewOrder<'a> {
+pub struct NewOrder {
     pub id: Uuid,
     pub customer_id: Uuid,
-    pub currency: &'a str,
-    pub priced: &'a PricedOrder,
-    pub idempotency_key: Option<&'a str>,
-    pub fingerprint: &'a str,
-    pub correlation_id: Option<&'a str>,
+    pub currency: String,
+    pub priced: PricedOrder,
+    pub idempotency_key: Option<String>,
+    pub fingerprint: String,
+    pub correlation_id: Option<String>,
 }
 
 /// What inserting an order with an idempotency key found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
-    Created,
-    /// Created by [`insert_order_with_event`], at this time (the first history entry's too).
+    /// Created at this time (the first history entry's too).
     CreatedAt(DateTime<Utc>),
     /// The customer already used this key: the existing order and its request fingerprint.
     AlreadyExists {
@@ -229,102 +228,75 @@ pub enum Inserted {
     },
 }
 
-/// Inserts the order, its lines and its first history entry in the caller's transaction.
+/// Many orders, each with its lines, its first history entry and its `orders.created` outbox row,
+/// in ONE statement: data-modifying CTEs commit together (SPEC §5 rule 1) in a single round trip
+/// and a single commit, whatever the number of orders (the [`OrderWriter`] groups concurrent
+/// requests into one call). Answers in the order of `orders`.
 ///
-/// Race-free idempotency: the insert is `ON CONFLICT ON CONSTRAINT
-/// orders_customer_idempotency_key DO NOTHING`, so of concurrent requests with one key exactly one
-/// inserts; the others wait on the unique index until it commits, insert nothing, and read the
-/// winner's order. The caller must then roll back (nothing else was written).
-pub async fn insert_order(
-    db: &impl ConnectionTrait,
-    order: &NewOrder<'_>,
-) -> Result<Inserted, DbErr> {
-    let inserted = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO orders (id, customer_id, merchant_id, status, total_cents, currency, \
-                                 idempotency_key, request_hash, correlation_id) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8) \
-             ON CONFLICT ON CONSTRAINT orders_customer_idempotency_key DO NOTHING \
-             RETURNING id",
-            [
-                order.id.into(),
-                order.customer_id.into(),
-                order.priced.merchant_id.into(),
-                order.priced.total_cents.into(),
-                order.currency.into(),
-                order.idempotency_key.map(str::to_owned).into(),
-                Some(order.fingerprint.to_owned()).into(),
-                order.correlation_id.map(str::to_owned).into(),
-            ],
-        ))
-        .await?;
-    if inserted.is_none() {
-        let existing = orders::Entity::find()
-            .filter(orders::Column::CustomerId.eq(order.customer_id))
-            .filter(orders::Column::IdempotencyKey.eq(order.idempotency_key))
-            .one(db)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("order for idempotency key".into()))?;
-        return Ok(Inserted::AlreadyExists {
-            order_id: existing.id,
-            fingerprint: existing.request_hash,
-        });
-    }
-    let lines = order
-        .priced
-        .lines
-        .iter()
-        .map(|line| order_lines::ActiveModel {
-            order_id: Set(order.id),
-            product_id: Set(line.product_id),
-            product_name: Set(line.product_name.clone()),
-            quantity: Set(
-                i32::try_from(line.quantity).expect("quantities are validated to 1..=10 000")
-            ),
-            unit_price_cents: Set(line.unit_price_cents),
-            line_total_cents: Set(line.line_total_cents),
-        });
-    order_lines::Entity::insert_many(lines)
-        .exec_without_returning(db)
-        .await?;
-    insert_history(db, order.id, OrderStatus::Pending, None).await?;
-    Ok(Inserted::Created)
-}
-
-/// The order, its lines, its first history entry and its `orders.created` outbox row in ONE
-/// statement: data-modifying CTEs commit together (SPEC §5 rule 1) in a single round trip, which
-/// is what `POST /order` costs the database.
+/// Race-free idempotency: the order insert is `ON CONFLICT ON CONSTRAINT
+/// orders_customer_idempotency_key DO NOTHING` and the other inserts select from its result, so
+/// an order whose key was already used writes nothing at all. Of concurrent statements with one
+/// key exactly one inserts; the others wait on the unique index until it commits, and then read
+/// the winner's order. Two orders with one key in the same batch: the first inserts.
 ///
-/// Idempotency as in [`insert_order`]: the order insert is `ON CONFLICT ON CONSTRAINT
-/// orders_customer_idempotency_key DO NOTHING`, and the other inserts select from its result, so
-/// a repeated key writes nothing at all.
-pub async fn insert_order_with_event(
+/// [`OrderWriter`]: crate::order_writer::OrderWriter
+pub async fn insert_orders_with_events(
     db: &impl ConnectionTrait,
-    order: &NewOrder<'_>,
-    event: &nats::outbox::PreparedEvent,
-) -> Result<Inserted, DbErr> {
-    let lines: Vec<serde_json::Value> = order
-        .priced
-        .lines
+    orders: &[(&NewOrder, &nats::outbox::PreparedEvent)],
+) -> Result<Vec<Inserted>, DbErr> {
+    let input: Vec<serde_json::Value> = orders
         .iter()
-        .map(|l| {
+        .enumerate()
+        .map(|(ord, (order, event))| {
+            let lines: Vec<serde_json::Value> = order
+                .priced
+                .lines
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "product_id": l.product_id,
+                        "product_name": l.product_name,
+                        "quantity": l.quantity,
+                        "unit_price_cents": l.unit_price_cents,
+                        "line_total_cents": l.line_total_cents,
+                    })
+                })
+                .collect();
             serde_json::json!({
-                "product_id": l.product_id,
-                "product_name": l.product_name,
-                "quantity": l.quantity,
-                "unit_price_cents": l.unit_price_cents,
-                "line_total_cents": l.line_total_cents,
+                "id": order.id,
+                "customer_id": order.customer_id,
+                "merchant_id": order.priced.merchant_id,
+                "total_cents": order.priced.total_cents,
+                "currency": order.currency,
+                "idempotency_key": order.idempotency_key,
+                "request_hash": order.fingerprint,
+                "correlation_id": order.correlation_id,
+                "lines": lines,
+                "event_id": event.id,
+                "subject": event.subject,
+                "payload": event.payload,
+                "headers": event.headers,
+                "ord": ord,
             })
         })
         .collect();
-    let inserted = db
-        .query_one_raw(Statement::from_sql_and_values(
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "WITH new_order AS ( \
+            // `ORDER BY ord` keeps the batch's insertion order, so outbox rows (and thus
+            // `orders.created` events) follow the order in which requests arrived.
+            "WITH input AS MATERIALIZED ( \
+                 SELECT * FROM jsonb_to_recordset($1::jsonb) AS i( \
+                     id UUID, customer_id UUID, merchant_id BIGINT, total_cents BIGINT, \
+                     currency TEXT, idempotency_key TEXT, request_hash TEXT, correlation_id TEXT, \
+                     lines JSONB, event_id UUID, subject TEXT, payload JSONB, headers JSONB, \
+                     ord BIGINT)), \
+             new_order AS ( \
                  INSERT INTO orders (id, customer_id, merchant_id, status, total_cents, currency, \
                                      idempotency_key, request_hash, correlation_id) \
-                 VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8) \
+                 SELECT id, customer_id, merchant_id, 'pending', total_cents, currency, \
+                        idempotency_key, request_hash, correlation_id \
+                 FROM input ORDER BY ord \
                  ON CONFLICT ON CONSTRAINT orders_customer_idempotency_key DO NOTHING \
                  RETURNING id, created_at), \
              new_lines AS ( \
@@ -332,7 +304,8 @@ pub async fn insert_order_with_event(
                                           unit_price_cents, line_total_cents) \
                  SELECT new_order.id, l.product_id, l.product_name, l.quantity, \
                         l.unit_price_cents, l.line_total_cents \
-                 FROM new_order CROSS JOIN jsonb_to_recordset($9::jsonb) AS l( \
+                 FROM new_order JOIN input USING (id) \
+                 CROSS JOIN jsonb_to_recordset(input.lines) AS l( \
                      product_id BIGINT, product_name TEXT, quantity INT, \
                      unit_price_cents BIGINT, line_total_cents BIGINT)), \
              new_history AS ( \
@@ -340,32 +313,36 @@ pub async fn insert_order_with_event(
                  SELECT id, 'pending', created_at FROM new_order), \
              new_event AS ( \
                  INSERT INTO outbox (id, subject, payload, headers) \
-                 SELECT $10, $11, $12, $13 FROM new_order) \
+                 SELECT input.event_id, input.subject, input.payload, input.headers \
+                 FROM new_order JOIN input USING (id) ORDER BY input.ord) \
              SELECT id, created_at FROM new_order",
-            [
-                order.id.into(),
-                order.customer_id.into(),
-                order.priced.merchant_id.into(),
-                order.priced.total_cents.into(),
-                order.currency.into(),
-                order.idempotency_key.map(str::to_owned).into(),
-                Some(order.fingerprint.to_owned()).into(),
-                order.correlation_id.map(str::to_owned).into(),
-                serde_json::Value::Array(lines).into(),
-                event.id.into(),
-                event.subject.clone().into(),
-                event.payload.clone().into(),
-                event.headers.clone().into(),
-            ],
+            [serde_json::Value::Array(input).into()],
         ))
         .await?;
-    if let Some(row) = inserted {
+    let mut created = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: Uuid = row.try_get("", "id")?;
         let created_at: DateTime<chrono::FixedOffset> = row.try_get("", "created_at")?;
-        return Ok(Inserted::CreatedAt(created_at.with_timezone(&Utc)));
+        created.insert(id, created_at.with_timezone(&Utc));
     }
+    let mut answers = Vec::with_capacity(orders.len());
+    for (order, _) in orders {
+        answers.push(match created.get(&order.id) {
+            Some(at) => Inserted::CreatedAt(*at),
+            None => existing_order_for_key(db, order).await?,
+        });
+    }
+    Ok(answers)
+}
+
+/// The order that already holds this order's idempotency key.
+async fn existing_order_for_key(
+    db: &impl ConnectionTrait,
+    order: &NewOrder,
+) -> Result<Inserted, DbErr> {
     let existing = orders::Entity::find()
         .filter(orders::Column::CustomerId.eq(order.customer_id))
-        .filter(orders::Column::IdempotencyKey.eq(order.idempotency_key))
+        .filter(orders::Column::IdempotencyKey.eq(order.idempotency_key.as_deref()))
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("order for idempotency key".into()))?;

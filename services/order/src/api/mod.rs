@@ -43,6 +43,8 @@ pub struct AppState {
     /// The courier simulation needs the delivery delays.
     pub delivery: delivery::config::DeliverySettings,
     pub catalogue: std::sync::Arc<crate::catalogue_cache::CatalogueCache>,
+    /// Group commit for `POST /order`.
+    pub order_writer: crate::order_writer::OrderWriter,
 }
 
 pub type Api = (

@@ -275,21 +275,24 @@ impl OrdersApi {
             Some(request_id.0.0.clone()),
         );
 
-        // SPEC §5 rule 1: the order and its event commit together, in one statement.
-        let inserted = store::insert_order_with_event(
-            &state.db,
-            &NewOrder {
-                id: order_id,
-                customer_id,
-                currency: &currency,
-                priced: &priced,
-                idempotency_key: key,
-                fingerprint: &fingerprint,
-                correlation_id: Some(&request_id.0.0),
-            },
-            &state.outbox.prepare(&event)?,
-        )
-        .await?;
+        // SPEC §5 rule 1: the order and its event commit together, in one statement, grouped
+        // with the other orders arriving meanwhile.
+        let prepared = state.outbox.prepare(&event)?;
+        let inserted = state
+            .order_writer
+            .insert(
+                NewOrder {
+                    id: order_id,
+                    customer_id,
+                    currency: currency.clone(),
+                    priced: priced.clone(),
+                    idempotency_key: key.map(str::to_owned),
+                    fingerprint: fingerprint.clone(),
+                    correlation_id: Some(request_id.0.0.clone()),
+                },
+                prepared,
+            )
+            .await?;
         match inserted {
             Inserted::CreatedAt(created_at) => {
                 // Everything the new order shows is known here: no need to read it back.
@@ -323,10 +326,6 @@ impl OrdersApi {
                 };
                 Ok(PlaceOrderResponse::Accepted(Json(view), location(order_id)))
             }
-            Inserted::Created => Ok(PlaceOrderResponse::Accepted(
-                Json(load(&state, order_id).await?),
-                location(order_id),
-            )),
             Inserted::AlreadyExists {
                 order_id,
                 fingerprint: first,

@@ -1,0 +1,109 @@
+//! Group commit for `POST /order`.
+//!
+//! Every new order is one statement (see [`store::insert_orders_with_events`]), but one statement
+//! and one commit per request leaves PostgreSQL parsing, planning and committing the same small
+//! insert thousands of times a second. Handlers hand their order to an [`OrderWriter`] instead;
+//! each writer task takes everything that queued up while its previous statement ran, writes it as
+//! one statement (one commit), and answers every handler. Under light load a batch is a single
+//! order and nothing waits; under heavy load batches grow by themselves. No timer, no added
+//! latency.
+//!
+//! A batch that fails as a whole (a constraint one order broke) is retried one order at a time, so
+//! one bad order answers with its own error and the others are still written.
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use nats::outbox::PreparedEvent;
+
+use crate::store::{self, Inserted, NewOrder};
+
+/// The most orders one statement writes: large enough to amortise a round trip and a commit,
+/// small enough that one batch's JSON parameter stays well under a megabyte.
+const MAX_BATCH: usize = 256;
+/// Statements in flight at once: one writing while the next batch gathers, per core.
+const WRITERS: usize = 2;
+/// Orders waiting for a writer; beyond this, handlers wait to enqueue (the API's in-flight limit
+/// is hit long before).
+const QUEUE: usize = 4 * MAX_BATCH;
+
+struct Job {
+    order: NewOrder,
+    event: PreparedEvent,
+    answer: oneshot::Sender<Result<Inserted, DbErr>>,
+}
+
+/// Writes orders in batches. Cheap to clone; the writer tasks stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct OrderWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl OrderWriter {
+    /// Starts the writer tasks on the current tokio runtime.
+    pub fn start(db: DatabaseConnection) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(db.clone(), queue.clone()));
+        }
+        Self { jobs }
+    }
+
+    /// Inserts the order, its lines, its first history entry and its `orders.created` outbox row
+    /// (SPEC §5 rule 1), together with whatever other orders are waiting.
+    pub async fn insert(&self, order: NewOrder, event: PreparedEvent) -> Result<Inserted, DbErr> {
+        let (answer, answered) = oneshot::channel();
+        let stopped = || DbErr::Custom("the order writer has stopped".into());
+        self.jobs
+            .send(Job {
+                order,
+                event,
+                answer,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write_batches(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // Holding the lock only while taking a batch lets the other writer take the next one
+        // while this one's statement runs.
+        let received = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if received == 0 {
+            return; // every sender is gone
+        }
+        write_batch(&db, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn write_batch(db: &DatabaseConnection, batch: Vec<Job>) {
+    let rows: Vec<(&NewOrder, &PreparedEvent)> =
+        batch.iter().map(|job| (&job.order, &job.event)).collect();
+    match store::insert_orders_with_events(db, &rows).await {
+        Ok(results) => {
+            for (job, result) in batch.into_iter().zip(results) {
+                // A handler that gave up (client gone) no longer listens; its order is written.
+                let _ = job.answer.send(Ok(result));
+            }
+        }
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(%error, orders = batch.len(), "batched order insert failed; writing one by one");
+            for job in batch {
+                let result = store::insert_orders_with_events(db, &[(&job.order, &job.event)])
+                    .await
+                    .map(|mut results| results.remove(0));
+                let _ = job.answer.send(result);
+            }
+        }
+        Err(error) => {
+            let job = batch.into_iter().next().expect("one job");
+            let _ = job.answer.send(Err(error));
+        }
+    }
+}
