@@ -592,22 +592,29 @@ pub async fn advance_orders(
     }
 
     if !history.is_empty() {
-        let changed: Vec<serde_json::Value> = locked
+        let changed: Vec<&orders::Model> = locked
             .iter()
             .filter(|o| OrderStatus::parse(&o.status) != current.get(&o.id).copied())
+            .collect();
+        let changed_ids: Vec<Uuid> = changed.iter().map(|o| o.id).collect();
+        let changes: Vec<serde_json::Value> = changed
+            .iter()
             .map(|o| {
                 serde_json::json!({
                     "id": o.id, "status": current[&o.id].as_str(), "rejection": rejections.get(&o.id),
                 })
             })
             .collect();
+        // `o.id = ANY($2)` lets the planner find the rows by primary key: it cannot see into the
+        // JSON and, guessing its size, preferred scanning the whole table (25 ms per batch at
+        // 40 000 orders, the bench's largest cost before this).
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE orders o SET status = c.status, updated_at = now(), \
                  rejection = COALESCE(c.rejection, o.rejection) \
              FROM jsonb_to_recordset($1::jsonb) AS c(id UUID, status TEXT, rejection JSONB) \
-             WHERE o.id = c.id",
-            [serde_json::Value::Array(changed).into()],
+             WHERE o.id = c.id AND o.id = ANY($2)",
+            [serde_json::Value::Array(changes).into(), changed_ids.into()],
         ))
         .await?;
         // Inserted in batch order (`n`), so history ids follow the order of events.
