@@ -3,6 +3,7 @@
 
 mod auth;
 mod errors;
+mod group_commit;
 mod helpers;
 mod lifecycle;
 mod openapi;
