@@ -1,8 +1,9 @@
 //! Test support: a JetStream namespace of its own per test, deleted when the test ends.
 
+use std::future::Future;
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, message::StreamMessage, stream::LastRawMessageErrorKind};
 
 use crate::{Namespace, NatsConfig, topology};
 
@@ -40,6 +41,79 @@ impl TestNats {
 
     pub fn namespace(&self) -> &Namespace {
         &self.config.namespace
+    }
+
+    /// Waits until the consumer has settled every message of its subject (acked or
+    /// dead-lettered): nothing pending, nothing awaiting an ack.
+    pub async fn wait_until_consumed(&self, spec: topology::ConsumerSpec, within: Duration) {
+        let stream = &self.stream_of(spec.filter_subject).await;
+        let durable = &self.namespace().durable(spec.durable);
+        eventually(
+            &format!("{durable} has settled every message"),
+            within,
+            move || async move {
+                let info = stream
+                    .consumer_info(durable)
+                    .await
+                    .expect("the consumer exists");
+                info.num_pending == 0 && info.num_ack_pending == 0
+            },
+        )
+        .await;
+    }
+
+    /// The stream (of this namespace) that captures `subject` (without namespace).
+    pub async fn stream_of(&self, subject: &str) -> jetstream::stream::Stream {
+        let spec = topology::STREAMS
+            .iter()
+            .find(|s| subject.starts_with(s.subjects.trim_end_matches('>')))
+            .unwrap_or_else(|| panic!("a stream captures {subject}"));
+        self.jetstream
+            .get_stream(self.namespace().stream(spec.name))
+            .await
+            .expect("the stream exists")
+    }
+
+    /// Every message stored on `subject` (without namespace), in stream order.
+    pub async fn messages_on(&self, subject: &str) -> Vec<StreamMessage> {
+        let stream = self.stream_of(subject).await;
+        let subject = self.namespace().subject(subject);
+        let mut messages = Vec::new();
+        let mut sequence = 1;
+        loop {
+            match stream
+                .raw_message_builder()
+                .sequence(sequence)
+                .next_by_subject(subject.clone())
+                .send()
+                .await
+            {
+                Ok(message) => {
+                    sequence = message.sequence + 1;
+                    messages.push(message);
+                }
+                Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                    return messages;
+                }
+                Err(error) => panic!("could not read {subject}: {error}"),
+            }
+        }
+    }
+}
+
+/// Polls `check` until it holds; panics naming `what` after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

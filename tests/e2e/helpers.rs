@@ -352,17 +352,10 @@ impl Drop for Stack {
 }
 
 /// Polls `condition` until it holds; fails after 30 s (a whole stack in a debug build).
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    nats::testing::eventually(what, Duration::from_secs(30), check).await
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+
 use delivery::config::DeliverySettings;
 use delivery::{Application, Config};
 use entities::{outbox, shipments};
@@ -78,19 +78,12 @@ pub fn cancellation(confirmed: &Envelope<OrderConfirmed>) -> Envelope<OrderCance
 }
 
 /// Polls `check` until it holds, for at most 30 s; panics naming `what` otherwise.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + WAIT_AT_MOST;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    nats::testing::eventually(what, WAIT_AT_MOST, check).await
 }
 
 struct Instance {
@@ -203,42 +196,9 @@ impl TestApp {
         assert!(!ack.duplicate, "{message_id} was stored");
     }
 
-    async fn stream_of(&self, subject: &str) -> Stream {
-        let spec = topology::STREAMS
-            .iter()
-            .find(|s| subject.starts_with(s.subjects.trim_end_matches('>')))
-            .unwrap_or_else(|| panic!("a stream captures {subject}"));
-        self.nats
-            .jetstream
-            .get_stream(self.nats.namespace().stream(spec.name))
-            .await
-            .expect("the stream exists")
-    }
-
     /// Every message stored on `subject` (without namespace), in stream order.
     pub async fn messages_on(&self, subject: &str) -> Vec<StreamMessage> {
-        let stream = self.stream_of(subject).await;
-        let subject = self.nats.namespace().subject(subject);
-        let mut messages = Vec::new();
-        let mut sequence = 1;
-        loop {
-            match stream
-                .raw_message_builder()
-                .sequence(sequence)
-                .next_by_subject(subject.clone())
-                .send()
-                .await
-            {
-                Ok(message) => {
-                    sequence = message.sequence + 1;
-                    messages.push(message);
-                }
-                Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {
-                    return messages;
-                }
-                Err(error) => panic!("could not read {subject}: {error}"),
-            }
-        }
+        self.nats.messages_on(subject).await
     }
 
     /// Every delivery event in the DELIVERY stream, in stream order.
@@ -262,22 +222,9 @@ impl TestApp {
             .collect()
     }
 
-    /// Waits until the consumer has settled every message of its subject (acked or
-    /// dead-lettered): nothing pending, nothing awaiting an ack.
+    /// Waits until the consumer has settled every message of its subject.
     pub async fn wait_until_consumed(&self, spec: ConsumerSpec) {
-        let stream = &self.stream_of(spec.filter_subject).await;
-        let durable = &self.nats.namespace().durable(spec.durable);
-        eventually(
-            &format!("{durable} has settled every message"),
-            move || async move {
-                let info = stream
-                    .consumer_info(durable)
-                    .await
-                    .expect("the consumer exists");
-                info.num_pending == 0 && info.num_ack_pending == 0
-            },
-        )
-        .await;
+        self.nats.wait_until_consumed(spec, WAIT_AT_MOST).await
     }
 
     /// Waits until both consumers have settled everything and every event written is published.

@@ -222,17 +222,10 @@ pub async fn assert_problem(response: Response, status: StatusCode, context: &st
 }
 
 /// Polls `condition` until it holds; fails after 10 s.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    nats::testing::eventually(what, Duration::from_secs(10), check).await
 }
