@@ -86,18 +86,10 @@ async fn release_in_transaction(
     events: &[Envelope<OrderCancelled>],
 ) -> Result<Vec<Released>, DbErr> {
     let txn = db.begin().await?;
-    match store::release_orders(&txn, events).await {
-        Ok(released) => {
-            txn.commit().await?;
-            Ok(released)
-        }
-        Err(error) => {
-            if let Err(rollback) = txn.rollback().await {
-                tracing::warn!(error = %rollback, "rollback failed");
-            }
-            Err(error)
-        }
-    }
+    // On an error the transaction is dropped, which rolls it back.
+    let released = store::release_orders(&txn, events).await?;
+    txn.commit().await?;
+    Ok(released)
 }
 
 fn retry(error: &DbErr) -> Outcome {

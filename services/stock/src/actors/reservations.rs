@@ -115,18 +115,10 @@ async fn reserve_in_transaction(
     orders: &[Envelope<OrderCreated>],
 ) -> Result<Vec<Reserved>, DbErr> {
     let txn = db.begin().await?;
-    match store::reserve_orders(&txn, outbox, orders).await {
-        Ok(reserved) => {
-            txn.commit().await?;
-            Ok(reserved)
-        }
-        Err(error) => {
-            if let Err(rollback) = txn.rollback().await {
-                tracing::warn!(error = %rollback, "rollback failed");
-            }
-            Err(error)
-        }
-    }
+    // On an error the transaction is dropped, which rolls it back.
+    let reserved = store::reserve_orders(&txn, outbox, orders).await?;
+    txn.commit().await?;
+    Ok(reserved)
 }
 
 fn retry(error: &DbErr) -> Outcome {

@@ -3,7 +3,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
