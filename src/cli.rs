@@ -73,9 +73,6 @@ pub struct OrderArgs {
     pub shared: Shared,
     #[command(flatten)]
     pub settings: order::config::OrderSettings,
-    /// The courier simulation (`POST /order/{id}/delivery`) schedules the next step with these.
-    #[command(flatten)]
-    pub delivery: delivery::config::DeliverySettings,
 }
 
 #[derive(Debug, Args)]
@@ -136,17 +133,12 @@ pub struct MigrateArgs {
 }
 
 impl Shared {
-    pub fn order(
-        &self,
-        settings: order::config::OrderSettings,
-        delivery: delivery::config::DeliverySettings,
-    ) -> order::Config {
+    pub fn order(&self, settings: order::config::OrderSettings) -> order::Config {
         order::Config {
             database: self.database.clone(),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
             settings,
-            delivery,
         }
     }
 

@@ -35,13 +35,13 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             })
         }
         Command::All(args) => run_services(Services {
-            order: Some(args.shared.order(args.order, args.delivery.clone())),
+            order: Some(args.shared.order(args.order)),
             stock: Some(args.shared.stock(args.stock)),
             notification: Some(args.shared.notification(args.notification)),
             delivery: Some(args.shared.delivery(args.delivery)),
         }),
         Command::Order(args) => run_services(Services {
-            order: Some(args.shared.order(args.settings, args.delivery)),
+            order: Some(args.shared.order(args.settings)),
             ..Services::default()
         }),
         Command::Stock(args) => run_services(Services {
@@ -138,14 +138,65 @@ fn run_services(services: Services) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
 
-        // Build everything first (connections, migrations, streams), then run it all; the
-        // first service to fail stops the others.
-        let mut running = Vec::new();
+        // Build everything first (connections, migrations, streams, command endpoints), then
+        // run it all, so the API never serves before the services it calls answer; the first
+        // service to fail stops the others.
         let nats_config = services.nats_config();
-        if let Some(config) = services.order {
-            let app = order::Application::build(config)
-                .await
-                .context("Failed to start the order service")?;
+        let order = match services.order {
+            Some(config) => Some(
+                order::Application::build(config)
+                    .await
+                    .context("Failed to start the order service")?,
+            ),
+            None => None,
+        };
+        let stock = match services.stock {
+            Some(config) => Some(
+                stock::Application::build(config)
+                    .await
+                    .context("Failed to start the stock service")?,
+            ),
+            None => None,
+        };
+        let notification = match services.notification {
+            Some(config) => Some(
+                notification::Application::build(config)
+                    .await
+                    .context("Failed to start the notification service")?,
+            ),
+            None => None,
+        };
+        let delivery = match services.delivery {
+            Some(config) => Some(
+                delivery::Application::build(config)
+                    .await
+                    .context("Failed to start the delivery service")?,
+            ),
+            None => None,
+        };
+        let mut running = Vec::new();
+        if let Some(app) = stock {
+            running.push(spawn_service(
+                "stock",
+                app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        if let Some(app) = notification {
+            running.push(spawn_service(
+                "notification",
+                app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        if let Some(app) = delivery {
+            running.push(spawn_service(
+                "delivery",
+                app.run_until_stopped(shutdown.clone()),
+                &shutdown,
+            ));
+        }
+        if let Some(app) = order {
             tracing::info!(port = app.port(), "order service listening");
             running.push(spawn_service(
                 "order",
@@ -153,40 +204,10 @@ fn run_services(services: Services) -> anyhow::Result<()> {
                 &shutdown,
             ));
         }
-        if let Some(config) = services.stock {
-            let app = stock::Application::build(config)
-                .await
-                .context("Failed to start the stock service")?;
-            running.push(spawn_service(
-                "stock",
-                app.run_until_stopped(shutdown.clone()),
-                &shutdown,
-            ));
-        }
-        if let Some(config) = services.notification {
-            let app = notification::Application::build(config)
-                .await
-                .context("Failed to start the notification service")?;
-            running.push(spawn_service(
-                "notification",
-                app.run_until_stopped(shutdown.clone()),
-                &shutdown,
-            ));
-        }
-        if let Some(config) = services.delivery {
-            let app = delivery::Application::build(config)
-                .await
-                .context("Failed to start the delivery service")?;
-            running.push(spawn_service(
-                "delivery",
-                app.run_until_stopped(shutdown.clone()),
-                &shutdown,
-            ));
-        }
         // One advisory watcher per process: messages the server gave up on (max deliveries
         // after ack timeouts) become dead letters too (SPEC §5 rule 7).
         if let Some(config) = nats_config {
-            let js = nats::connect_jetstream(&config, "larder-advisories")
+            let js = nats::connect_jetstream(&config, "larder-advisories", &[])
                 .await
                 .context("Failed to connect the advisory watcher")?;
             let watcher =

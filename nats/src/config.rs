@@ -130,16 +130,18 @@ pub async fn connect(
     }
 }
 
-/// Connects to NATS (waiting for it, see [`connect`]) and makes sure every stream and durable
-/// consumer exists with the configured shape. What every service does at start.
+/// Connects to NATS (waiting for it, see [`connect`]) and makes sure every stream and the
+/// service's own durable `consumers` exist with the configured shape. What every service does at
+/// start.
 pub async fn connect_jetstream(
     config: &NatsConfig,
     client_name: &str,
+    consumers: &[crate::topology::ConsumerSpec],
 ) -> Result<async_nats::jetstream::Context, crate::NatsError> {
     let client = connect(config, client_name, Duration::from_secs(120))
         .await
         .map_err(crate::NatsError::Connect)?;
     let js = async_nats::jetstream::new(client);
-    crate::topology::ensure(&js, config).await?;
+    crate::topology::ensure(&js, config, consumers).await?;
     Ok(js)
 }

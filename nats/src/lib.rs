@@ -8,9 +8,12 @@
 //! - [`inbox`]: record a consumed event id in the caller's transaction; tells duplicates apart.
 //! - [`consume`]: pull from a durable consumer, hand batches to an actor, ack only after it commits.
 //! - [`dlq`]: dead letters for poison messages and exhausted retries.
+//! - [`commands`], [`service`]: merchant commands served over NATS request/reply (the service
+//!   API: `nats micro ls`), and calling them with a timeout.
 //! - [`config`]: `NatsConfig` and a connect that waits for the server.
 //! - [`testing`]: a namespace of its own per test, deleted when the test ends.
 
+pub mod commands;
 pub mod config;
 pub mod consume;
 pub mod dlq;
@@ -21,6 +24,7 @@ pub mod inbox;
 pub mod namespace;
 pub mod outbox;
 pub mod relay;
+pub mod service;
 pub mod testing;
 pub mod topology;
 

@@ -28,7 +28,7 @@ impl TestNats {
             .await
             .expect("NATS is reachable at NATS_URL (run the tests through ./stack.sh test)");
         let jetstream = jetstream::new(client.clone());
-        if let Err(error) = topology::ensure(&jetstream, &config).await {
+        if let Err(error) = topology::ensure(&jetstream, &config, &topology::CONSUMERS).await {
             topology::delete_all(&jetstream, &config.namespace).await;
             panic!("streams and consumers can be created: {error:?}");
         }

@@ -1,5 +1,5 @@
 //! Every subject, stream and durable consumer in one place (SPEC §4), and [`ensure`], which
-//! creates or updates them all.
+//! creates or updates the streams and the consumers of one service.
 //!
 //! One filter subject per consumer, so it runs on nats-server 2.9 (Debian's) as well as newer.
 
@@ -159,6 +159,19 @@ pub const NOTIFICATION_STOCK_LOW: ConsumerSpec = ConsumerSpec {
     max_ack_pending: 64,
 };
 
+/// The consumers each service owns: a service ensures its own, never another's.
+pub const ORDER_CONSUMERS: [ConsumerSpec; 3] = [
+    ORDER_ORDERS_CONFIRMED,
+    ORDER_ORDERS_REJECTED,
+    ORDER_DELIVERY,
+];
+pub const STOCK_CONSUMERS: [ConsumerSpec; 2] = [STOCK_ORDERS_CREATED, STOCK_ORDERS_CANCELLED];
+pub const DELIVERY_CONSUMERS: [ConsumerSpec; 2] =
+    [DELIVERY_ORDERS_CONFIRMED, DELIVERY_ORDERS_CANCELLED];
+/// The notification service builds its spec from its settings (retry schedule), on this base.
+pub const NOTIFICATION_CONSUMERS: [ConsumerSpec; 1] = [NOTIFICATION_STOCK_LOW];
+
+/// Every consumer of every service: for tests and tools that stand in for the whole system.
 pub const CONSUMERS: [ConsumerSpec; 8] = [
     STOCK_ORDERS_CREATED,
     STOCK_ORDERS_CANCELLED,
@@ -208,9 +221,13 @@ pub fn consumer_config(spec: &ConsumerSpec, ns: &Namespace) -> pull::Config {
     }
 }
 
-/// Creates or updates every stream and durable consumer. Idempotent: run it at every start, from
-/// any number of instances.
-pub async fn ensure(js: &jetstream::Context, config: &NatsConfig) -> Result<(), NatsError> {
+/// Creates or updates every stream and the given durable consumers (a service passes its own).
+/// Idempotent: run it at every start, from any number of instances.
+pub async fn ensure(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    consumers: &[ConsumerSpec],
+) -> Result<(), NatsError> {
     for spec in &STREAMS {
         let stream_config = stream_config(spec, config);
         let name = stream_config.name.clone();
@@ -221,7 +238,7 @@ pub async fn ensure(js: &jetstream::Context, config: &NatsConfig) -> Result<(), 
                 source,
             })?;
     }
-    for spec in &CONSUMERS {
+    for spec in consumers {
         let consumer_config = consumer_config(spec, &config.namespace);
         let stream_name = config.namespace.stream(spec.stream.name);
         let stream = js

@@ -93,6 +93,20 @@ impl Stack {
 
     /// Starts with extra environment for every process, e.g. slower delivery.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_processes(env, &[&["all"]]).await
+    }
+
+    /// Every service as a process of its own, as in production: `larder order`, `stock`,
+    /// `delivery` and `notification` (processes 0 to 3, in that order).
+    pub async fn start_separately() -> Self {
+        Self::start_processes(
+            &[],
+            &[&["order"], &["stock"], &["delivery"], &["notification"]],
+        )
+        .await
+    }
+
+    async fn start_processes(env: &[(&str, &str)], commands: &[&[&str]]) -> Self {
         let db = TestDatabase::new().await;
         let nats = TestNats::new().await;
         let mail = MailInbox::start().await;
@@ -110,10 +124,12 @@ impl Stack {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         };
-        stack.spawn(&["all"]);
+        for command in commands {
+            stack.spawn(command);
+        }
         let client = stack.client.clone();
         let ready = format!("{}/ready", stack.address);
-        eventually("larder all is ready", || async {
+        eventually("the order service is ready", || async {
             client
                 .get(&ready)
                 .send()
@@ -124,8 +140,16 @@ impl Stack {
         stack
     }
 
-    /// Starts another `larder` process on this stack (`&["stock"]` for a second stock instance).
-    pub fn spawn(&mut self, args: &[&str]) {
+    /// Kills process `index` (in start order) at once, as `kill -9` would.
+    pub fn kill(&mut self, index: usize) {
+        let child = &mut self.processes[index];
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts another `larder` process on this stack (`&["stock"]` for a second stock instance);
+    /// returns its index.
+    pub fn spawn(&mut self, args: &[&str]) -> usize {
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let log = std::fs::File::create(log_dir.join(format!(
             "{}-{}.log",
@@ -158,6 +182,7 @@ impl Stack {
             .spawn()
             .expect("the larder binary runs");
         self.processes.push(child);
+        self.processes.len() - 1
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -196,15 +221,24 @@ impl Stack {
         self.token(&email, "password-123").await
     }
 
-    /// Seeds and returns the burger's product id.
+    /// Seeds and returns the burger's product id. Retries while the stock service is not
+    /// answering yet (503), as a client honouring `Retry-After` would: with every service in a
+    /// process of its own, the API may be up before stock.
     pub async fn seed(&self, merchant: &str) -> i64 {
-        let catalogue: Value = self
-            .post(merchant, "/order/seed", &Value::Null)
-            .await
-            .json()
-            .await
-            .unwrap();
-        catalogue["products"][0]["id"].as_i64().unwrap()
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = self.post(merchant, "/order/seed", &Value::Null).await;
+            match response.status() {
+                StatusCode::OK => {
+                    let catalogue: Value = response.json().await.unwrap();
+                    return catalogue["products"][0]["id"].as_i64().unwrap();
+                }
+                StatusCode::SERVICE_UNAVAILABLE if std::time::Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => panic!("seeding answered {other}"),
+            }
+        }
     }
 
     pub async fn post(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {

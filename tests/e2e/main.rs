@@ -5,4 +5,5 @@
 
 mod helpers;
 mod lifecycle;
+mod merchant_commands;
 mod stock;

@@ -31,7 +31,9 @@ async fn ensure_twice_leaves_identical_stream_and_consumer_configs() {
     let t = TestNats::new().await; // ensure #1
     let first = server_configs(&t).await;
 
-    topology::ensure(&t.jetstream, &t.config).await.unwrap();
+    topology::ensure(&t.jetstream, &t.config, &CONSUMERS)
+        .await
+        .unwrap();
     let second = server_configs(&t).await;
 
     assert_eq!(first.len(), STREAMS.len() + CONSUMERS.len());
@@ -74,7 +76,9 @@ async fn ensure_brings_a_drifted_consumer_back_in_line() {
     drifted.backoff.clear();
     stream.create_consumer(drifted).await.unwrap();
 
-    topology::ensure(&t.jetstream, &t.config).await.unwrap();
+    topology::ensure(&t.jetstream, &t.config, &CONSUMERS)
+        .await
+        .unwrap();
 
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
         .get_consumer(&t.namespace().durable(spec.durable))

@@ -1,5 +1,5 @@
-//! Builds the delivery service (database, JetStream, outbox relay, actors) and runs its consumers
-//! until shutdown.
+//! Builds the delivery service (database, JetStream, outbox relay, actors, the courier-update
+//! command) and runs its consumers until shutdown.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use nats::consume::{ConsumerRunner, HandleBatch};
 use nats::events::{OrderCancelled, OrderConfirmed};
 use nats::outbox::Outbox;
 use nats::relay::{FlushAndStop, OutboxRelay};
+use nats::service::CommandService;
 use nats::topology::{self, ConsumerSpec};
 use nats::{Decode, Envelope, Namespace, NatsError};
 use sea_orm::DatabaseConnection;
@@ -31,6 +32,7 @@ pub struct Application {
     relay: Addr<OutboxRelay>,
     timer: Addr<DeliveryTimer>,
     shipments: Addr<ShipmentsActor>,
+    commands: CommandService,
 }
 
 impl Application {
@@ -41,9 +43,13 @@ impl Application {
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
-        let jetstream = nats::connect_jetstream(&config.nats, "larder-delivery")
-            .await
-            .context("Failed to prepare JetStream")?;
+        let jetstream = nats::connect_jetstream(
+            &config.nats,
+            "larder-delivery",
+            &topology::DELIVERY_CONSUMERS,
+        )
+        .await
+        .context("Failed to prepare JetStream")?;
         let namespace = config.nats.namespace.clone();
         let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
         let timer = DeliveryTimer::new(
@@ -54,6 +60,14 @@ impl Application {
         .start();
         let shipments =
             ShipmentsActor::new(db.clone(), config.settings.clone(), timer.clone()).start();
+        let commands = crate::commands::serve(
+            &jetstream.client(),
+            &namespace,
+            db.clone(),
+            config.settings.clone(),
+        )
+        .await
+        .context("Failed to serve the courier-update command")?;
         Ok(Self {
             db,
             jetstream,
@@ -61,6 +75,7 @@ impl Application {
             relay,
             timer,
             shipments,
+            commands,
         })
     }
 
@@ -109,6 +124,7 @@ impl Application {
         // The runners have answered for every message they pulled: the shipments actor is idle.
         // The timer finishes its round in progress; a step due later waits in the database for
         // the next instance.
+        self.commands.stop().await;
         stop(&self.shipments).await;
         stop(&self.timer).await;
         self.relay

@@ -8,7 +8,7 @@ use anyhow::{Context as _, anyhow};
 use nats::NatsError;
 use nats::consume::ConsumerRunner;
 use nats::relay::{FlushAndStop, OutboxRelay};
-use nats::topology::{self, ConsumerSpec};
+use nats::topology::ConsumerSpec;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,11 +40,11 @@ impl Application {
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
-        let jetstream = nats::connect_jetstream(&config.nats, "larder-notification")
+        // Its own consumer, with the retry schedule the settings ask for.
+        let consumer = settings.consumer_spec();
+        let jetstream = nats::connect_jetstream(&config.nats, "larder-notification", &[consumer])
             .await
             .context("Failed to prepare JetStream")?;
-        let consumer = settings.consumer_spec();
-        apply_consumer(&jetstream, &config, &consumer).await?;
         let mailer = Mailer::new(settings).context("Failed to set up the SMTP transport")?;
 
         let stop = CancellationToken::new();
@@ -115,30 +115,4 @@ impl Application {
             .context("Failed to flush the outbox")?;
         consumed
     }
-}
-
-/// `ensure` created the topology's consumer; this applies the service's own retry schedule to it
-/// (the same with the default settings). Create-or-update, like `ensure`.
-///
-/// With non-default settings, another service's `ensure` (run at its start) puts the topology's
-/// schedule back on the server. The runner keeps this one for its Nak delays and its last
-/// attempt; if the server's `max_deliver` is then lower, the max-deliveries advisory
-/// (`nats::dlq::watch_advisories`) still dead-letters the event. TODO(issue 4): a per-service
-/// override in `topology::ensure`.
-async fn apply_consumer(
-    js: &async_nats::jetstream::Context,
-    config: &Config,
-    consumer: &ConsumerSpec,
-) -> anyhow::Result<()> {
-    let ns = &config.nats.namespace;
-    let stream_name = ns.stream(consumer.stream.name);
-    let stream = js
-        .get_stream(&stream_name)
-        .await
-        .with_context(|| format!("Failed to find stream {stream_name}"))?;
-    stream
-        .create_consumer(topology::consumer_config(consumer, ns))
-        .await
-        .with_context(|| format!("Failed to configure consumer {}", consumer.durable))?;
-    Ok(())
 }

@@ -8,6 +8,8 @@ use nats::{NatsConfig, OutboxConfig};
 
 /// The JWT secret used when none is configured. Accepted only in the dev profile.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
+/// How long a call to the stock or delivery service may take by default.
+pub const DEFAULT_SERVICE_REQUEST_TIMEOUT_MS: u64 = 3000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
@@ -35,6 +37,14 @@ pub struct OrderSettings {
         default_value_t = 512
     )]
     pub http_max_in_flight: usize,
+    /// How long a merchant operation served by another service (seed, ingredients, restock,
+    /// courier update) waits for its answer before the API says 503.
+    #[arg(
+        long = "service-request-timeout-ms",
+        env = "SERVICE_REQUEST_TIMEOUT_MS",
+        default_value_t = DEFAULT_SERVICE_REQUEST_TIMEOUT_MS
+    )]
+    pub service_request_timeout_ms: u64,
     #[arg(long = "profile", env = "LARDER_PROFILE", value_enum, default_value_t = Profile::Dev)]
     pub profile: Profile,
     /// HS256 key for access tokens.
@@ -75,6 +85,7 @@ impl Default for OrderSettings {
         Self {
             http_addr: "127.0.0.1:3000".parse().expect("a valid address"),
             http_max_in_flight: 512,
+            service_request_timeout_ms: DEFAULT_SERVICE_REQUEST_TIMEOUT_MS,
             profile: Profile::Dev,
             jwt_secret: DEV_JWT_SECRET.into(),
             jwt_ttl_secs: 3600,
@@ -92,6 +103,10 @@ impl fmt::Debug for OrderSettings {
         f.debug_struct("OrderSettings")
             .field("http_addr", &self.http_addr)
             .field("http_max_in_flight", &self.http_max_in_flight)
+            .field(
+                "service_request_timeout_ms",
+                &self.service_request_timeout_ms,
+            )
             .field("profile", &self.profile)
             .field("jwt_secret", &"***")
             .field("jwt_ttl_secs", &self.jwt_ttl_secs)
@@ -109,6 +124,10 @@ pub struct Config {
     pub nats: NatsConfig,
     pub outbox: OutboxConfig,
     pub settings: OrderSettings,
-    /// The delivery delays, for `POST /order/{id}/delivery`.
-    pub delivery: delivery::config::DeliverySettings,
+}
+
+impl OrderSettings {
+    pub fn service_request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.service_request_timeout_ms)
+    }
 }

@@ -9,7 +9,9 @@ use nats::consume::{ConsumerRunner, HandleBatch};
 use nats::events::{DeliveryEvent, OrderConfirmed, OrderRejected};
 use nats::outbox::Outbox;
 use nats::relay::{FlushAndStop, OutboxRelay};
-use nats::topology::{ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
+use nats::topology::{
+    ORDER_CONSUMERS, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED,
+};
 use poem::listener::TcpAcceptor;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +36,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and consumers,
+    /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and its consumers,
     /// makes sure the bootstrap merchant exists, binds the HTTP port and starts the actors.
     /// Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -42,7 +44,7 @@ impl Application {
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
-        let jetstream = nats::connect_jetstream(&config.nats, "larder-order")
+        let jetstream = nats::connect_jetstream(&config.nats, "larder-order", &ORDER_CONSUMERS)
             .await
             .context("Failed to prepare JetStream")?;
         bootstrap_merchant(&db, &config.settings)
@@ -112,7 +114,7 @@ impl Application {
                 &self.config.settings.jwt_secret,
                 self.config.settings.jwt_ttl_secs,
             ),
-            delivery: self.config.delivery.clone(),
+            service_request_timeout: self.config.settings.service_request_timeout(),
             catalogue: Default::default(),
             order_writer: OrderWriter::start(self.db.clone()),
         };

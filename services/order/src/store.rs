@@ -438,8 +438,16 @@ pub async fn find_order(
     }))
 }
 
-/// The order row, locked until the caller's transaction ends (cancel and courier updates
-/// serialise with the event consumers on it).
+/// The order row alone, unlocked.
+pub async fn find_order_summary(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+) -> Result<Option<orders::Model>, DbErr> {
+    orders::Entity::find_by_id(order_id).one(db).await
+}
+
+/// The order row, locked until the caller's transaction ends (a cancel serialises with the event
+/// consumers on it).
 pub async fn find_order_for_update(
     db: &impl ConnectionTrait,
     order_id: Uuid,

@@ -4,11 +4,13 @@
 //! - [`config`]: the service's `Config`.
 //! - [`domain`]: the rules, pure: plan a reservation, detect a low-stock crossing, restock.
 //! - [`store`]: the SQL: reservation and release batches (one transaction each, with outbox and
-//!   inbox), and seed / list / restock for the order service's merchant endpoints.
+//!   inbox), and seed / list / restock.
+//! - [`commands`]: the merchant commands served over NATS (service `stock`): seed, list, restock.
 //! - [`actors`]: `ReservationActor` (`orders.created`) and `ReleaseActor` (`orders.cancelled`).
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
 
 pub mod actors;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod startup;

@@ -1,5 +1,5 @@
-//! Builds the stock service (database, JetStream, outbox relay, actors) and runs its consumers
-//! until shutdown.
+//! Builds the stock service (database, JetStream, outbox relay, actors, merchant commands) and
+//! runs its consumers until shutdown.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use nats::consume::ConsumerRunner;
 use nats::outbox::Outbox;
 use nats::relay::{FlushAndStop, OutboxRelay};
+use nats::service::CommandService;
 use nats::topology::{self, ConsumerSpec};
 use nats::{Decode, Namespace, NatsError};
 use sea_orm::DatabaseConnection;
@@ -28,23 +29,28 @@ pub struct Application {
     relay: Addr<OutboxRelay>,
     reservations: Addr<ReservationActor>,
     releases: Addr<ReleaseActor>,
+    commands: CommandService,
 }
 
 impl Application {
-    /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and consumers, and
-    /// starts the actors. Call it inside the actix system.
+    /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and its consumers,
+    /// starts the actors and serves the merchant commands. Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
-        let jetstream = nats::connect_jetstream(&config.nats, "larder-stock")
-            .await
-            .context("Failed to prepare JetStream")?;
+        let jetstream =
+            nats::connect_jetstream(&config.nats, "larder-stock", &topology::STOCK_CONSUMERS)
+                .await
+                .context("Failed to prepare JetStream")?;
         let namespace = config.nats.namespace.clone();
         let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
         let reservations =
             ReservationActor::new(db.clone(), Outbox::new(namespace.clone())).start();
         let releases = ReleaseActor::new(db.clone()).start();
+        let commands = crate::commands::serve(&jetstream.client(), &namespace, db.clone())
+            .await
+            .context("Failed to serve the merchant commands")?;
         Ok(Self {
             db,
             jetstream,
@@ -53,6 +59,7 @@ impl Application {
             relay,
             reservations,
             releases,
+            commands,
         })
     }
 
@@ -95,6 +102,7 @@ impl Application {
         }
 
         // The runners have answered for every message they pulled: the actors are idle.
+        self.commands.stop().await;
         stop(&self.reservations).await;
         stop(&self.releases).await;
         self.relay

@@ -1,9 +1,9 @@
-//! The stock service's SQL: reservation and release batches, and the ingredient calls the order
-//! service makes for merchants (seed, list, restock). Every function runs on the caller's
+//! The stock service's SQL: reservation and release batches, and the merchant commands it serves
+//! over NATS (seed, list, restock; see [`crate::commands`]). Every function runs on the caller's
 //! connection or transaction; the callers commit.
 //!
 //! Lock order, the same everywhere so concurrent transactions (of this instance, another
-//! instance, or the order service's restock) never deadlock:
+//! instance, or a restock) never deadlock:
 //! 1. inbox rows of the events being handled (ascending event id);
 //! 2. the per-order advisory locks of the orders being reserved or released (ascending key);
 //! 3. the ingredient rows (`ORDER BY id FOR UPDATE`).
@@ -26,6 +26,9 @@ use nats::outbox::Outbox;
 use nats::topology;
 
 use crate::domain::{self, Level, Shortages};
+
+/// One ingredient to seed; the command's own type.
+pub use nats::commands::IngredientSeed;
 
 /// The inbox consumer of `orders.created`: the durable's name (without namespace).
 pub const RESERVATIONS_CONSUMER: &str = topology::STOCK_ORDERS_CREATED.durable;
@@ -347,16 +350,6 @@ pub async fn release_orders(
     update_levels(txn, &updates).await?;
     insert_movements(txn, &releases).await?;
     Ok(outcomes)
-}
-
-/// One ingredient of a merchant's catalogue, as the order service seeds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IngredientSeed {
-    pub name: String,
-    /// `g`, `ml` or `pcs`.
-    pub unit: String,
-    /// The level to set, which becomes the reference level (100 %); > 0.
-    pub level: i64,
 }
 
 /// Idempotent: upsert by (merchant_id, name); stock = reference_level = level;

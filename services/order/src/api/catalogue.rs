@@ -1,11 +1,12 @@
-//! `POST /order/seed` (merchant): the burger catalogue of SPEC §3.
+//! `POST /order/seed` (merchant): the burger catalogue of SPEC §3. The ingredients belong to the
+//! stock service, which seeds them on request; the products and recipes are this service's.
 
 use std::collections::HashMap;
 
+use nats::commands::{IngredientLevel, IngredientSeed, SeedIngredients};
 use poem::web::Data;
 use poem_openapi::{Object, OpenApi, payload::Json};
 use sea_orm::TransactionTrait;
-use stock::store::{self as stock_store, IngredientSeed};
 
 use super::ingredients::Ingredient;
 use super::problem::ApiError;
@@ -50,6 +51,8 @@ impl CatalogueApi {
     /// Idempotent. For the caller's merchant: ingredients Beef 20 kg, Cheese 5 kg, Onion 1 kg
     /// (levels and reference levels reset, low-stock alerts re-armed) and the product Burger
     /// (150 g beef, 30 g cheese, 20 g onion). Returns the catalogue, with the product ids to order.
+    /// The stock service seeds the ingredients: when it does not answer in time, 503 with
+    /// `Retry-After` (seeding again completes an interrupted seed).
     #[oai(path = "/order/seed", method = "post")]
     async fn seed(
         &self,
@@ -71,11 +74,26 @@ impl CatalogueApi {
             })
             .collect();
 
-        let txn = state.db.begin().await?;
-        let ingredients =
-            stock_store::seed_ingredients(&txn, merchant_id, &merchant.email, &seeds).await?;
-        let by_name: HashMap<&str, &entities::ingredients::Model> =
+        // Stock first: the recipe needs its ingredient ids. Seeding is idempotent on both
+        // sides, so a seed interrupted between the two steps is completed by the next one.
+        let ingredients = state
+            .call(&SeedIngredients {
+                merchant_id,
+                merchant_email: merchant.email.clone(),
+                ingredients: seeds,
+            })
+            .await?;
+        let by_name: HashMap<&str, &IngredientLevel> =
             ingredients.iter().map(|i| (i.name.as_str(), i)).collect();
+        if let Some((missing, _)) = burger_catalogue::RECIPE
+            .iter()
+            .find(|(name, _)| !by_name.contains_key(name))
+        {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "the stock service did not seed {missing}"
+            )));
+        }
+        let txn = state.db.begin().await?;
         let recipe: Vec<nats::events::IngredientAmount> = burger_catalogue::RECIPE
             .iter()
             .map(|(name, amount)| nats::events::IngredientAmount {

@@ -1,12 +1,11 @@
-//! `GET /ingredients`, `POST /ingredients/{id}/restock` (merchant). The ingredients table belongs
-//! to the stock service: these call its store functions, which are the only code writing it.
+//! `GET /ingredients`, `POST /ingredients/{id}/restock` (merchant). The ingredients belong to the
+//! stock service: these ask it over NATS, and it alone reads and writes them.
 
+use nats::commands::{IngredientLevel, ListIngredients, RestockIngredient};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::types::Example;
 use poem_openapi::{Object, OpenApi, payload::Json};
-use sea_orm::TransactionTrait;
-use stock::store::{self as stock_store, RestockError};
 
 use super::problem::ApiError;
 use super::security::BearerAuth;
@@ -31,10 +30,10 @@ pub struct Ingredient {
     pub alert: String,
 }
 
-impl From<entities::ingredients::Model> for Ingredient {
-    fn from(row: entities::ingredients::Model) -> Self {
+impl From<IngredientLevel> for Ingredient {
+    fn from(row: IngredientLevel) -> Self {
         Self {
-            percent: row.stock.saturating_mul(100) / row.reference_level.max(1),
+            percent: row.percent,
             alert: if row.low_stock_alerted {
                 "alerted"
             } else {
@@ -68,6 +67,7 @@ impl IngredientsApi {
     /// List ingredient levels
     ///
     /// The caller's merchant's ingredients: level, reference level, percent and alert state.
+    /// Served by the stock service: 503 with `Retry-After` when it does not answer in time.
     #[oai(path = "/ingredients", method = "get")]
     async fn list(
         &self,
@@ -75,7 +75,7 @@ impl IngredientsApi {
         auth: BearerAuth,
     ) -> Result<Json<Vec<Ingredient>>, ApiError> {
         let merchant_id = auth.merchant_id()?;
-        let rows = stock_store::list_ingredients(&state.db, merchant_id).await?;
+        let rows = state.call(&ListIngredients { merchant_id }).await?;
         Ok(Json(rows.into_iter().map(Ingredient::from).collect()))
     }
 
@@ -83,7 +83,8 @@ impl IngredientsApi {
     ///
     /// Adds `amount` to the level, recorded as a `restock` stock movement. A level above the
     /// reference becomes the new reference (100 %). When the level is back at or above 50 %, the
-    /// low-stock alert is re-armed.
+    /// low-stock alert is re-armed. Served by the stock service: 503 with `Retry-After` when it
+    /// does not answer in time.
     #[oai(path = "/ingredients/:id/restock", method = "post")]
     async fn restock(
         &self,
@@ -100,21 +101,20 @@ impl IngredientsApi {
                 "must be a positive amount in the ingredient's unit",
             ));
         }
-        let txn = state.db.begin().await?;
-        let row = match stock_store::restock(&txn, merchant_id, id.0, body.amount).await {
-            Ok(row) => row,
-            Err(RestockError::NotFound) => {
-                return Err(ApiError::not_found(format!("no ingredient {}", id.0)));
-            }
-            Err(RestockError::InvalidAmount) => {
-                return Err(ApiError::invalid_field(
-                    "amount",
-                    "must be a positive amount in the ingredient's unit",
-                ));
-            }
-            Err(RestockError::Database(e)) => return Err(e.into()),
-        };
-        txn.commit().await?;
+        let row = state
+            .call(&RestockIngredient {
+                merchant_id,
+                ingredient_id: id.0,
+                amount: body.amount,
+            })
+            .await
+            .map_err(|error| match error {
+                // Stock's own check of the amount, named as the client wrote it.
+                ApiError::Unprocessable(problem) => {
+                    ApiError::invalid_field("amount", problem.0.detail.unwrap_or_default())
+                }
+                other => other,
+            })?;
         Ok(Json(row.into()))
     }
 }

@@ -40,11 +40,29 @@ pub struct AppState {
     pub nats: async_nats::Client,
     pub outbox: Outbox,
     pub keys: TokenKeys,
-    /// The courier simulation needs the delivery delays.
-    pub delivery: delivery::config::DeliverySettings,
+    /// How long a merchant command to stock or delivery may take (see [`AppState::call`]).
+    pub service_request_timeout: std::time::Duration,
     pub catalogue: std::sync::Arc<crate::catalogue_cache::CatalogueCache>,
     /// Group commit for `POST /order`.
     pub order_writer: crate::order_writer::OrderWriter,
+}
+
+impl AppState {
+    /// Sends a merchant command to the service that owns the data (stock, delivery) and waits
+    /// for its answer, bounded by the configured timeout. No answer in time is a 503.
+    pub async fn call<C: nats::commands::Command>(
+        &self,
+        command: &C,
+    ) -> Result<C::Reply, problem::ApiError> {
+        nats::service::call(
+            &self.nats,
+            self.outbox.namespace(),
+            command,
+            self.service_request_timeout,
+        )
+        .await
+        .map_err(problem::ApiError::from)
+    }
 }
 
 pub type Api = (

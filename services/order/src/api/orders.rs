@@ -9,6 +9,7 @@ use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use nats::Envelope;
+use nats::commands::{ApplyCourierUpdate, CourierStep};
 use nats::events::{OrderCancelled, OrderCreated, OrderedLine, Shortage};
 
 use super::context::RequestId;
@@ -486,7 +487,8 @@ impl OrdersApi {
     /// Merchant only. Forces the order's shipment to `dispatched` or `delivered` now instead of
     /// waiting for the delivery timers (`delivered` on an undispatched shipment dispatches it
     /// first). The order's status follows as the delivery events are processed. 409 when the
-    /// order has no shipment yet or the step is not possible.
+    /// order has no shipment yet or the step is not possible. Served by the delivery service:
+    /// 503 with `Retry-After` when it does not answer in time.
     #[oai(path = "/order/:id/delivery", method = "post")]
     async fn courier_update(
         &self,
@@ -497,28 +499,25 @@ impl OrdersApi {
         body: Json<CourierUpdate>,
     ) -> Result<CourierResponse, ApiError> {
         let merchant_id = auth.merchant_id()?;
-        let txn = state.db.begin().await?;
-        store::find_order_for_update(&txn, id.0)
+        store::find_order_summary(&state.db, id.0)
             .await?
             .filter(|o| o.merchant_id == merchant_id)
             .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
-        let to = match body.status {
-            CourierStatus::Dispatched => "dispatched",
-            CourierStatus::Delivered => "delivered",
+        let step = match body.status {
+            CourierStatus::Dispatched => CourierStep::Dispatched,
+            CourierStatus::Delivered => CourierStep::Delivered,
         };
-        let shipment =
-            delivery::store::force_next_step(&txn, &state.outbox, id.0, to, &state.delivery)
-                .await
-                .map_err(|e| match e {
-                    delivery::store::ForceStepError::Database(e) => ApiError::from(e),
-                    other => ApiError::conflict(other.to_string()),
-                })?;
-        txn.commit().await?;
+        let shipment = state
+            .call(&ApplyCourierUpdate {
+                order_id: id.0,
+                step,
+            })
+            .await?;
         Ok(CourierResponse::Accepted(Json(Shipment {
             id: shipment.id,
             status: shipment.status,
-            dispatched_at: shipment.dispatched_at.map(|t| t.with_timezone(&Utc)),
-            delivered_at: shipment.delivered_at.map(|t| t.with_timezone(&Utc)),
+            dispatched_at: shipment.dispatched_at,
+            delivered_at: shipment.delivered_at,
         })))
     }
 }

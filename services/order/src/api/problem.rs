@@ -94,6 +94,14 @@ pub enum ApiError {
     /// Something failed on our side; quote the request id.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
+    /// A service this operation needs did not answer in time; retry after `Retry-After` seconds.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(
+        Json<Problem>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
 }
 
 impl ApiError {
@@ -142,6 +150,42 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "An unexpected error occurred. Quote the request id when reporting it.".to_owned(),
         )))
+    }
+}
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+impl ApiError {
+    /// 503 with `Retry-After`: the request may succeed if tried again shortly.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::Unavailable(
+            Json(Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail.into())),
+            RETRY_AFTER_SECS,
+        )
+    }
+}
+
+/// A merchant command's outcome from the owning service, as this API answers it: its refusals
+/// keep their status (404, 409, 422), no answer in time is a 503, a broken reply a 500.
+impl From<nats::service::CallError> for ApiError {
+    fn from(error: nats::service::CallError) -> Self {
+        use nats::service::CallError;
+        match error {
+            CallError::Unavailable { .. } => {
+                Self::unavailable(format!("{error}: try again in a moment"))
+            }
+            CallError::Refused { refusal, .. } => match refusal.code {
+                400 | 422 => Self::Unprocessable(Json(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    refusal.detail,
+                ))),
+                404 => Self::not_found(refusal.detail),
+                409 => Self::conflict(refusal.detail),
+                _ => Self::internal(anyhow::anyhow!("{refusal}")),
+            },
+            CallError::BadReply { .. } => Self::internal(error),
+        }
     }
 }
 

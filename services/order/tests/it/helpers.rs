@@ -54,7 +54,6 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
             http_addr: "127.0.0.1:0".parse().unwrap(),
             ..OrderSettings::default()
         },
-        delivery: delivery::config::DeliverySettings::default(),
     };
     let mut config = config;
     change(&mut config.settings);
@@ -145,13 +144,38 @@ impl TestApp {
         self.token_for(&email, "password-123").await
     }
 
-    /// Seeds the burger catalogue as the bootstrap merchant; returns the burger's product id.
+    /// Puts the burger in the bootstrap merchant's catalogue and returns its product id. Only
+    /// this service's side: the ingredients belong to the stock service, which these tests do
+    /// not run (`POST /order/seed` asks it; the e2e suite covers that), so the recipe names
+    /// ingredient ids 1, 2 and 3.
     pub async fn seed(&self) -> i64 {
-        let token = self.merchant_token().await;
-        let response = self.post_json("/order/seed", &token, &json!(null)).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let catalogue: Value = response.json().await.unwrap();
-        catalogue["products"][0]["id"].as_i64().unwrap()
+        use order::domain::burger_catalogue;
+        let merchant = order::store::find_user_by_email(&self.db.db, MERCHANT_EMAIL)
+            .await
+            .unwrap()
+            .expect("the bootstrap merchant exists");
+        let recipe: Vec<nats::events::IngredientAmount> = burger_catalogue::RECIPE
+            .iter()
+            .zip(1..)
+            .map(
+                |((_, amount), ingredient_id)| nats::events::IngredientAmount {
+                    ingredient_id,
+                    amount: *amount,
+                },
+            )
+            .collect();
+        let product = order::store::upsert_product_with_recipe(
+            &self.db.db,
+            merchant
+                .merchant_id
+                .expect("a merchant user has a merchant"),
+            burger_catalogue::PRODUCT,
+            burger_catalogue::PRODUCT_PRICE_CENTS,
+            &recipe,
+        )
+        .await
+        .unwrap();
+        product.id
     }
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {

@@ -6,7 +6,7 @@ mod errors;
 mod group_commit;
 mod helpers;
 mod lifecycle;
+mod merchant_commands;
 mod openapi;
 mod order_events;
 mod orders;
-mod seed_and_ingredients;

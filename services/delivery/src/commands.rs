@@ -1,0 +1,71 @@
+//! The merchant command delivery serves over NATS request/reply (service `delivery`): a courier
+//! update forcing a shipment's next step. The order API calls it; the shipment and the events it
+//! causes stay in this service's tables and outbox.
+
+use chrono::Utc;
+use nats::Namespace;
+use nats::commands::{ApplyCourierUpdate, Refusal, ShipmentState};
+use nats::outbox::Outbox;
+use nats::service::{CommandService, ServiceError};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+
+use crate::config::DeliverySettings;
+use crate::store::{self, ForceStepError};
+
+/// Starts the `delivery` service with its endpoint.
+pub async fn serve(
+    client: &async_nats::Client,
+    namespace: &Namespace,
+    db: DatabaseConnection,
+    settings: DeliverySettings,
+) -> Result<CommandService, ServiceError> {
+    let mut service = CommandService::start(
+        client,
+        namespace,
+        nats::commands::services::DELIVERY,
+        "Larder delivery: courier updates",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .await?;
+    let outbox = Outbox::new(namespace.clone());
+    service
+        .serve(move |command: ApplyCourierUpdate| {
+            let (db, outbox, settings) = (db.clone(), outbox.clone(), settings.clone());
+            async move { courier_update(&db, &outbox, &settings, command).await }
+        })
+        .await?;
+    Ok(service)
+}
+
+pub async fn courier_update(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    settings: &DeliverySettings,
+    command: ApplyCourierUpdate,
+) -> Result<ShipmentState, Refusal> {
+    let failed = |error: sea_orm::DbErr| {
+        tracing::error!(%error, order_id = %command.order_id, "courier update failed");
+        Refusal::internal()
+    };
+    let txn = db.begin().await.map_err(failed)?;
+    let shipment = store::force_next_step(
+        &txn,
+        outbox,
+        command.order_id,
+        command.step.as_str(),
+        settings,
+    )
+    .await
+    .map_err(|error| match error {
+        ForceStepError::Database(e) => failed(e),
+        other => Refusal::conflict(other.to_string()),
+    })?;
+    txn.commit().await.map_err(failed)?;
+    Ok(ShipmentState {
+        id: shipment.id,
+        order_id: shipment.order_id,
+        status: shipment.status,
+        dispatched_at: shipment.dispatched_at.map(|t| t.with_timezone(&Utc)),
+        delivered_at: shipment.delivered_at.map(|t| t.with_timezone(&Utc)),
+    })
+}

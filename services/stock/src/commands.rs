@@ -1,0 +1,138 @@
+//! The merchant commands stock serves over NATS request/reply (service `stock`): seed, list and
+//! restock ingredients. The order API calls them; this service is the only writer of its tables.
+
+use nats::Namespace;
+use nats::commands::{
+    IngredientLevel, ListIngredients, Refusal, RestockIngredient, SeedIngredients,
+};
+use nats::service::{CommandService, ServiceError};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+
+use entities::ingredients;
+
+use crate::domain;
+use crate::store::{self, RestockError};
+
+/// Starts the `stock` service with its three endpoints.
+pub async fn serve(
+    client: &async_nats::Client,
+    namespace: &Namespace,
+    db: DatabaseConnection,
+) -> Result<CommandService, ServiceError> {
+    let mut service = CommandService::start(
+        client,
+        namespace,
+        nats::commands::services::STOCK,
+        "Larder stock: ingredient levels, seed and restock",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .await?;
+    let seeding = db.clone();
+    service
+        .serve(move |command: SeedIngredients| {
+            let db = seeding.clone();
+            async move { seed(&db, command).await }
+        })
+        .await?;
+    let listing = db.clone();
+    service
+        .serve(move |command: ListIngredients| {
+            let db = listing.clone();
+            async move { list(&db, command).await }
+        })
+        .await?;
+    service
+        .serve(move |command: RestockIngredient| {
+            let db = db.clone();
+            async move { restock(&db, command).await }
+        })
+        .await?;
+    Ok(service)
+}
+
+pub async fn seed(
+    db: &DatabaseConnection,
+    command: SeedIngredients,
+) -> Result<Vec<IngredientLevel>, Refusal> {
+    for seed in &command.ingredients {
+        if seed.level <= 0 {
+            return Err(Refusal::invalid(format!(
+                "the seed level of {} must be positive, not {}",
+                seed.name, seed.level
+            )));
+        }
+        if !matches!(seed.unit.as_str(), "g" | "ml" | "pcs") {
+            return Err(Refusal::invalid(format!(
+                "the unit of {} must be g, ml or pcs, not {:?}",
+                seed.name, seed.unit
+            )));
+        }
+    }
+    let seeded = async {
+        let txn = db.begin().await?;
+        let rows = store::seed_ingredients(
+            &txn,
+            command.merchant_id,
+            &command.merchant_email,
+            &command.ingredients,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok::<_, DbErr>(rows)
+    }
+    .await
+    .map_err(failed)?;
+    Ok(seeded.into_iter().map(level_view).collect())
+}
+
+pub async fn list(
+    db: &DatabaseConnection,
+    command: ListIngredients,
+) -> Result<Vec<IngredientLevel>, Refusal> {
+    let rows = store::list_ingredients(db, command.merchant_id)
+        .await
+        .map_err(failed)?;
+    Ok(rows.into_iter().map(level_view).collect())
+}
+
+pub async fn restock(
+    db: &DatabaseConnection,
+    command: RestockIngredient,
+) -> Result<IngredientLevel, Refusal> {
+    let txn = db.begin().await.map_err(failed)?;
+    let row = store::restock(
+        &txn,
+        command.merchant_id,
+        command.ingredient_id,
+        command.amount,
+    )
+    .await
+    .map_err(|error| match error {
+        RestockError::NotFound => {
+            Refusal::not_found(format!("no ingredient {}", command.ingredient_id))
+        }
+        RestockError::InvalidAmount => {
+            Refusal::invalid("must be a positive amount in the ingredient's unit")
+        }
+        RestockError::Database(e) => failed(e),
+    })?;
+    txn.commit().await.map_err(failed)?;
+    Ok(level_view(row))
+}
+
+fn level_view(row: ingredients::Model) -> IngredientLevel {
+    IngredientLevel {
+        percent: domain::percent(row.stock, row.reference_level),
+        id: row.id,
+        name: row.name,
+        unit: row.unit,
+        stock: row.stock,
+        reference_level: row.reference_level,
+        low_stock_alerted: row.low_stock_alerted,
+    }
+}
+
+fn failed(error: DbErr) -> Refusal {
+    tracing::error!(%error, "a merchant command failed");
+    Refusal::internal()
+}

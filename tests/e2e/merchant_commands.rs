@@ -1,0 +1,264 @@
+//! Merchant operations on another service's data travel as NATS requests to the owning service
+//! (SPEC §3): stock seeds, lists and restocks ingredients, delivery applies courier updates. Here
+//! every service runs as a process of its own, as in production.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Stack, eventually};
+
+const STOCK: usize = 1;
+
+async fn problem(response: reqwest::Response, status: StatusCode, what: &str) -> Value {
+    assert_eq!(response.status(), status, "{what}");
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "{what}"
+    );
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn seed_list_and_restock_are_served_by_the_stock_process() {
+    let stack = Stack::start_separately().await;
+    let merchant = stack.merchant().await;
+
+    let first: Value = stack
+        .post(&merchant, "/order/seed", &Value::Null)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second: Value = stack
+        .post(&merchant, "/order/seed", &Value::Null)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first, second, "seeding twice gives the same catalogue");
+    let recipe: Vec<(String, i64)> = first["products"][0]["recipe"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["ingredient"].as_str().unwrap().to_owned(),
+                r["amount"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recipe,
+        [
+            ("Beef".into(), 150),
+            ("Cheese".into(), 30),
+            ("Onion".into(), 20)
+        ]
+    );
+    assert_eq!(
+        stack.levels(&merchant).await,
+        [
+            ("Beef".into(), 20_000),
+            ("Cheese".into(), 5_000),
+            ("Onion".into(), 1_000)
+        ]
+    );
+
+    let onion = stack
+        .get(&merchant, "/ingredients")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "Onion")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (onion["percent"].as_i64(), onion["alert"].as_str()),
+        (Some(100), Some("armed"))
+    );
+    let restock = format!("/ingredients/{}/restock", onion["id"]);
+    let response = stack
+        .post(&merchant, &restock, &json!({"amount": 500}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let restocked: Value = response.json().await.unwrap();
+    assert_eq!(
+        (
+            restocked["stock"].as_i64(),
+            restocked["reference_level"].as_i64()
+        ),
+        (Some(1_500), Some(1_500)),
+        "a level above the reference becomes the reference"
+    );
+
+    // The stock service's refusals keep their meaning over HTTP.
+    let cases = [
+        (
+            restock.as_str(),
+            json!({"amount": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/ingredients/999999/restock",
+            json!({"amount": 1}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            restock.as_str(),
+            json!({"amount": 1, "x": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (path, body, status) in cases {
+        problem(stack.post(&merchant, path, &body).await, status, path).await;
+    }
+    stack.assert_stock_consistent().await;
+}
+
+#[tokio::test]
+async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_when_it_is_back() {
+    let mut stack = Stack::start_separately().await;
+    let merchant = stack.merchant().await;
+    stack.seed(&merchant).await;
+    let onion = stack.levels(&merchant).await[2].clone();
+    let onion_id = stack.get(&merchant, "/ingredients").await[2]["id"].clone();
+    let restock = format!("/ingredients/{onion_id}/restock");
+
+    stack.kill(STOCK);
+    let started = Instant::now();
+    let response = stack
+        .client
+        .get(stack.url("/ingredients"))
+        .bearer_auth(&merchant)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("retry-after"));
+    problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "list while stock is down",
+    )
+    .await;
+    let response = stack
+        .post(&merchant, &restock, &json!({"amount": 100}))
+        .await;
+    problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "restock while stock is down",
+    )
+    .await;
+    // The default timeout is 3 s; no responders answers at once.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    stack.spawn(&["stock"]);
+    eventually("the stock service answers again", || async {
+        stack
+            .client
+            .get(stack.url("/ingredients"))
+            .bearer_auth(&merchant)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+    assert_eq!(
+        stack.levels(&merchant).await[2],
+        onion,
+        "the refused restock changed nothing"
+    );
+    let response = stack
+        .post(&merchant, &restock, &json!({"amount": 100}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(stack.levels(&merchant).await[2].1, onion.1 + 100);
+    stack.assert_stock_consistent().await;
+}
+
+#[tokio::test]
+async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
+    let stack = Stack::start_separately().await;
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customer = stack.new_customer().await;
+
+    let delivered = stack.order(&customer, burger, 1).await;
+    stack
+        .wait_for_status(&customer, &delivered, "delivered")
+        .await;
+    let order = stack.get(&customer, &format!("/order/{delivered}")).await;
+    assert_eq!(order["shipment"]["status"], "delivered", "{order}");
+    assert!(order["shipment"]["delivered_at"].is_string(), "{order}");
+
+    // A courier update goes to the delivery process; the order follows its events.
+    let forced = stack.order(&customer, burger, 1).await;
+    stack.wait_for_status(&customer, &forced, "confirmed").await;
+    let response = stack
+        .post(
+            &merchant,
+            &format!("/order/{forced}/delivery"),
+            &json!({"status": "delivered"}),
+        )
+        .await;
+    // Delivery's timers may already have moved it; either way it ends delivered.
+    assert!(
+        [StatusCode::ACCEPTED, StatusCode::CONFLICT].contains(&response.status()),
+        "{}",
+        response.status()
+    );
+    stack.wait_for_status(&customer, &forced, "delivered").await;
+    stack.assert_stock_consistent().await;
+    assert_eq!(stack.levels(&merchant).await[0].1, 20_000 - 2 * 150);
+}
+
+#[tokio::test]
+async fn stock_and_delivery_answer_service_discovery_with_their_names_and_versions() {
+    let stack = Stack::start_separately().await;
+    let client = &stack.nats.client;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    let ns = stack.nats.namespace();
+    let expected = [ns.durable("stock"), ns.durable("delivery")];
+    let mut seen = std::collections::BTreeMap::new();
+    // A PING is a broadcast: every instance of every service answers; collect for a while.
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !expected.iter().all(|name| seen.contains_key(name)) {
+        assert!(
+            Instant::now() < give_up,
+            "no PING answer from {expected:?}: {seen:?}"
+        );
+        client
+            .publish_with_reply("$SRV.PING", inbox.clone(), "".into())
+            .await
+            .unwrap();
+        let round = tokio::time::sleep(Duration::from_millis(500));
+        tokio::pin!(round);
+        loop {
+            tokio::select! {
+                () = &mut round => break,
+                Some(message) = replies.next() => {
+                    let ping: Value = serde_json::from_slice(&message.payload).unwrap();
+                    if let Some(name) = ping["name"].as_str() {
+                        seen.insert(name.to_owned(), ping.clone());
+                    }
+                }
+            }
+        }
+    }
+    for name in &expected {
+        let ping = &seen[name];
+        assert_eq!(ping["type"], "io.nats.micro.v1.ping_response", "{ping}");
+        assert_eq!(ping["version"], env!("CARGO_PKG_VERSION"), "{ping}");
+        assert_eq!(ping["metadata"]["namespace"], ns.as_str(), "{ping}");
+    }
+}
