@@ -185,6 +185,24 @@ pub struct ShipmentState {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// A confirmed order's customer or merchant wants it cancelled: delivery decides. A shipment not
+/// yet dispatched (or none yet) is dropped for good and the reply says so; one already with the
+/// courier is refused (409). An accepted cancel is also announced as `delivery.cancelled`, so
+/// the order is cancelled even if the caller never hears the reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelShipment {
+    pub order_id: Uuid,
+    /// The request id of the cancel, carried into `delivery.cancelled`.
+    pub correlation_id: Option<String>,
+}
+
+impl Command for CancelShipment {
+    type Reply = ShipmentState;
+    const SERVICE: &'static str = services::DELIVERY;
+    const ENDPOINT: &'static str = "cancel-shipment";
+    const SUBJECT: &'static str = "svc.delivery.shipments.cancel";
+}
+
 impl Command for ApplyCourierUpdate {
     type Reply = ShipmentState;
     const SERVICE: &'static str = services::DELIVERY;
@@ -204,6 +222,7 @@ mod tests {
             ListIngredients::SUBJECT,
             RestockIngredient::SUBJECT,
             ApplyCourierUpdate::SUBJECT,
+            CancelShipment::SUBJECT,
         ];
         for subject in subjects {
             for stream in STREAMS {

@@ -102,6 +102,15 @@ pub struct DeliveryDelivered {
     pub at: DateTime<Utc>,
 }
 
+/// Delivery accepted a cancel: the order's shipment was dropped before dispatch (or will never
+/// be created). The order service cancels the order and releases its stock on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryCancelled {
+    pub order_id: Uuid,
+    pub shipment_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 macro_rules! event {
     ($ty:ty, $kind:literal, $version:literal, $subject:expr) => {
         impl Event for $ty {
@@ -145,11 +154,19 @@ event!(
     subjects::DELIVERY_DELIVERED
 );
 
+event!(
+    DeliveryCancelled,
+    "delivery.cancelled",
+    1,
+    subjects::DELIVERY_CANCELLED
+);
+
 /// What the order service's `delivery.>` consumer receives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeliveryEvent {
     Dispatched(Envelope<DeliveryDispatched>),
     Delivered(Envelope<DeliveryDelivered>),
+    Cancelled(Envelope<DeliveryCancelled>),
 }
 
 impl Decode for DeliveryEvent {
@@ -158,12 +175,14 @@ impl Decode for DeliveryEvent {
         match raw.kind.as_str() {
             DeliveryDispatched::TYPE => raw.into_event().map(Self::Dispatched),
             DeliveryDelivered::TYPE => raw.into_event().map(Self::Delivered),
+            DeliveryCancelled::TYPE => raw.into_event().map(Self::Cancelled),
             _ => Err(DecodeError::UnknownType {
                 found: raw.kind,
                 expected: format!(
-                    "{} or {}",
+                    "{}, {} or {}",
                     DeliveryDispatched::TYPE,
-                    DeliveryDelivered::TYPE
+                    DeliveryDelivered::TYPE,
+                    DeliveryCancelled::TYPE
                 ),
             }),
         }
@@ -173,6 +192,7 @@ impl Decode for DeliveryEvent {
         match self {
             Self::Dispatched(e) => e.id,
             Self::Delivered(e) => e.id,
+            Self::Cancelled(e) => e.id,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod subjects {
     pub const STOCK_LOW: &str = "stock.low";
     pub const DELIVERY_DISPATCHED: &str = "delivery.dispatched";
     pub const DELIVERY_DELIVERED: &str = "delivery.delivered";
+    pub const DELIVERY_CANCELLED: &str = "delivery.cancelled";
     /// Every delivery event: one consumer of the order service follows them all, in order.
     pub const DELIVERY_ALL: &str = "delivery.>";
 
@@ -48,7 +49,7 @@ pub const STOCK: StreamSpec = StreamSpec {
 pub const DELIVERY: StreamSpec = StreamSpec {
     name: "DELIVERY",
     subjects: "delivery.>",
-    description: "Shipments: dispatched, delivered",
+    description: "Shipments: dispatched, delivered, cancelled",
 };
 pub const DEAD_LETTERS: StreamSpec = StreamSpec {
     name: "DLQ",

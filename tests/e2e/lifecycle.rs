@@ -165,3 +165,77 @@ async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() 
         assert_eq!(stack.order_status(&customer, id).await, "cancelled");
     }
 }
+
+/// SPEC §5 rule 4: a confirmed order's cancel is delivery's decision, so a cancel racing the
+/// dispatch either cancels the order (the shipment never leaves, the stock comes back) or is
+/// refused (the order is delivered, the stock stays reserved) — never both.
+#[tokio::test]
+async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
+    let stack = Stack::start().await; // dispatch 300 ms after confirmation, delivery 300 ms later
+    let merchant = stack.merchant().await;
+    let burger = stack.seed(&merchant).await;
+    let customer = stack.new_customer().await;
+    let beef_before = stack.levels(&merchant).await[0].1;
+
+    let mut placed = Vec::new();
+    let mut answers = Vec::new();
+    for i in 0..16 {
+        let id = stack.order(&customer, burger, 1).await;
+        eventually(&format!("order {id} is confirmed"), || async {
+            stack.order_status(&customer, &id).await != "pending"
+        })
+        .await;
+        // Spread the cancels from right away to well after the dispatch.
+        tokio::time::sleep(std::time::Duration::from_millis(50 * (i % 12))).await;
+        let response = stack
+            .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
+            .await;
+        answers.push(response.status());
+        placed.push(id);
+    }
+
+    let mut cancelled = 0;
+    let mut delivered = 0;
+    for (id, answer) in placed.iter().zip(&answers) {
+        eventually(&format!("order {id} is final"), || async {
+            matches!(
+                stack.order_status(&customer, id).await.as_str(),
+                "cancelled" | "delivered"
+            )
+        })
+        .await;
+        let status = stack.order_status(&customer, id).await;
+        let shipped = stack
+            .events_of_order(id)
+            .await
+            .iter()
+            .any(|e| e["type"] == "delivery.dispatched" || e["type"] == "delivery.delivered");
+        match status.as_str() {
+            "cancelled" => {
+                cancelled += 1;
+                assert_eq!(*answer, StatusCode::ACCEPTED, "order {id}");
+                assert!(!shipped, "cancelled order {id} was dispatched");
+            }
+            "delivered" => {
+                delivered += 1;
+                assert_eq!(
+                    *answer,
+                    StatusCode::CONFLICT,
+                    "order {id}: the cancel was refused"
+                );
+            }
+            other => panic!("order {id} ended {other}"),
+        }
+    }
+    assert!(
+        cancelled > 0 && delivered > 0,
+        "the cancels should straddle the dispatch: {cancelled} cancelled, {delivered} delivered"
+    );
+    stack.wait_until_consumed("stock-orders-cancelled").await;
+    assert_eq!(
+        stack.levels(&merchant).await[0].1,
+        beef_before - 150 * delivered,
+        "exactly the delivered orders keep their beef"
+    );
+    stack.assert_stock_consistent().await;
+}

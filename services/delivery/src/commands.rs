@@ -1,18 +1,18 @@
-//! The merchant command delivery serves over NATS request/reply (service `delivery`): a courier
-//! update forcing a shipment's next step. The order API calls it; the shipment and the events it
-//! causes stay in this service's tables and outbox.
+//! The commands delivery serves over NATS request/reply (service `delivery`) for the order API: a
+//! courier update forcing a shipment's next step, and the decision on a confirmed order's cancel.
+//! The shipment and the events they cause stay in this service's tables and outbox.
 
 use chrono::Utc;
 use nats::Namespace;
-use nats::commands::{ApplyCourierUpdate, Refusal, ShipmentState};
+use nats::commands::{ApplyCourierUpdate, CancelShipment, Refusal, ShipmentState};
 use nats::outbox::Outbox;
 use nats::service::{CommandService, ServiceError};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::config::DeliverySettings;
-use crate::store::{self, ForceStepError};
+use crate::store::{self, CancelRefusal, ForceStepError};
 
-/// Starts the `delivery` service with its endpoint.
+/// Starts the `delivery` service with its endpoints.
 pub async fn serve(
     client: &async_nats::Client,
     namespace: &Namespace,
@@ -28,6 +28,13 @@ pub async fn serve(
     )
     .await?;
     let outbox = Outbox::new(namespace.clone());
+    let (cancelling, cancel_outbox) = (db.clone(), outbox.clone());
+    service
+        .serve(move |command: CancelShipment| {
+            let (db, outbox) = (cancelling.clone(), cancel_outbox.clone());
+            async move { cancel(&db, &outbox, command).await }
+        })
+        .await?;
     service
         .serve(move |command: ApplyCourierUpdate| {
             let (db, outbox, settings) = (db.clone(), outbox.clone(), settings.clone());
@@ -61,11 +68,41 @@ pub async fn courier_update(
         other => Refusal::conflict(other.to_string()),
     })?;
     txn.commit().await.map_err(failed)?;
-    Ok(ShipmentState {
+    Ok(shipment_state(shipment))
+}
+
+pub async fn cancel(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    command: CancelShipment,
+) -> Result<ShipmentState, Refusal> {
+    let failed = |error: sea_orm::DbErr| {
+        tracing::error!(%error, order_id = %command.order_id, "cancel request failed");
+        Refusal::internal()
+    };
+    let txn = db.begin().await.map_err(failed)?;
+    let shipment = store::cancel_on_request(
+        &txn,
+        outbox,
+        command.order_id,
+        command.correlation_id.clone(),
+        Utc::now(),
+    )
+    .await
+    .map_err(|error| match error {
+        CancelRefusal::Database(e) => failed(e),
+        too_late @ CancelRefusal::TooLate(_) => Refusal::conflict(too_late.to_string()),
+    })?;
+    txn.commit().await.map_err(failed)?;
+    Ok(shipment_state(shipment))
+}
+
+fn shipment_state(shipment: entities::shipments::Model) -> ShipmentState {
+    ShipmentState {
         id: shipment.id,
         order_id: shipment.order_id,
         status: shipment.status,
         dispatched_at: shipment.dispatched_at.map(|t| t.with_timezone(&Utc)),
         delivered_at: shipment.delivered_at.map(|t| t.with_timezone(&Utc)),
-    })
+    }
 }

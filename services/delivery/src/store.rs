@@ -4,6 +4,8 @@
 //! - [`insert_shipment`]: `orders.confirmed` -> one pending shipment per order.
 //! - [`cancel_shipment`]: `orders.cancelled` -> a pending shipment is dropped; a cancellation that
 //!   overtook the confirmation is remembered, so no shipment is ever created for the order.
+//! - [`cancel_on_request`]: a confirmed order's cancel request -> dropped and announced, or
+//!   refused once dispatched.
 //! - [`claim_due`], [`advance_due`]: the durable timers.
 //! - [`force_next_step`]: a courier update from the order API.
 
@@ -18,7 +20,7 @@ use uuid::Uuid;
 
 use entities::shipments;
 use nats::Envelope;
-use nats::events::{DeliveryDelivered, DeliveryDispatched};
+use nats::events::{DeliveryCancelled, DeliveryDelivered, DeliveryDispatched};
 use nats::inbox::{self, Recorded};
 use nats::outbox::Outbox;
 use nats::topology::{DELIVERY_ORDERS_CANCELLED, DELIVERY_ORDERS_CONFIRMED};
@@ -106,6 +108,17 @@ pub async fn cancel_shipment(
     if inbox::record(txn, CANCELLED_CONSUMER, event_id).await? == Recorded::Duplicate {
         return Ok(Cancelled::Duplicate);
     }
+    Ok(drop_shipment(txn, order_id, now).await?.0)
+}
+
+/// Drops the order's shipment unless the courier has it; with no shipment yet, records a
+/// cancelled one so that none is ever created. Returns what happened and the shipment row
+/// (none when it was too late). The caller's transaction holds the row lock until it commits.
+async fn drop_shipment(
+    txn: &DatabaseTransaction,
+    order_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(Cancelled, Option<shipments::Model>), DbErr> {
     // Two rounds at most: when the tombstone's insert finds a shipment after all, a concurrent
     // confirmation has just committed it, and the second round locks and reads it.
     for _ in 0..2 {
@@ -113,24 +126,69 @@ pub async fn cancel_shipment(
             let current = status_of(&shipment)?;
             return match current.on_cancel() {
                 OnCancel::Cancel => {
-                    set_status(txn, shipment, ShipmentStatus::Cancelled, now, None).await?;
-                    Ok(Cancelled::Dropped)
+                    let dropped =
+                        set_status(txn, shipment, ShipmentStatus::Cancelled, now, None).await?;
+                    Ok((Cancelled::Dropped, Some(dropped)))
                 }
-                OnCancel::AlreadyCancelled => Ok(Cancelled::AlreadyCancelled),
-                OnCancel::TooLate => Ok(Cancelled::TooLate(current)),
+                OnCancel::AlreadyCancelled => Ok((Cancelled::AlreadyCancelled, Some(shipment))),
+                OnCancel::TooLate => Ok((Cancelled::TooLate(current), None)),
             };
         }
         // SPEC §5 rule 4: the unique order id makes a later `orders.confirmed` a no-op.
-        if insert_if_absent(txn, order_id, ShipmentStatus::Cancelled, None, now, None)
-            .await?
-            .is_some()
+        if let Some(tombstone) =
+            insert_if_absent(txn, order_id, ShipmentStatus::Cancelled, None, now, None).await?
         {
-            return Ok(Cancelled::Remembered);
+            return Ok((Cancelled::Remembered, Some(tombstone)));
         }
     }
     Err(DbErr::Custom(format!(
         "the shipment of order {order_id} appeared and vanished while cancelling it"
     )))
+}
+
+/// Why delivery refused to cancel.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelRefusal {
+    #[error("the shipment is already {0}: the order can no longer be cancelled")]
+    TooLate(ShipmentStatus),
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Delivery's decision on a confirmed order's cancel request (SPEC §5 rule 4): a shipment not
+/// yet dispatched is dropped (or, when there is none yet, one is recorded cancelled so none is
+/// ever created) and `delivery.cancelled` is enqueued in the caller's transaction; one with the
+/// courier refuses. Asking again after an accepted cancel accepts again and emits nothing new.
+///
+/// The shipment's row lock orders this with the timer and courier updates: whichever commits
+/// first wins, so a shipment is never both dispatched and cancelled.
+pub async fn cancel_on_request(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    order_id: Uuid,
+    correlation_id: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<shipments::Model, CancelRefusal> {
+    match drop_shipment(txn, order_id, now).await? {
+        (Cancelled::TooLate(status), _) => Err(CancelRefusal::TooLate(status)),
+        (outcome, Some(shipment)) => {
+            if matches!(outcome, Cancelled::Dropped | Cancelled::Remembered) {
+                let event = DeliveryCancelled {
+                    order_id,
+                    shipment_id: shipment.id,
+                    at: now,
+                };
+                outbox
+                    .enqueue(txn, &Envelope::new(event, correlation_id))
+                    .await?;
+                tracing::info!(%order_id, shipment_id = %shipment.id, ?outcome, "shipment cancelled on request");
+            }
+            Ok(shipment)
+        }
+        (outcome, None) => Err(CancelRefusal::Database(DbErr::Custom(format!(
+            "cancelling order {order_id}'s shipment gave {outcome:?} without a shipment"
+        )))),
+    }
 }
 
 /// The shipment of an order, if it has one.

@@ -118,6 +118,33 @@ impl OrderStatus {
     }
 }
 
+/// How a cancel request for an order in a given status goes (SPEC §5 rule 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cancellation {
+    /// Cancelled already: nothing to do, the answer is the same as the first time.
+    AlreadyCancelled,
+    /// Stock has not decided yet: the order service cancels on its own, and stock makes sure it
+    /// never reserves (or releases what a confirmation in flight reserved).
+    Now,
+    /// Stock reserved and a shipment may be on its way: delivery decides. Only when it drops the
+    /// undispatched shipment is the order cancelled and its stock released.
+    AskDelivery,
+    /// Too late (dispatched, delivered) or nothing to cancel (rejected).
+    Refused,
+}
+
+impl OrderStatus {
+    /// What a cancel request does to an order in this status.
+    pub fn cancellation(self) -> Cancellation {
+        match self {
+            Self::Cancelled => Cancellation::AlreadyCancelled,
+            Self::Pending => Cancellation::Now,
+            Self::Confirmed => Cancellation::AskDelivery,
+            Self::Rejected | Self::Dispatched | Self::Delivered => Cancellation::Refused,
+        }
+    }
+}
+
 impl fmt::Display for OrderStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

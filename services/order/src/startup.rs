@@ -74,7 +74,7 @@ impl Application {
     /// lets in-flight requests and batches finish, and flushes the outbox (SPEC §5 rule 8).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let namespace = self.config.nats.namespace.clone();
-        let events = OrderEventsActor::new(self.db.clone()).start();
+        let events = OrderEventsActor::new(self.db.clone(), Outbox::new(namespace.clone())).start();
         let confirmed = ConsumerRunner::new(
             self.jetstream.clone(),
             namespace.clone(),

@@ -438,6 +438,20 @@ pub async fn find_order(
     }))
 }
 
+/// Order id -> merchant id, for the given orders that exist.
+pub async fn merchants_of(
+    db: &impl ConnectionTrait,
+    order_ids: &[Uuid],
+) -> Result<HashMap<Uuid, i64>, DbErr> {
+    Ok(orders::Entity::find()
+        .filter(orders::Column::Id.is_in(order_ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.merchant_id))
+        .collect())
+}
+
 /// The order row alone, unlocked.
 pub async fn find_order_summary(
     db: &impl ConnectionTrait,

@@ -316,6 +316,7 @@ impl DeliveryEventExt for DeliveryEvent {
         match self {
             Self::Dispatched(e) => e.data.order_id,
             Self::Delivered(e) => e.data.order_id,
+            Self::Cancelled(e) => e.data.order_id,
         }
     }
 
@@ -323,6 +324,7 @@ impl DeliveryEventExt for DeliveryEvent {
         match self {
             Self::Dispatched(e) => e.data.shipment_id,
             Self::Delivered(e) => e.data.shipment_id,
+            Self::Cancelled(e) => e.data.shipment_id,
         }
     }
 
@@ -330,6 +332,7 @@ impl DeliveryEventExt for DeliveryEvent {
         match self {
             Self::Dispatched(_) => "dispatched",
             Self::Delivered(_) => "delivered",
+            Self::Cancelled(_) => "cancelled",
         }
     }
 }

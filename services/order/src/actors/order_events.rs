@@ -1,4 +1,6 @@
 //! Moves orders forward on `orders.confirmed`, `orders.rejected` and `delivery.*` (SPEC §5 rule 4).
+//! `delivery.cancelled` completes a confirmed order's cancel that delivery accepted: the order is
+//! cancelled and `orders.cancelled` goes out in the same transaction, so stock releases.
 //!
 //! A shell: it turns each event into a [`Transition`] and lets [`settle`] apply a batch of them in
 //! one transaction, falling back to one transaction per event when the batch fails, so one bad
@@ -9,7 +11,8 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use uuid::Uuid;
 
 use nats::consume::{Delivery, HandleBatch, Outcome};
-use nats::events::{DeliveryEvent, OrderConfirmed, OrderRejected};
+use nats::events::{DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected};
+use nats::outbox::Outbox;
 use nats::topology::{ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
 use nats::{Decode, Envelope};
 
@@ -21,11 +24,12 @@ const NOT_YET_DELAY: std::time::Duration = std::time::Duration::from_millis(500)
 
 pub struct OrderEventsActor {
     db: DatabaseConnection,
+    outbox: Outbox,
 }
 
 impl OrderEventsActor {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
+        Self { db, outbox }
     }
 }
 
@@ -41,6 +45,9 @@ pub struct Transition {
     pub to: OrderStatus,
     pub rejection: Option<serde_json::Value>,
     pub note: Option<String>,
+    /// Set when the move is a cancel delivery accepted: if it applies, `orders.cancelled`
+    /// (releasing the stock) is emitted with this correlation id.
+    pub announce_cancel: Option<Option<String>>,
 }
 
 impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
@@ -60,10 +67,12 @@ impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
                 to: OrderStatus::Confirmed,
                 rejection: None,
                 note: None,
+                announce_cancel: None,
             })
             .collect();
         Box::pin(settle(
             self.db.clone(),
+            self.outbox.clone(),
             ORDER_ORDERS_CONFIRMED.durable,
             transitions,
         ))
@@ -95,11 +104,13 @@ impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
                     to: OrderStatus::Rejected,
                     rejection: serde_json::to_value(&d.event.data.shortages).ok(),
                     note: Some(format!("not enough {}", short.join(", "))),
+                    announce_cancel: None,
                 }
             })
             .collect();
         Box::pin(settle(
             self.db.clone(),
+            self.outbox.clone(),
             ORDER_ORDERS_REJECTED.durable,
             transitions,
         ))
@@ -114,24 +125,45 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
             .0
             .iter()
             .map(|d: &Delivery<DeliveryEvent>| {
-                let (order_id, to, shipment_id) = match &d.event {
-                    DeliveryEvent::Dispatched(e) => {
-                        (e.data.order_id, OrderStatus::Dispatched, e.data.shipment_id)
-                    }
-                    DeliveryEvent::Delivered(e) => {
-                        (e.data.order_id, OrderStatus::Delivered, e.data.shipment_id)
-                    }
+                let (order_id, to, note, announce_cancel) = match &d.event {
+                    DeliveryEvent::Dispatched(e) => (
+                        e.data.order_id,
+                        OrderStatus::Dispatched,
+                        format!("shipment {}", e.data.shipment_id),
+                        None,
+                    ),
+                    DeliveryEvent::Delivered(e) => (
+                        e.data.order_id,
+                        OrderStatus::Delivered,
+                        format!("shipment {}", e.data.shipment_id),
+                        None,
+                    ),
+                    DeliveryEvent::Cancelled(e) => (
+                        e.data.order_id,
+                        OrderStatus::Cancelled,
+                        format!(
+                            "cancelled: delivery dropped shipment {}",
+                            e.data.shipment_id
+                        ),
+                        Some(e.correlation_id.clone()),
+                    ),
                 };
                 Transition {
                     event_id: d.event.event_id(),
                     order_id,
                     to,
                     rejection: None,
-                    note: Some(format!("shipment {shipment_id}")),
+                    note: Some(note),
+                    announce_cancel,
                 }
             })
             .collect();
-        Box::pin(settle(self.db.clone(), ORDER_DELIVERY.durable, transitions))
+        Box::pin(settle(
+            self.db.clone(),
+            self.outbox.clone(),
+            ORDER_DELIVERY.durable,
+            transitions,
+        ))
     }
 }
 
@@ -140,22 +172,27 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
 #[tracing::instrument(skip_all, fields(consumer, events = transitions.len()))]
 pub async fn settle(
     db: DatabaseConnection,
+    outbox: Outbox,
     consumer: &'static str,
     transitions: Vec<Transition>,
 ) -> Vec<Outcome> {
-    match settle_in_one_transaction(&db, consumer, &transitions).await {
+    match settle_in_one_transaction(&db, &outbox, consumer, &transitions).await {
         Ok(outcomes) => outcomes,
         Err(error) => {
             tracing::warn!(%error, "batch failed; settling one event at a time");
             let mut outcomes = Vec::with_capacity(transitions.len());
             for transition in &transitions {
-                let outcome =
-                    settle_in_one_transaction(&db, consumer, std::slice::from_ref(transition))
-                        .await
-                        .map(|mut o| o.remove(0))
-                        .unwrap_or_else(|e| Outcome::Retry {
-                            reason: e.to_string(),
-                        });
+                let outcome = settle_in_one_transaction(
+                    &db,
+                    &outbox,
+                    consumer,
+                    std::slice::from_ref(transition),
+                )
+                .await
+                .map(|mut o| o.remove(0))
+                .unwrap_or_else(|e| Outcome::Retry {
+                    reason: e.to_string(),
+                });
                 outcomes.push(outcome);
             }
             outcomes
@@ -165,6 +202,7 @@ pub async fn settle(
 
 async fn settle_in_one_transaction(
     db: &DatabaseConnection,
+    outbox: &Outbox,
     consumer: &str,
     transitions: &[Transition],
 ) -> Result<Vec<Outcome>, DbErr> {
@@ -180,6 +218,32 @@ async fn settle_in_one_transaction(
         .collect();
     let txn = db.begin().await?;
     let settled = store::advance_orders(&txn, consumer, &moves).await?;
+    // A cancel delivery accepted releases the stock, announced in the same transaction.
+    let mut cancelled = Vec::new();
+    for (t, settled) in transitions.iter().zip(&settled) {
+        if let (Some(correlation_id), Some((found, Settle::Apply))) = (&t.announce_cancel, settled)
+        {
+            cancelled.push((t.order_id, *found, correlation_id.clone()));
+        }
+    }
+    if !cancelled.is_empty() {
+        let ids: Vec<Uuid> = cancelled.iter().map(|(id, _, _)| *id).collect();
+        let merchants = store::merchants_of(&txn, &ids).await?;
+        let events: Vec<Envelope<OrderCancelled>> = cancelled
+            .into_iter()
+            .map(|(order_id, found, correlation_id)| {
+                Envelope::new(
+                    OrderCancelled {
+                        order_id,
+                        merchant_id: merchants[&order_id],
+                        release_stock: found == OrderStatus::Confirmed,
+                    },
+                    correlation_id,
+                )
+            })
+            .collect();
+        outbox.enqueue_all(&txn, &events).await?;
+    }
     txn.commit().await?;
     Ok(transitions
         .iter()

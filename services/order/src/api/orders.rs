@@ -9,7 +9,7 @@ use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use nats::Envelope;
-use nats::commands::{ApplyCourierUpdate, CourierStep};
+use nats::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
 use nats::events::{OrderCancelled, OrderCreated, OrderedLine, Shortage};
 
 use super::context::RequestId;
@@ -17,7 +17,9 @@ use super::problem::ApiError;
 use super::security::BearerAuth;
 use super::{ApiTags, AppState};
 use crate::auth::Role;
-use crate::domain::{self, FieldError, OrderStatus, PricingError, RequestedLine, ValidOrder};
+use crate::domain::{
+    self, Cancellation, FieldError, OrderStatus, PricingError, RequestedLine, ValidOrder,
+};
 use crate::store::{self, Inserted, NewOrder, OrderDetails, OrderScope};
 
 pub struct OrdersApi;
@@ -175,8 +177,7 @@ const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 #[derive(ApiResponse)]
 enum CancelResponse {
-    /// The order is cancelled; reserved stock will be released and an undispatched shipment
-    /// dropped.
+    /// The order is cancelled; reserved stock will be released and no shipment will leave.
     #[oai(status = 202)]
     Accepted(Json<Order>),
 }
@@ -425,10 +426,12 @@ impl OrdersApi {
 
     /// Cancel an order
     ///
-    /// While the order is `pending` or `confirmed`: it becomes `cancelled`, stock processing
-    /// releases exactly what it reserved, and delivery drops a shipment not yet dispatched.
-    /// Cancelling a cancelled order again changes nothing (202). Once dispatched, delivered or
-    /// rejected: 409.
+    /// A `pending` order (stock has not decided yet) becomes `cancelled` at once. A `confirmed`
+    /// order's cancel is decided by delivery: only if it drops the undispatched shipment is the
+    /// order cancelled and its reserved stock released; if the courier already has it, 409 says
+    /// so and the order goes on to delivery. Cancelling a cancelled order again changes nothing
+    /// (202). Once dispatched, delivered or rejected: 409. 503 with `Retry-After` when delivery
+    /// does not answer in time (nothing changed: try again).
     #[oai(path = "/order/:id/cancel", method = "post")]
     async fn cancel(
         &self,
@@ -438,46 +441,63 @@ impl OrdersApi {
         /// The order id.
         id: Path<Uuid>,
     ) -> Result<CancelResponse, ApiError> {
-        let txn = state.db.begin().await?;
-        let order = store::find_order_for_update(&txn, id.0)
-            .await?
-            .filter(|o| may_see(&auth, o))
-            .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
-        let current = OrderStatus::parse(&order.status).ok_or_else(|| {
-            ApiError::internal(anyhow::anyhow!("unknown status {}", order.status))
-        })?;
-        match current {
-            OrderStatus::Cancelled => {}
-            OrderStatus::Pending | OrderStatus::Confirmed => {
-                let who = if auth.0.sub == order.customer_id {
-                    "customer"
-                } else {
-                    "merchant"
-                };
-                store::advance_order(
-                    &txn,
-                    id.0,
-                    OrderStatus::Cancelled,
-                    None,
-                    Some(format!("cancelled by the {who}")),
-                )
-                .await?;
-                let event = Envelope::new(
-                    OrderCancelled {
-                        order_id: id.0,
-                        merchant_id: order.merchant_id,
-                        release_stock: current == OrderStatus::Confirmed,
-                    },
-                    Some(request_id.0.0.clone()),
-                );
-                state.outbox.enqueue(&txn, &event).await?;
+        let correlation_id = Some(request_id.0.0.clone());
+        let mut delivery_agreed = false;
+        let txn = loop {
+            let txn = state.db.begin().await?;
+            let order = store::find_order_for_update(&txn, id.0)
+                .await?
+                .filter(|o| may_see(&auth, o))
+                .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
+            let current = parse_status(&order.status)?;
+            match current.cancellation() {
+                Cancellation::AlreadyCancelled => break txn,
+                Cancellation::AskDelivery if !delivery_agreed => {
+                    // Delivery owns the dispatch decision: it drops an undispatched shipment
+                    // (and announces it with `delivery.cancelled`, which completes this cancel
+                    // even if we stop here) or refuses once the courier has it. The order's
+                    // row is not held meanwhile; it is decided again under the lock.
+                    drop(txn);
+                    state
+                        .call(&CancelShipment {
+                            order_id: id.0,
+                            correlation_id: correlation_id.clone(),
+                        })
+                        .await?;
+                    delivery_agreed = true;
+                }
+                Cancellation::Now | Cancellation::AskDelivery => {
+                    let who = if auth.0.sub == order.customer_id {
+                        "customer"
+                    } else {
+                        "merchant"
+                    };
+                    store::advance_order(
+                        &txn,
+                        id.0,
+                        OrderStatus::Cancelled,
+                        None,
+                        Some(format!("cancelled by the {who}")),
+                    )
+                    .await?;
+                    let event = Envelope::new(
+                        OrderCancelled {
+                            order_id: id.0,
+                            merchant_id: order.merchant_id,
+                            release_stock: current == OrderStatus::Confirmed,
+                        },
+                        correlation_id.clone(),
+                    );
+                    state.outbox.enqueue(&txn, &event).await?;
+                    break txn;
+                }
+                Cancellation::Refused => {
+                    return Err(ApiError::conflict(format!(
+                        "the order is {current}: it can no longer be cancelled"
+                    )));
+                }
             }
-            other => {
-                return Err(ApiError::conflict(format!(
-                    "the order is {other}: it can no longer be cancelled"
-                )));
-            }
-        }
+        };
         txn.commit().await?;
         Ok(CancelResponse::Accepted(Json(load(&state, id.0).await?)))
     }
@@ -538,6 +558,11 @@ fn location(order_id: Uuid) -> String {
 pub fn may_see(auth: &BearerAuth, order: &entities::orders::Model) -> bool {
     order.customer_id == auth.0.sub
         || (auth.0.role == Role::Merchant && auth.0.merchant_id == Some(order.merchant_id))
+}
+
+fn parse_status(status: &str) -> Result<OrderStatus, ApiError> {
+    OrderStatus::parse(status)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown status {status}")))
 }
 
 pub async fn load(state: &AppState, order_id: Uuid) -> Result<Order, ApiError> {
