@@ -393,9 +393,9 @@ fn is_permanent_connect_error(e: &DbErr, as_service: bool) -> bool {
         DbErr::Conn(RuntimeErr::Internal(_)) => true,
         DbErr::Conn(RuntimeErr::SqlxError(e)) => match e.as_ref() {
             sea_orm::sqlx::Error::Configuration(_) => true,
-            sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                c.starts_with("28") || (as_service && c == INVALID_CATALOG_NAME)
-            }),
+            sea_orm::sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("28") || (as_service && c == INVALID_CATALOG_NAME)),
             _ => false,
         },
         _ => false,
@@ -541,7 +541,9 @@ pub async fn connect_and_migrate(cfg: &DatabaseConfig) -> Result<DatabaseConnect
     };
     let db = match connect(cfg).await {
         Ok(db) => db,
-        Err(e) if sql_state(&e).is_some_and(|c| c.starts_with("28") || c == INVALID_CATALOG_NAME) => {
+        Err(e)
+            if sql_state(&e).is_some_and(|c| c.starts_with("28") || c == INVALID_CATALOG_NAME) =>
+        {
             return Err(run_migrate(first_line(&e)));
         }
         Err(e) => return Err(e),
@@ -559,7 +561,10 @@ pub async fn connect_and_migrate(cfg: &DatabaseConfig) -> Result<DatabaseConnect
     let (present, usable): (bool, bool) = (row.try_get("", "present")?, row.try_get("", "usable")?);
     if !present {
         db.close().await?;
-        return Err(run_migrate(format!("schema {} is missing", service.quoted_schema())));
+        return Err(run_migrate(format!(
+            "schema {} is missing",
+            service.quoted_schema()
+        )));
     }
     if !usable {
         db.close().await?;

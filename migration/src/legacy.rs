@@ -240,7 +240,10 @@ pub(crate) async fn adopt(
         match owner_of_consumer(&consumer) {
             Some(service) => by_service.entry(service).or_default().push(consumer),
             None => {
-                tracing::warn!(consumer, "inbox rows of a consumer no service owns: dropped");
+                tracing::warn!(
+                    consumer,
+                    "inbox rows of a consumer no service owns: dropped"
+                );
                 adopted.unknown_consumers.push(consumer);
             }
         }

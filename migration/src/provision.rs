@@ -203,7 +203,11 @@ async fn ensure_role(
         .password
         .as_deref()
         .map_or_else(String::new, |p| format!(" PASSWORD {}", quote_literal(p)));
-    let verb = if existing.is_some() { "ALTER" } else { "CREATE" };
+    let verb = if existing.is_some() {
+        "ALTER"
+    } else {
+        "CREATE"
+    };
     txn.execute_unprepared(&format!("{verb} ROLE {name} LOGIN{password}"))
         .await?;
     if !admin_is_superuser {
@@ -252,7 +256,12 @@ mod tests {
         let names: Vec<&str> = roles.iter().map(|r| r.role.as_str()).collect();
         assert_eq!(
             names,
-            ["larder_order", "larder_stock", "larder_delivery", "larder_notification"]
+            [
+                "larder_order",
+                "larder_stock",
+                "larder_delivery",
+                "larder_notification"
+            ]
         );
         assert_eq!(roles[0].password.as_deref(), Some("larder_order"));
     }

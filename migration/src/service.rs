@@ -138,7 +138,10 @@ impl Service {
     }
 
     /// Creates the schema's empty `seaql_migrations` if missing (in the current schema).
-    pub(crate) async fn install_migration_table<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
+    pub(crate) async fn install_migration_table<C: ConnectionTrait>(
+        self,
+        db: &C,
+    ) -> Result<(), DbErr> {
         match self {
             Service::Order => OrderMigrator::install(db).await,
             Service::Stock => StockMigrator::install(db).await,
@@ -200,11 +203,16 @@ mod tests {
             assert_eq!(service.name().parse::<Service>().unwrap(), service);
             assert!(service.default_role().ends_with(service.name()));
             assert!(service.outbox_channel().ends_with(service.name()));
-            assert!(service.default_url().contains(&format!(
-                "//{0}:{0}@",
-                service.default_role()
-            )));
-            assert!(service.url_env().starts_with(&service.name().to_uppercase()));
+            assert!(
+                service
+                    .default_url()
+                    .contains(&format!("//{0}:{0}@", service.default_role()))
+            );
+            assert!(
+                service
+                    .url_env()
+                    .starts_with(&service.name().to_uppercase())
+            );
         }
         assert!("billing".parse::<Service>().is_err());
     }

@@ -54,7 +54,10 @@ impl TestDatabase {
     /// Panics when Postgres is unreachable or provisioning fails: it is for tests.
     pub async fn new() -> TestDatabase {
         let test_db = Self::new_unmigrated().await;
-        test_db.provision().await.expect("Failed to provision the test database");
+        test_db
+            .provision()
+            .await
+            .expect("Failed to provision the test database");
         test_db
     }
 

@@ -11,8 +11,6 @@ pub struct DeliveryMigrator;
 #[async_trait::async_trait]
 impl MigratorTrait for DeliveryMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261201_000001_create_delivery_schema::Migration),
-        ]
+        vec![Box::new(m20261201_000001_create_delivery_schema::Migration)]
     }
 }

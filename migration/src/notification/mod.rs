@@ -11,8 +11,8 @@ pub struct NotificationMigrator;
 #[async_trait::async_trait]
 impl MigratorTrait for NotificationMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261201_000001_create_notification_schema::Migration),
-        ]
+        vec![Box::new(
+            m20261201_000001_create_notification_schema::Migration,
+        )]
     }
 }

@@ -8,8 +8,8 @@ use entities::{
     inbox, ingredients, merchants, notifications, order_lines, order_status_history, orders,
     outbox, products, recipe_lines, shipments, stock_movements, users,
 };
-use migration::sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use migration::Service;
+use migration::sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use migration::testing::TestDatabase;
 use serde_json::json;
 use uuid::Uuid;

@@ -237,7 +237,10 @@ async fn a_populated_single_schema_database_upgrades_with_its_data() {
             .await
             .expect("close");
     }
-    let again = test_db.provision().await.expect("Failed to provision again");
+    let again = test_db
+        .provision()
+        .await
+        .expect("Failed to provision again");
     assert_eq!(again.adopted, None);
 }
 
@@ -262,7 +265,11 @@ async fn an_upgrade_that_cannot_place_a_row_changes_nothing() {
     assert!(err.to_string().contains("billing.invoiced"), "{err}");
     let mut legacy_tables: Vec<String> = Service::ALL
         .into_iter()
-        .flat_map(|s| migration::legacy::tables_of(s).iter().map(|t| t.to_string()))
+        .flat_map(|s| {
+            migration::legacy::tables_of(s)
+                .iter()
+                .map(|t| t.to_string())
+        })
         .chain(["inbox", "outbox", "seaql_migrations"].map(String::from))
         .collect();
     legacy_tables.sort();

@@ -92,7 +92,9 @@ async fn concurrent_provisionings_apply_each_migration_once() {
     let test_db = TestDatabase::new_unmigrated().await;
     let roles = provision::service_roles(&test_db.admin, &test_db.services).expect("roles");
     let first = database::connect(&test_db.admin).await.expect("first pool");
-    let second = database::connect(&test_db.admin).await.expect("second pool");
+    let second = database::connect(&test_db.admin)
+        .await
+        .expect("second pool");
 
     // Act
     let (a, b) = tokio::join!(
@@ -208,7 +210,10 @@ async fn a_service_without_its_role_or_schema_says_to_run_larder_migrate() {
 async fn provisioning_an_up_to_date_database_changes_nothing() {
     let test_db = TestDatabase::new().await;
 
-    test_db.provision().await.expect("Failed to provision again");
+    test_db
+        .provision()
+        .await
+        .expect("Failed to provision again");
 
     for service in Service::ALL {
         assert_eq!(

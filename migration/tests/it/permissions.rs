@@ -61,7 +61,10 @@ async fn the_order_role_cannot_write_stock_ingredients_nor_create_in_public() {
             Some(PERMISSION_DENIED),
             "{name}: {err}"
         );
-        assert!(err.to_string().contains("permission denied"), "{name}: {err}");
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{name}: {err}"
+        );
     }
 
     // The stock role's data is untouched, and the order role can write its own schema.
