@@ -47,6 +47,8 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp {
     LazyLock::force(&TRACING);
     let db = TestDatabase::new().await;
+    // TRANSITIONAL: the order process still writes stock's and delivery's tables.
+    db.grant_transitional_order_access().await;
     let order_db = db.connect(Service::Order).await;
     let nats = TestNats::new().await;
     let config = Config {
