@@ -584,7 +584,13 @@ pub async fn connect_and_migrate(cfg: &DatabaseConfig) -> Result<DatabaseConnect
     Ok(db)
 }
 
+/// The server's message for a database error (`role "x" does not exist`), else `e`'s first line.
 fn first_line(e: &DbErr) -> String {
+    if let DbErr::Conn(RuntimeErr::SqlxError(sqlx)) = e
+        && let Some(db) = sqlx.as_database_error()
+    {
+        return db.message().to_owned();
+    }
     e.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
