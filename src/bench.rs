@@ -31,7 +31,8 @@ pub struct BenchArgs {
     /// The order service.
     #[arg(long, env = "BENCH_BASE_URL", default_value = "http://127.0.0.1:3000")]
     pub base_url: String,
-    /// The stack's database, for the final-status wait and the consistency check.
+    /// The stack's admin database URL, for the final-status wait and the consistency check
+    /// (it reads the order and stock schemas).
     #[arg(
         id = "bench_database_url",
         long = "database-url",
@@ -156,7 +157,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         base: Arc::from(args.base_url.trim_end_matches('/')),
     };
     let mut options = sea_orm::ConnectOptions::new(&args.database_url);
-    options.sqlx_logging(false);
+    // The admin reads the order and stock schemas (each service's role sees only its own).
+    options
+        .sqlx_logging(false)
+        .set_schema_search_path("\"order\",stock");
     let db = sea_orm::Database::connect(options)
         .await
         .context("Failed to connect to the database")?;

@@ -1,7 +1,8 @@
 //! The command line. Every option also reads an environment variable (see `.env.example`).
 
 use clap::{Args, Parser, Subcommand};
-use migration::database::DatabaseConfig;
+use migration::Service;
+use migration::database::{DatabaseConfig, ServiceDatabases};
 use nats::{NatsConfig, OutboxConfig};
 
 use crate::telemetry::LogFormat;
@@ -32,7 +33,8 @@ pub enum Command {
     Notification(NotificationArgs),
     /// Run shipments: dispatch and delivery timers.
     Delivery(DeliveryArgs),
-    /// Create the database if missing and apply every migration.
+    /// As the admin (DATABASE_URL): create the database, each service's role and schema, upgrade
+    /// the single-schema layout, and apply every service's migrations as its own role.
     Migrate(MigrateArgs),
     /// Print the OpenAPI spec the order service serves (regenerate openapi.json with it).
     Openapi,
@@ -45,8 +47,9 @@ pub enum Command {
 /// Configuration every service shares.
 #[derive(Clone, Debug, Args)]
 pub struct Shared {
+    /// One URL per service, each with its own role (`larder all` uses all four).
     #[command(flatten)]
-    pub database: DatabaseConfig,
+    pub database: ServiceDatabases,
     #[command(flatten)]
     pub nats: NatsConfig,
     #[command(flatten)]
@@ -128,14 +131,18 @@ pub enum DlqCommand {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    /// The admin URL (`DATABASE_URL`): creates the database, roles and schemas.
     #[command(flatten)]
     pub database: DatabaseConfig,
+    /// The services' URLs: the roles to create, with their passwords.
+    #[command(flatten)]
+    pub services: ServiceDatabases,
 }
 
 impl Shared {
     pub fn order(&self, settings: order::config::OrderSettings) -> order::Config {
         order::Config {
-            database: self.database.clone(),
+            database: self.database.config(Service::Order),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
             settings,
@@ -144,7 +151,7 @@ impl Shared {
 
     pub fn stock(&self, settings: stock::config::StockSettings) -> stock::Config {
         stock::Config {
-            database: self.database.clone(),
+            database: self.database.config(Service::Stock),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
             settings,
@@ -156,7 +163,7 @@ impl Shared {
         settings: notification::config::NotificationSettings,
     ) -> notification::Config {
         notification::Config {
-            database: self.database.clone(),
+            database: self.database.config(Service::Notification),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
             settings,
@@ -165,7 +172,7 @@ impl Shared {
 
     pub fn delivery(&self, settings: delivery::config::DeliverySettings) -> delivery::Config {
         delivery::Config {
-            database: self.database.clone(),
+            database: self.database.config(Service::Delivery),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
             settings,

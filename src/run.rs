@@ -24,12 +24,13 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
         Command::Migrate(args) => {
             let runtime = tokio::runtime::Runtime::new().context("Failed to start tokio")?;
             runtime.block_on(async {
-                migration::database::connect_and_migrate(&args.database)
+                let provisioned = migration::provision::provision(&args.database, &args.services)
                     .await
                     .context("Failed to migrate the database")?;
                 tracing::info!(
                     database = args.database.database_name(),
-                    "migrations applied"
+                    upgraded = provisioned.adopted.is_some(),
+                    "roles, schemas and migrations in place"
                 );
                 Ok(())
             })

@@ -287,11 +287,27 @@ fn app_services_talk_to_the_compose_hosts() {
     let compose = Compose::load();
     for name in APP_SERVICES {
         let env = environment(compose.service(name));
-        let database = env_var(&env, "DATABASE_URL").unwrap_or_default();
+        // `migrate` is the admin; each service has its own URL (and no admin URL).
+        let variable = match name {
+            "migrate" => "DATABASE_URL".to_owned(),
+            service => format!("{}_DATABASE_URL", service.to_uppercase()),
+        };
+        let database = env_var(&env, &variable).unwrap_or_default();
         assert!(
             database.contains("@postgres:") || database.contains("//postgres:"),
-            "{name}: DATABASE_URL must point at the postgres service, got {database:?}"
+            "{name}: {variable} must point at the postgres service, got {database:?}"
         );
+        if name != "migrate" {
+            assert!(
+                database.starts_with(&format!("postgres://larder_{name}:")),
+                "{name}: {variable} must log in as the service's own role larder_{name}, got {database:?}"
+            );
+            assert_eq!(
+                env_var(&env, "DATABASE_URL"),
+                None,
+                "{name}: a service gets no admin DATABASE_URL"
+            );
+        }
         let nats = env_var(&env, "NATS_URL").unwrap_or_default();
         assert!(
             nats.starts_with("nats://nats:"),
@@ -301,6 +317,21 @@ fn app_services_talk_to_the_compose_hosts() {
             env_var(&env, "SMTP_HOST"),
             Some("mailhog"),
             "{name}: SMTP_HOST"
+        );
+    }
+}
+
+#[test]
+fn migrate_knows_every_service_role_it_creates() {
+    let compose = Compose::load();
+    let migrate = environment(compose.service("migrate"));
+    for service in ["order", "stock", "notification", "delivery"] {
+        let variable = format!("{}_DATABASE_URL", service.to_uppercase());
+        let own = environment(compose.service(service));
+        assert_eq!(
+            env_var(&migrate, &variable),
+            env_var(&own, &variable),
+            "migrate creates the role {service} logs in with ({variable})"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! SeaORM entities for every Larder table: what the rows look like, nothing about what they
-//! mean. The schema itself lives in the `migration` crate; these mirror it column for column.
+//! mean. The schemas live in the `migration` crate; these mirror them column for column. Names are
+//! unqualified: each service's pool has `search_path` = its own schema, so `outbox` is its own.
 //!
 //! One module per table, named after it, each with `Model`, `ActiveModel`, `Column`, `Entity`
 //! and, where a foreign key exists, `Relation`s; [`prelude`] names every `Entity` after its

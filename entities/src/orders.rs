@@ -29,6 +29,13 @@ pub struct Model {
     pub correlation_id: Option<String>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+    /// The shipment, once a `delivery.*` event named it (the order service's own copy: it does
+    /// not read the delivery schema).
+    pub shipment_id: Option<Uuid>,
+    /// When delivery reported the shipment dispatched.
+    pub dispatched_at: Option<DateTimeWithTimeZone>,
+    /// When delivery reported the shipment delivered.
+    pub delivered_at: Option<DateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

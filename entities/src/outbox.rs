@@ -1,5 +1,5 @@
 //! `outbox`: events written in the same transaction as the change they announce, published by
-//! the relay; each writer has one. An insert sends `NOTIFY larder_outbox`.
+//! the relay; each service has one in its own schema. An insert sends `NOTIFY larder_outbox_<schema>`.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};

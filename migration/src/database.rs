@@ -1,7 +1,9 @@
-//! Reaching PostgreSQL: the shared [`DatabaseConfig`], connecting with retries, creating the
-//! database and migrating it safely when several instances start at once.
+//! Reaching PostgreSQL: [`DatabaseConfig`] (the admin URL, or one service's role URL and
+//! schema), [`ServiceDatabases`] (one URL per service), connecting with retries, creating the
+//! database and migrating a service's schema safely when several instances start at once.
 //!
-//! A service's startup calls [`connect_and_migrate`] and keeps the returned pool.
+//! A service's startup calls [`connect_and_migrate`] with its own config and keeps the returned
+//! pool, whose connections all run with `search_path` = the service's schema alone.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -10,20 +12,27 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
     Statement, TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
 
-use crate::Migrator;
+use crate::Service;
 
-/// Where a service's data lives when nothing else is configured.
+/// The admin URL (a superuser, or the owner of the database) when nothing else is configured:
+/// what `larder migrate`, `larder bench` and the test harness use.
 /// Loopback needs no TLS: `sslmode=disable` saves a TLS layer on every query (Debian's
 /// PostgreSQL has `ssl = on`, and sqlx prefers TLS when offered).
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/larder?sslmode=disable";
 
+/// Size of each pool when nothing else is configured.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
 /// How long [`connect`] keeps retrying before it gives up.
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Key of the advisory lock held while migrating: "lardermg" in ASCII.
-pub const MIGRATION_LOCK_KEY: i64 = 0x6c61_7264_6572_6d67;
+/// Key of the advisory lock `larder migrate` holds while provisioning: "lardermg" in ASCII.
+pub const PROVISION_LOCK_KEY: i64 = 0x6c61_7264_6572_6d67;
+
+/// First key of a schema's migration lock, `pg_advisory_xact_lock(SCHEMA_LOCK_CLASS, n)` with
+/// `n` per service: "lard" in ASCII.
+pub const SCHEMA_LOCK_CLASS: i32 = 0x6c61_7264;
 
 /// The database every PostgreSQL server has; used to create and drop others.
 const MAINTENANCE_DATABASE: &str = "postgres";
@@ -35,32 +44,37 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const DUPLICATE_DATABASE: &str = "42P04";
 /// SQLSTATE of a unique violation: two concurrent `CREATE DATABASE` of one name may report it.
 const UNIQUE_VIOLATION: &str = "23505";
+/// SQLSTATE of a connection to a database that does not exist.
+const INVALID_CATALOG_NAME: &str = "3D000";
 
-/// Connection settings shared by every service (nested in each service's `Config`).
+/// Where to connect: as the admin (`DATABASE_URL`, `service` = `None`), or as one service's role
+/// with `search_path` = its schema (`service` set; what each service's `Config` carries).
 #[derive(Clone, PartialEq, Eq, clap::Args)]
 pub struct DatabaseConfig {
-    /// PostgreSQL URL, database name included.
-    #[arg(id = "database_url", 
+    /// Admin PostgreSQL URL (superuser or database owner), database name included: used by
+    /// `larder migrate` to create the database, roles and schemas, and by `larder bench`.
+    #[arg(id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
         default_value = DEFAULT_DATABASE_URL
     )]
     pub url: String,
-    /// Size of the connection pool.
-    #[arg(
-        id = "database_max_connections",
-        long = "database-max-connections",
-        env = "DATABASE_MAX_CONNECTIONS",
-        default_value_t = 8
-    )]
+    /// Size of the pool. Not a flag here: each service's pool size is
+    /// [`ServiceDatabases::max_connections`] (`DATABASE_MAX_CONNECTIONS`).
+    #[arg(skip = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: u32,
+    /// The service whose schema the pool uses (`search_path` = that schema alone); `None` for
+    /// the admin, who names schemas explicitly.
+    #[arg(skip)]
+    pub service: Option<Service>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: DEFAULT_DATABASE_URL.to_owned(),
-            max_connections: 8,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            service: None,
         }
     }
 }
@@ -71,6 +85,7 @@ impl fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redacted(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("service", &self.service)
             .finish()
     }
 }
@@ -88,6 +103,7 @@ impl DatabaseConfig {
         DatabaseConfig {
             url,
             max_connections: self.max_connections,
+            service: self.service,
         }
     }
 
@@ -95,6 +111,133 @@ impl DatabaseConfig {
     pub fn database_name(&self) -> &str {
         UrlParts::split(&self.url).database
     }
+
+    /// The role the URL logs in as (percent-decoded); `None` when it names none.
+    pub fn user(&self) -> Option<String> {
+        let (user, _) = UrlParts::split(&self.url).user_info()?;
+        (!user.is_empty()).then(|| percent_decode(user))
+    }
+
+    /// The password in the URL (percent-decoded), if any.
+    pub fn password(&self) -> Option<String> {
+        let (_, password) = UrlParts::split(&self.url).user_info()?;
+        password.map(percent_decode)
+    }
+}
+
+/// One database URL per service, each logging in as that service's own role (`larder all`
+/// takes all four; `larder migrate` reads the roles and passwords to create from them).
+#[derive(Clone, PartialEq, Eq, clap::Args)]
+pub struct ServiceDatabases {
+    /// The order service's PostgreSQL URL: its own role, which can use only the `order` schema.
+    #[arg(
+        id = "order_database_url",
+        long = "order-database-url",
+        env = "ORDER_DATABASE_URL",
+        default_value = "postgres://larder_order:larder_order@127.0.0.1:5432/larder?sslmode=disable"
+    )]
+    pub order_url: String,
+    /// The stock service's PostgreSQL URL: its own role, which can use only the `stock` schema.
+    #[arg(
+        id = "stock_database_url",
+        long = "stock-database-url",
+        env = "STOCK_DATABASE_URL",
+        default_value = "postgres://larder_stock:larder_stock@127.0.0.1:5432/larder?sslmode=disable"
+    )]
+    pub stock_url: String,
+    /// The delivery service's PostgreSQL URL: its own role, which can use only the `delivery`
+    /// schema.
+    #[arg(
+        id = "delivery_database_url",
+        long = "delivery-database-url",
+        env = "DELIVERY_DATABASE_URL",
+        default_value = "postgres://larder_delivery:larder_delivery@127.0.0.1:5432/larder?sslmode=disable"
+    )]
+    pub delivery_url: String,
+    /// The notification service's PostgreSQL URL: its own role, which can use only the
+    /// `notification` schema.
+    #[arg(
+        id = "notification_database_url",
+        long = "notification-database-url",
+        env = "NOTIFICATION_DATABASE_URL",
+        default_value = "postgres://larder_notification:larder_notification@127.0.0.1:5432/larder?sslmode=disable"
+    )]
+    pub notification_url: String,
+    /// Size of each service's connection pool.
+    #[arg(
+        id = "database_max_connections",
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = DEFAULT_MAX_CONNECTIONS
+    )]
+    pub max_connections: u32,
+}
+
+impl Default for ServiceDatabases {
+    fn default() -> Self {
+        Self {
+            order_url: Service::Order.default_url().to_owned(),
+            stock_url: Service::Stock.default_url().to_owned(),
+            delivery_url: Service::Delivery.default_url().to_owned(),
+            notification_url: Service::Notification.default_url().to_owned(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ServiceDatabases {
+    /// The service's URL.
+    pub fn url(&self, service: Service) -> &str {
+        match service {
+            Service::Order => &self.order_url,
+            Service::Stock => &self.stock_url,
+            Service::Delivery => &self.delivery_url,
+            Service::Notification => &self.notification_url,
+        }
+    }
+
+    /// What the service's `Config` carries: its URL, the pool size and its schema.
+    pub fn config(&self, service: Service) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.url(service).to_owned(),
+            max_connections: self.max_connections,
+            service: Some(service),
+        }
+    }
+}
+
+/// Hides the passwords.
+impl fmt::Debug for ServiceDatabases {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceDatabases")
+            .field("order_url", &redacted(&self.order_url))
+            .field("stock_url", &redacted(&self.stock_url))
+            .field("delivery_url", &redacted(&self.delivery_url))
+            .field("notification_url", &redacted(&self.notification_url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `%41` -> `A`; anything not a valid escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A Postgres URL cut as `server/database?query`, `server` being `scheme://user:pass@host:port`.
@@ -105,6 +248,18 @@ struct UrlParts<'a> {
 }
 
 impl<'a> UrlParts<'a> {
+    /// `(user, password)` from `scheme://user:password@host`; `None` without an `@`.
+    fn user_info(&self) -> Option<(&'a str, Option<&'a str>)> {
+        let authority_start = self.server.find("://").map_or(0, |i| i + 3);
+        let authority = &self.server[authority_start..];
+        let at = authority.rfind('@')?;
+        let user_info = &authority[..at];
+        Some(match user_info.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (user_info, None),
+        })
+    }
+
     fn split(url: &'a str) -> Self {
         let authority_start = url.find("://").map_or(0, |i| i + 3);
         let (before_query, query) = match url[authority_start..].find('?') {
@@ -170,6 +325,10 @@ fn connect_options(cfg: &DatabaseConfig) -> ConnectOptions {
         .max_lifetime(Duration::from_secs(30 * 60))
         .set_application_name("larder")
         .sqlx_logging(false);
+    if let Some(service) = cfg.service {
+        // sea-orm runs `SET search_path = "order"` (quoted) on every new connection.
+        options.set_schema_search_path(service.schema());
+    }
     options
 }
 
@@ -202,7 +361,7 @@ pub async fn connect_with_deadline(
                 }
                 return Ok(db);
             }
-            Err(e) if is_permanent_connect_error(&e) => return Err(e),
+            Err(e) if is_permanent_connect_error(&e, cfg.service.is_some()) => return Err(e),
             Err(e) => {
                 let elapsed = started.elapsed();
                 if elapsed + backoff > deadline {
@@ -227,13 +386,16 @@ pub async fn connect_with_deadline(
 }
 
 /// Errors retrying won't fix: a configuration error, or an authentication failure (SQLSTATE
-/// class 28). A missing database is retried: another instance may be creating it.
-fn is_permanent_connect_error(e: &DbErr) -> bool {
+/// class 28: a missing role too). A missing database is retried for the admin (another
+/// instance may be creating it), not for a service: only `larder migrate` creates it.
+fn is_permanent_connect_error(e: &DbErr, as_service: bool) -> bool {
     match e {
         DbErr::Conn(RuntimeErr::Internal(_)) => true,
         DbErr::Conn(RuntimeErr::SqlxError(e)) => match e.as_ref() {
             sea_orm::sqlx::Error::Configuration(_) => true,
-            sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("28")),
+            sea_orm::sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("28") || (as_service && c == INVALID_CATALOG_NAME)),
             _ => false,
         },
         _ => false,
@@ -241,7 +403,7 @@ fn is_permanent_connect_error(e: &DbErr) -> bool {
 }
 
 /// The SQLSTATE of a database error, if `e` is one.
-fn sql_state(e: &DbErr) -> Option<String> {
+pub fn sql_state(e: &DbErr) -> Option<String> {
     match e {
         DbErr::Conn(RuntimeErr::SqlxError(e))
         | DbErr::Exec(RuntimeErr::SqlxError(e))
@@ -254,8 +416,13 @@ fn sql_state(e: &DbErr) -> Option<String> {
 }
 
 /// `name` quoted as a PostgreSQL identifier.
-pub(crate) fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `text` as a PostgreSQL string literal (standard_conforming_strings, the default since 9.1).
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// A one-connection config for the server's `postgres` database.
@@ -319,23 +486,19 @@ async fn create_if_absent(admin: &DatabaseConnection, name: &str) -> Result<(), 
     }
 }
 
-/// Applies the pending migrations.
+/// Applies the service's pending migrations on `db`, a pool of the service's role whose
+/// `search_path` is its schema (from [`connect`] with a service config).
 ///
 /// Several instances may start at once: the migrations run in one transaction that first takes
-/// the transaction-scoped advisory lock [`MIGRATION_LOCK_KEY`], so they run one after the other
-/// and the later ones find nothing to do. A transaction keeps the lock and the migrations on one
-/// connection of the pool (a session lock taken through the pool could land on another one);
-/// sea-orm-migration runs each migration in a nested transaction (a savepoint) of it, so all
-/// pending migrations commit together or not at all. The lock is released at commit or rollback.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+/// the schema's transaction-scoped advisory lock (`SCHEMA_LOCK_CLASS`, one key per service),
+/// so they run one after the other and the later ones find nothing to do. A transaction keeps
+/// the lock and the migrations on one connection of the pool (a session lock taken through the
+/// pool could land on another one); sea-orm-migration runs each migration in a nested
+/// transaction (a savepoint) of it, so all pending migrations commit together or not at all.
+pub async fn migrate(db: &DatabaseConnection, service: Service) -> Result<(), DbErr> {
     let txn = db.begin().await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_advisory_xact_lock($1)",
-        [MIGRATION_LOCK_KEY.into()],
-    ))
-    .await?;
-    match Migrator::up(&txn, None).await {
+    lock_schema(&txn, service).await?;
+    match service.migrate_up(&txn).await {
         Ok(()) => txn.commit().await,
         Err(e) => {
             if let Err(rollback) = txn.rollback().await {
@@ -346,13 +509,82 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     }
 }
 
-/// What a service does at startup: create its database if needed, connect (with retries),
-/// migrate, and hand back the pool.
+/// Takes the service's schema migration lock until the end of the transaction.
+pub(crate) async fn lock_schema(db: &impl ConnectionTrait, service: Service) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        [SCHEMA_LOCK_CLASS.into(), service.lock_id().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// What a service does at startup: connect as its own role (with retries while the server is
+/// unreachable), check that its schema is there and its own, migrate it, and hand back the pool.
+///
+/// The database, role and schema are `larder migrate`'s to create: when one is missing, this
+/// fails at once with one line saying so.
 pub async fn connect_and_migrate(cfg: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
-    create_database_if_missing(cfg).await?;
-    let db = connect(cfg).await?;
-    migrate(&db).await?;
+    let service = cfg.service.ok_or_else(|| {
+        DbErr::Custom(
+            "connect_and_migrate needs a service's database config (ServiceDatabases::config)"
+                .to_owned(),
+        )
+    })?;
+    let run_migrate = |detail: String| {
+        DbErr::Custom(format!(
+            "The {service} service cannot use its database {:?} ({detail}); run `larder migrate` \
+             with the admin DATABASE_URL first",
+            redacted(&cfg.url)
+        ))
+    };
+    let db = match connect(cfg).await {
+        Ok(db) => db,
+        Err(e)
+            if sql_state(&e).is_some_and(|c| c.starts_with("28") || c == INVALID_CATALOG_NAME) =>
+        {
+            return Err(run_migrate(first_line(&e)));
+        }
+        Err(e) => return Err(e),
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS present, \
+                    COALESCE((SELECT has_schema_privilege(current_user, oid, 'CREATE') \
+                              FROM pg_namespace WHERE nspname = $1), false) AS usable",
+            [service.schema().into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the schema check returned no row".to_owned()))?;
+    let (present, usable): (bool, bool) = (row.try_get("", "present")?, row.try_get("", "usable")?);
+    if !present {
+        db.close().await?;
+        return Err(run_migrate(format!(
+            "schema {} is missing",
+            service.quoted_schema()
+        )));
+    }
+    if !usable {
+        db.close().await?;
+        return Err(run_migrate(format!(
+            "its role may not create in schema {}",
+            service.quoted_schema()
+        )));
+    }
+    migrate(&db, service).await?;
     Ok(db)
+}
+
+/// The server's message for a database error (`role "x" does not exist`), else `e`'s first line.
+fn first_line(e: &DbErr) -> String {
+    if let DbErr::Conn(RuntimeErr::SqlxError(sqlx)) = e
+        && let Some(db) = sqlx.as_database_error()
+    {
+        return db.message().to_owned();
+    }
+    e.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]
@@ -362,7 +594,7 @@ mod tests {
     fn config(url: &str) -> DatabaseConfig {
         DatabaseConfig {
             url: url.to_owned(),
-            max_connections: 8,
+            ..DatabaseConfig::default()
         }
     }
 
@@ -430,21 +662,62 @@ mod tests {
         }
         Cli::command().debug_assert();
 
-        let cli = Cli::parse_from([
-            "larder",
-            "--database-url",
-            "postgres://db/x",
-            "--database-max-connections",
-            "3",
-        ]);
+        let cli = Cli::parse_from(["larder", "--database-url", "postgres://db/x"]);
 
         assert_eq!(
             cli.database,
             DatabaseConfig {
                 url: "postgres://db/x".to_owned(),
-                max_connections: 3,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                service: None,
             }
         );
+    }
+
+    #[test]
+    fn service_flags_fill_one_config_per_service() {
+        use clap::{CommandFactory, Parser};
+
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            admin: DatabaseConfig,
+            #[command(flatten)]
+            services: ServiceDatabases,
+        }
+        Cli::command().debug_assert();
+
+        let cli = Cli::parse_from([
+            "larder",
+            "--stock-database-url",
+            "postgres://s:pw@db/x",
+            "--database-max-connections",
+            "3",
+        ]);
+
+        let stock = cli.services.config(Service::Stock);
+        assert_eq!(stock.url, "postgres://s:pw@db/x");
+        assert_eq!(stock.service, Some(Service::Stock));
+        assert_eq!(stock.max_connections, 3);
+        let order = cli.services.config(Service::Order);
+        assert_eq!(order.url, Service::Order.default_url());
+        assert_eq!(order.user().as_deref(), Some("larder_order"));
+        assert_eq!(order.password().as_deref(), Some("larder_order"));
+    }
+
+    #[test]
+    fn user_and_password_come_from_the_url() {
+        let cases = [
+            ("postgres://u:p%40ss@db/x", Some("u"), Some("p@ss")),
+            ("postgres://u@db/x?sslmode=disable", Some("u"), None),
+            ("postgres://db:5432/x", None, None),
+            ("postgres://u:a:b@db/x", Some("u"), Some("a:b")),
+        ];
+        for (url, user, password) in cases {
+            let c = config(url);
+            assert_eq!(c.user().as_deref(), user, "{url}");
+            assert_eq!(c.password().as_deref(), password, "{url}");
+        }
     }
 
     #[test]

@@ -1,51 +1,68 @@
-//! One fresh PostgreSQL database per test, so tests run in parallel without seeing each other.
+//! One fresh PostgreSQL database per test, with login roles of its own, so tests run in parallel
+//! without seeing each other.
 //!
 //! ```no_run
 //! # async fn example() {
+//! use migration::Service;
 //! use migration::testing::TestDatabase;
 //!
-//! let test_db = TestDatabase::new().await; // larder_t_<uuid>, migrated
-//! // Build the service's config from `test_db.config`, or query `test_db.db` directly.
+//! let test_db = TestDatabase::new().await; // larder_t_<uuid>, provisioned and migrated
+//! let config = test_db.config(Service::Stock); // hand it to stock's `Application`
+//! let stock = test_db.connect(Service::Stock).await; // query as the stock role
+//! // `test_db.db` is the admin pool: schema-qualify what it reads.
 //! # }
-//! // Dropping `test_db` drops the database.
+//! // Dropping `test_db` drops the database, then its roles.
 //! ```
 //!
-//! The server comes from `DATABASE_URL` when set (its database name is replaced), else
-//! [`DEFAULT_DATABASE_URL`](crate::database::DEFAULT_DATABASE_URL).
+//! The server and admin credentials come from `DATABASE_URL` when set (its database name is
+//! replaced), else [`DEFAULT_DATABASE_URL`](crate::database::DEFAULT_DATABASE_URL). Each test
+//! gets the roles `larder_t_<8 hex>_<service>` with random passwords; they reach the server by
+//! the admin URL's host and port.
 
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use uuid::Uuid;
 
+use crate::Service;
 use crate::database::{
-    self, DEFAULT_DATABASE_URL, DatabaseConfig, maintenance_config, quote_ident,
+    self, DEFAULT_DATABASE_URL, DatabaseConfig, ServiceDatabases, maintenance_config, quote_ident,
 };
+use crate::provision;
 
 /// How long a test waits for the server: it should be up already.
 const TEST_CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A database of its own for one test, dropped (`WITH (FORCE)`) when this value is dropped.
+/// Pool size of the services' pools in tests.
+const TEST_MAX_CONNECTIONS: u32 = 4;
+
+/// A database and four roles of its own for one test, dropped (`WITH (FORCE)`, then `DROP
+/// ROLE`) when this value is dropped.
 pub struct TestDatabase {
-    /// Points at this test's database; pass it (or a copy) to the code under test.
-    pub config: DatabaseConfig,
-    /// A pool on this test's database.
+    /// The admin (superuser) URL on this test's database.
+    pub admin: DatabaseConfig,
+    /// An admin pool on this test's database (no `search_path` of a service: qualify names).
     pub db: DatabaseConnection,
+    /// One URL per service, each logging in as this test's role of that service.
+    pub services: ServiceDatabases,
 }
 
 impl TestDatabase {
-    /// A new, migrated database `larder_t_<uuid>`.
+    /// A new database `larder_t_<uuid>`, provisioned as `larder migrate` does: roles, schemas,
+    /// every service's migrations.
     ///
-    /// Panics when Postgres is unreachable or migrating fails: it is for tests.
+    /// Panics when Postgres is unreachable or provisioning fails: it is for tests.
     pub async fn new() -> TestDatabase {
         let test_db = Self::new_unmigrated().await;
-        database::migrate(&test_db.db)
+        test_db
+            .provision()
             .await
-            .expect("Failed to migrate the test database");
+            .expect("Failed to provision the test database");
         test_db
     }
 
-    /// A new, empty database `larder_t_<uuid>`, for tests of the migrations themselves.
+    /// A new, empty database `larder_t_<uuid>` whose roles do not exist yet, for tests of
+    /// provisioning and migrations themselves ([`TestDatabase::provision`] creates them).
     ///
     /// Panics when Postgres is unreachable: it is for tests.
     pub async fn new_unmigrated() -> TestDatabase {
@@ -53,35 +70,90 @@ impl TestDatabase {
             url: std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned()),
             ..DatabaseConfig::default()
         };
-        let config = server.with_database(&format!("larder_t_{}", Uuid::new_v4().simple()));
-        database::create_database_if_missing(&config)
+        let id = Uuid::new_v4().simple().to_string();
+        let admin = server.with_database(&format!("larder_t_{id}"));
+        let services = test_roles(&admin, &id[..8]);
+        database::create_database_if_missing(&admin)
             .await
             .expect("Failed to create the test database");
-        let db = database::connect_with_deadline(&config, TEST_CONNECT_DEADLINE)
+        let db = database::connect_with_deadline(&admin, TEST_CONNECT_DEADLINE)
             .await
             .expect("Failed to connect to the test database");
-        TestDatabase { config, db }
+        TestDatabase {
+            admin,
+            db,
+            services,
+        }
+    }
+
+    /// Runs `larder migrate`'s provisioning on this database (again).
+    pub async fn provision(&self) -> Result<provision::Provisioned, DbErr> {
+        let roles = provision::service_roles(&self.admin, &self.services)?;
+        provision::provision_on(&self.db, &roles).await
+    }
+
+    /// The service's config: its role's URL, a small pool, its schema. Pass it to the service's
+    /// `Application`.
+    pub fn config(&self, service: Service) -> DatabaseConfig {
+        self.services.config(service)
+    }
+
+    /// A pool as the service's role, `search_path` = its schema.
+    pub async fn connect(&self, service: Service) -> DatabaseConnection {
+        database::connect_with_deadline(&self.config(service), TEST_CONNECT_DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("Failed to connect as the {service} role: {e}"))
+    }
+
+    /// The login role of the service in this test.
+    pub fn role(&self, service: Service) -> String {
+        self.config(service)
+            .user()
+            .expect("test URLs name their role")
     }
 
     /// This test's database name.
     pub fn name(&self) -> &str {
-        self.config.database_name()
+        self.admin.database_name()
+    }
+}
+
+/// `larder_t_<tag>_<service>` roles with random passwords, on the admin URL's server.
+fn test_roles(admin: &DatabaseConfig, tag: &str) -> ServiceDatabases {
+    let authority_start = admin.url.find("://").map_or(0, |i| i + 3);
+    let host_start = admin.url[authority_start..]
+        .find('@')
+        .map_or(authority_start, |at| authority_start + at + 1);
+    let (scheme, host_and_rest) = (&admin.url[..authority_start], &admin.url[host_start..]);
+    let url = |service: Service| {
+        let role = format!("larder_t_{tag}_{}", service.name());
+        let password = Uuid::new_v4().simple().to_string();
+        format!("{scheme}{role}:{password}@{host_and_rest}")
+    };
+    ServiceDatabases {
+        order_url: url(Service::Order),
+        stock_url: url(Service::Stock),
+        delivery_url: url(Service::Delivery),
+        notification_url: url(Service::Notification),
+        max_connections: TEST_MAX_CONNECTIONS,
     }
 }
 
 impl Drop for TestDatabase {
-    /// Drops the database on a thread of its own with its own runtime: `Drop` is synchronous
-    /// and may run inside the test's runtime, where blocking on a future would panic. Failures
-    /// are printed, never raised: a panic here would abort a test that is already unwinding.
+    /// Drops the database, then the roles, on a thread of its own with its own runtime: `Drop`
+    /// is synchronous and may run inside the test's runtime, where blocking on a future would
+    /// panic. Failures are printed, never raised: a panic here would abort a test that is
+    /// already unwinding.
     fn drop(&mut self) {
-        let admin = maintenance_config(&self.config);
+        let admin = maintenance_config(&self.admin);
         let name = self.name().to_owned();
+        let roles: Vec<String> = Service::ALL.into_iter().map(|s| self.role(s)).collect();
         let outcome = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| DbErr::Custom(format!("Failed to build a runtime: {e}")))?;
-            runtime.block_on(drop_database(&admin, &name))
+            runtime.block_on(drop_database_and_roles(&admin, &name, &roles))
         })
         .join();
         match outcome {
@@ -92,14 +164,30 @@ impl Drop for TestDatabase {
     }
 }
 
-async fn drop_database(admin: &DatabaseConfig, name: &str) -> Result<(), DbErr> {
+async fn drop_database_and_roles(
+    admin: &DatabaseConfig,
+    name: &str,
+    roles: &[String],
+) -> Result<(), DbErr> {
     let db = database::connect_with_deadline(admin, TEST_CONNECT_DEADLINE).await?;
-    let outcome = db
+    let mut outcome = db
         .execute_unprepared(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(name)
         ))
-        .await;
+        .await
+        .map(|_| ());
+    if outcome.is_ok() {
+        // The roles owned objects only in the dropped database.
+        for role in roles {
+            if let Err(e) = db
+                .execute_unprepared(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
+                .await
+            {
+                outcome = Err(e);
+            }
+        }
+    }
     db.close().await?;
-    outcome.map(|_| ())
+    outcome
 }

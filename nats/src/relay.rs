@@ -1,9 +1,13 @@
 //! The outbox relay: publishes committed outbox rows to JetStream with `Nats-Msg-Id` = row id,
 //! then marks them published (SPEC §5 rule 1).
 //!
+//! Each service has its own `outbox` in its own schema; the pool's `search_path` picks it, so a
+//! relay only ever publishes its own service's events.
+//!
 //! [`publish_pending`] is one round, a plain function tests can drive. [`OutboxRelay`] is the
-//! actor that runs rounds: woken by `LISTEN larder_outbox` (a trigger notifies on insert), with
-//! a fallback poll in case a wake-up is lost, and flushed on shutdown.
+//! actor that runs rounds: woken by `LISTEN` on its service's channel (the schema's insert
+//! trigger notifies `larder_outbox_<schema>`, `migration::Service::outbox_channel`), with a
+//! fallback poll in case a wake-up is lost, and flushed on shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +25,6 @@ use sea_orm::{
 use entities::outbox;
 
 use crate::{NatsError, OutboxConfig};
-
-/// The channel the outbox insert trigger notifies.
-pub const OUTBOX_CHANNEL: &str = "larder_outbox";
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -145,6 +146,8 @@ pub struct OutboxRelay {
     db: DatabaseConnection,
     js: jetstream::Context,
     config: OutboxConfig,
+    /// The channel this service's outbox trigger notifies.
+    channel: String,
     /// Set while a drain is queued, so a burst of notifications queues one drain, not thousands.
     drain_queued: Arc<AtomicBool>,
     /// The LISTEN loop. A tokio task rather than an actor future: the runtime drops it inside its
@@ -153,11 +156,19 @@ pub struct OutboxRelay {
 }
 
 impl OutboxRelay {
-    pub fn new(db: DatabaseConnection, js: jetstream::Context, config: OutboxConfig) -> Self {
+    /// A relay of the outbox `db`'s `search_path` resolves to, woken by `NOTIFY` on `channel`
+    /// (`migration::Service::outbox_channel()`).
+    pub fn new(
+        db: DatabaseConnection,
+        js: jetstream::Context,
+        config: OutboxConfig,
+        channel: impl Into<String>,
+    ) -> Self {
         Self {
             db,
             js,
             config,
+            channel: channel.into(),
             drain_queued: Arc::new(AtomicBool::new(false)),
             listener: None,
         }
@@ -181,6 +192,7 @@ impl Actor for OutboxRelay {
         });
         self.listener = Some(tokio::spawn(listen_for_inserts(
             self.db.clone(),
+            self.channel.clone(),
             ctx.address(),
             self.drain_queued.clone(),
         )));
@@ -193,10 +205,11 @@ impl Actor for OutboxRelay {
     }
 }
 
-/// Waits on `LISTEN larder_outbox` and queues a drain per wake-up; reconnects on failure (the
+/// Waits on `LISTEN <channel>` and queues a drain per wake-up; reconnects on failure (the
 /// fallback poll covers the gap).
 async fn listen_for_inserts(
     db: DatabaseConnection,
+    channel: String,
     relay: Addr<OutboxRelay>,
     drain_queued: Arc<AtomicBool>,
 ) {
@@ -211,8 +224,8 @@ async fn listen_for_inserts(
                 continue;
             }
         };
-        if let Err(error) = listener.listen(OUTBOX_CHANNEL).await {
-            tracing::warn!(%error, "LISTEN {OUTBOX_CHANNEL} failed");
+        if let Err(error) = listener.listen(&channel).await {
+            tracing::warn!(%error, channel, "LISTEN failed");
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             continue;
         }

@@ -27,6 +27,7 @@ pub struct ServiceError {
 
 /// One NATS micro service and the endpoints it serves until [`CommandService::stop`].
 pub struct CommandService {
+    client: async_nats::Client,
     service: async_nats::service::Service,
     namespace: Namespace,
     stopping: CancellationToken,
@@ -54,6 +55,7 @@ impl CommandService {
                 source,
             })?;
         Ok(Self {
+            client: client.clone(),
             service,
             namespace: namespace.clone(),
             stopping: CancellationToken::new(),
@@ -121,6 +123,11 @@ impl CommandService {
             // Stop taking requests, answer the ones in hand.
             while in_flight.join_next().await.is_some() {}
         });
+        // Once the server has the subscription, a request from any connection finds it.
+        self.client.flush().await.map_err(|source| ServiceError {
+            what: format!("subscribe the {} endpoint", C::ENDPOINT),
+            source: source.into(),
+        })?;
         Ok(())
     }
 

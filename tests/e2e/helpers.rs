@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use migration::Service;
 use migration::testing::TestDatabase;
 use nats::testing::TestNats;
 use reqwest::StatusCode;
@@ -161,7 +162,9 @@ impl Stack {
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &self.db.config.url)
+            // The admin URL, which no service uses, and each service's own role.
+            .env("DATABASE_URL", &self.db.admin.url)
+            .envs(Service::ALL.map(|service| (service.url_env(), self.db.services.url(service))))
             .env("DATABASE_MAX_CONNECTIONS", "6")
             .env("NATS_URL", &self.nats.config.url)
             .env("NATS_NAMESPACE", self.nats.namespace().as_str())
@@ -358,7 +361,7 @@ impl Stack {
             .query_all_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
                 "SELECT i.name, i.stock, COALESCE(SUM(m.delta), 0)::BIGINT AS moved \
-                 FROM ingredients i LEFT JOIN stock_movements m ON m.ingredient_id = i.id \
+                 FROM stock.ingredients i LEFT JOIN stock.stock_movements m ON m.ingredient_id = i.id \
                  GROUP BY i.id, i.name, i.stock",
             ))
             .await

@@ -1,10 +1,11 @@
-//! The constraints the services rely on really bite, and report the names they match on.
+//! The constraints the services rely on really bite, and report the names they match on (seen
+//! by an admin whose `search_path` spans every service's schema).
 
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
 use uuid::Uuid;
 
-use crate::helpers::{exec, insert_returning_id, violated_constraint};
+use crate::helpers::{admin_on_every_schema, exec, insert_returning_id, violated_constraint};
 
 /// A merchant, a customer, a product, an order, an ingredient: ids for the cases to use.
 struct Seed {
@@ -79,7 +80,8 @@ struct Case {
 async fn constraints_reject_bad_rows_by_name() {
     // Arrange
     let test_db = TestDatabase::new().await;
-    let s = seed(&test_db.db).await;
+    let db = admin_on_every_schema(&test_db).await;
+    let s = seed(&db).await;
     let (m, c, p, o, i) = (
         s.merchant_id,
         s.customer_id,
@@ -218,13 +220,13 @@ async fn constraints_reject_bad_rows_by_name() {
 
     for case in cases {
         if !case.setup.is_empty() {
-            exec(&test_db.db, &case.setup)
+            exec(&db, &case.setup)
                 .await
                 .unwrap_or_else(|e| panic!("{}: the setup failed: {e}", case.name));
         }
 
         // Act
-        let result = exec(&test_db.db, &case.violation).await;
+        let result = exec(&db, &case.violation).await;
 
         // Assert
         let err = result.expect_err(case.name);
@@ -241,7 +243,8 @@ async fn constraints_reject_bad_rows_by_name() {
 async fn rows_the_constraints_must_allow_are_allowed() {
     // Arrange
     let test_db = TestDatabase::new().await;
-    let s = seed(&test_db.db).await;
+    let db = admin_on_every_schema(&test_db).await;
+    let s = seed(&db).await;
     let (m, c, i) = (s.merchant_id, s.customer_id, s.ingredient_id);
     let other_customer = Uuid::new_v4();
     let cases = [
@@ -289,7 +292,7 @@ async fn rows_the_constraints_must_allow_are_allowed() {
 
     for (name, sql) in cases {
         // Act + Assert
-        exec(&test_db.db, &sql)
+        exec(&db, &sql)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }

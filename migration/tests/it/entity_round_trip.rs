@@ -1,5 +1,6 @@
-//! Every entity inserts and reads back through the real schema: proof that `entities` and the
-//! migrations agree on names, types and nullability.
+//! Every entity inserts and reads back through the real schema, as the role of the service that
+//! owns it: proof that `entities` and the migrations agree on names, types and nullability, and
+//! that the unqualified entity names resolve in each service's `search_path`.
 
 use chrono::{Duration, Utc};
 use entities::prelude::*;
@@ -7,6 +8,7 @@ use entities::{
     inbox, ingredients, merchants, notifications, order_lines, order_status_history, orders,
     outbox, products, recipe_lines, shipments, stock_movements, users,
 };
+use migration::Service;
 use migration::sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use migration::testing::TestDatabase;
 use serde_json::json;
@@ -15,7 +17,11 @@ use uuid::Uuid;
 #[tokio::test]
 async fn every_entity_round_trips_through_the_schema() {
     let test_db = TestDatabase::new().await;
-    let db = &test_db.db;
+    let order_db = test_db.connect(Service::Order).await;
+    let stock_db = test_db.connect(Service::Stock).await;
+    let delivery_db = test_db.connect(Service::Delivery).await;
+    let notification_db = test_db.connect(Service::Notification).await;
+    let db = &order_db;
     let now = Utc::now().fixed_offset();
 
     // Catalogue: columns with defaults (ids, created_at, currency) are left to the database.
@@ -89,6 +95,7 @@ async fn every_entity_round_trips_through_the_schema() {
     );
 
     // Stock
+    let db = &stock_db;
     let ingredient = ingredients::ActiveModel {
         merchant_id: Set(merchant.id),
         name: Set("Beef".to_owned()),
@@ -110,6 +117,7 @@ async fn every_entity_round_trips_through_the_schema() {
         Some(ingredient.clone())
     );
 
+    let db = &order_db;
     let recipe_line = recipe_lines::ActiveModel {
         product_id: Set(product.id),
         ingredient_id: Set(ingredient.id),
@@ -140,6 +148,9 @@ async fn every_entity_round_trips_through_the_schema() {
             json!({"shortages": [{"ingredient_id": ingredient.id, "missing": 100}]}),
         )),
         correlation_id: Set(Some("req-1".to_owned())),
+        shipment_id: Set(Some(Uuid::new_v4())),
+        dispatched_at: Set(Some(now)),
+        delivered_at: Set(None),
         ..Default::default()
     }
     .insert(db)
@@ -186,6 +197,7 @@ async fn every_entity_round_trips_through_the_schema() {
         Some(history)
     );
 
+    let db = &stock_db;
     let movement = stock_movements::ActiveModel {
         order_id: Set(Some(order.id)),
         ingredient_id: Set(ingredient.id),
@@ -205,6 +217,7 @@ async fn every_entity_round_trips_through_the_schema() {
     );
 
     // Delivery
+    let db = &delivery_db;
     let shipment = shipments::ActiveModel {
         id: Set(Uuid::new_v4()),
         order_id: Set(order.id),
@@ -226,6 +239,7 @@ async fn every_entity_round_trips_through_the_schema() {
     );
 
     // Notification
+    let db = &notification_db;
     let notification = notifications::ActiveModel {
         event_id: Set(Uuid::new_v4()),
         ingredient_id: Set(ingredient.id),
@@ -248,7 +262,8 @@ async fn every_entity_round_trips_through_the_schema() {
         Some(notification)
     );
 
-    // Outbox and inbox
+    // Outbox and inbox: each service has its own.
+    let db = &order_db;
     let message = outbox::ActiveModel {
         id: Set(Uuid::new_v4()),
         subject: Set("orders.created".to_owned()),
@@ -268,6 +283,7 @@ async fn every_entity_round_trips_through_the_schema() {
         Some(message)
     );
 
+    let db = &stock_db;
     let processed = inbox::ActiveModel {
         consumer: Set("stock-orders-created".to_owned()),
         event_id: Set(Uuid::new_v4()),

@@ -1,3 +1,4 @@
+use migration::Service;
 use migration::testing::TestDatabase;
 use nats::inbox::{self, Recorded};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -18,10 +19,11 @@ async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
 #[tokio::test]
 async fn a_second_record_of_the_same_event_is_a_duplicate_and_its_transaction_writes_nothing() {
     let t = TestDatabase::new().await;
+    let db = t.connect(Service::Order).await;
     let event_id = Uuid::now_v7();
 
     // First delivery: new, and the caller's effect commits with it.
-    let txn = t.db.begin().await.unwrap();
+    let txn = db.begin().await.unwrap();
     assert_eq!(
         inbox::record(&txn, "stock-orders-created", event_id)
             .await
@@ -34,7 +36,7 @@ async fn a_second_record_of_the_same_event_is_a_duplicate_and_its_transaction_wr
     txn.commit().await.unwrap();
 
     // Redelivery: the caller sees a duplicate and drops its transaction.
-    let txn = t.db.begin().await.unwrap();
+    let txn = db.begin().await.unwrap();
     assert_eq!(
         inbox::record(&txn, "stock-orders-created", event_id)
             .await
@@ -43,12 +45,12 @@ async fn a_second_record_of_the_same_event_is_a_duplicate_and_its_transaction_wr
     );
     txn.rollback().await.unwrap();
 
-    assert_eq!(count(&t.db, "SELECT count(*) FROM merchants").await, 1);
-    assert_eq!(count(&t.db, "SELECT count(*) FROM inbox").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM merchants").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM inbox").await, 1);
 
     // The same event is new to another consumer.
     assert_eq!(
-        inbox::record(&t.db, "delivery-orders-confirmed", event_id)
+        inbox::record(&db, "delivery-orders-confirmed", event_id)
             .await
             .unwrap(),
         Recorded::New
@@ -58,11 +60,12 @@ async fn a_second_record_of_the_same_event_is_a_duplicate_and_its_transaction_wr
 #[tokio::test]
 async fn recording_a_batch_returns_only_the_new_ids() {
     let t = TestDatabase::new().await;
+    let db = t.connect(Service::Order).await;
     let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    inbox::record(&t.db, "c", a).await.unwrap();
+    inbox::record(&db, "c", a).await.unwrap();
 
-    let new = inbox::record_all(&t.db, "c", &[a, b, c, b]).await.unwrap();
+    let new = inbox::record_all(&db, "c", &[a, b, c, b]).await.unwrap();
 
     assert_eq!(new, [b, c].into_iter().collect());
-    assert_eq!(count(&t.db, "SELECT count(*) FROM inbox").await, 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM inbox").await, 3);
 }

@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use actix::Actor;
+use migration::Service;
 use migration::testing::TestDatabase;
 use nats::events::OrderCancelled;
 use nats::outbox::Outbox;
@@ -65,10 +66,11 @@ async fn orders_stream(t: &TestNats) -> Vec<(String, Envelope<OrderCancelled>)> 
 
 #[tokio::test]
 async fn every_outbox_row_arrives_once_with_its_id_as_nats_msg_id() {
-    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let db = test_db.connect(Service::Order).await;
     let outbox = Outbox::new(nats.namespace().clone());
     let events: Vec<_> = (0..300).map(cancelled).collect();
-    let txn = db.db.begin().await.unwrap();
+    let txn = db.begin().await.unwrap();
     outbox.enqueue_all(&txn, &events[..200]).await.unwrap();
     for event in &events[200..] {
         outbox.enqueue(&txn, event).await.unwrap();
@@ -76,10 +78,10 @@ async fn every_outbox_row_arrives_once_with_its_id_as_nats_msg_id() {
     txn.commit().await.unwrap();
 
     // Batches smaller than the backlog: several rounds.
-    let published = relay::drain(&db.db, &nats.jetstream, 64).await.unwrap();
+    let published = relay::drain(&db, &nats.jetstream, 64).await.unwrap();
 
     assert_eq!(published, 300);
-    assert_eq!(unpublished(&db.db).await, 0);
+    assert_eq!(unpublished(&db).await, 0);
     let stored = orders_stream(&nats).await;
     assert_eq!(stored.len(), 300, "each row once in the stream");
     let expected: HashSet<Uuid> = events.iter().map(|e| e.id).collect();
@@ -93,47 +95,48 @@ async fn every_outbox_row_arrives_once_with_its_id_as_nats_msg_id() {
         );
     }
     // Nothing left: another round claims nothing.
-    assert_eq!(relay::drain(&db.db, &nats.jetstream, 64).await.unwrap(), 0);
+    assert_eq!(relay::drain(&db, &nats.jetstream, 64).await.unwrap(), 0);
 }
 
 #[tokio::test]
 async fn a_forced_republish_of_the_same_row_is_reported_as_a_duplicate_by_the_server() {
-    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let db = test_db.connect(Service::Order).await;
     let outbox = Outbox::new(nats.namespace().clone());
     let event = cancelled(1);
-    outbox.enqueue(&db.db, &event).await.unwrap();
-    let first = relay::publish_pending(&db.db, &nats.jetstream, 10)
+    outbox.enqueue(&db, &event).await.unwrap();
+    let first = relay::publish_pending(&db, &nats.jetstream, 10)
         .await
         .unwrap();
     assert_eq!((first.published, first.duplicates), (1, 0));
 
     // As if the relay had crashed between the server's ack and marking the row published.
-    db.db
-        .execute_unprepared("UPDATE outbox SET published_at = NULL")
+    db.execute_unprepared("UPDATE outbox SET published_at = NULL")
         .await
         .unwrap();
-    let second = relay::publish_pending(&db.db, &nats.jetstream, 10)
+    let second = relay::publish_pending(&db, &nats.jetstream, 10)
         .await
         .unwrap();
 
     assert_eq!((second.published, second.duplicates), (1, 1));
     assert_eq!(orders_stream(&nats).await.len(), 1);
-    assert_eq!(unpublished(&db.db).await, 0);
+    assert_eq!(unpublished(&db).await, 0);
 }
 
 #[tokio::test]
 async fn a_row_committed_later_is_not_published_before_its_commit_and_not_skipped_after() {
-    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let db = test_db.connect(Service::Order).await;
     let outbox = Outbox::new(nats.namespace().clone());
     let early = cancelled(1);
     let late = cancelled(2);
 
-    let open = db.db.begin().await.unwrap();
+    let open = db.begin().await.unwrap();
     outbox.enqueue(&open, &early).await.unwrap(); // inserted first, committed last
-    outbox.enqueue(&db.db, &late).await.unwrap();
-    assert_eq!(relay::drain(&db.db, &nats.jetstream, 10).await.unwrap(), 1);
+    outbox.enqueue(&db, &late).await.unwrap();
+    assert_eq!(relay::drain(&db, &nats.jetstream, 10).await.unwrap(), 1);
     open.commit().await.unwrap();
-    assert_eq!(relay::drain(&db.db, &nats.jetstream, 10).await.unwrap(), 1);
+    assert_eq!(relay::drain(&db, &nats.jetstream, 10).await.unwrap(), 1);
 
     let ids: Vec<Uuid> = orders_stream(&nats)
         .await
@@ -145,17 +148,24 @@ async fn a_row_committed_later_is_not_published_before_its_commit_and_not_skippe
 
 #[actix::test]
 async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
-    let (db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let db = test_db.connect(Service::Order).await;
     let outbox = Outbox::new(nats.namespace().clone());
     // A poll interval far beyond the test: only LISTEN/NOTIFY can wake the relay in time.
     let config = OutboxConfig {
         batch_size: 100,
         poll_interval_ms: 3_600_000,
     };
-    let relay = OutboxRelay::new(db.db.clone(), nats.jetstream.clone(), config).start();
+    let relay = OutboxRelay::new(
+        db.clone(),
+        nats.jetstream.clone(),
+        config,
+        Service::Order.outbox_channel(),
+    )
+    .start();
     // Insert only once the relay listens, or the wake-up could be missed by design.
     eventually(|| async {
-        let row = db
+        let row = test_db
             .db
             .query_one_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
@@ -169,14 +179,14 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
     })
     .await;
 
-    outbox.enqueue(&db.db, &cancelled(1)).await.unwrap();
+    outbox.enqueue(&db, &cancelled(1)).await.unwrap();
 
-    eventually(|| async { unpublished(&db.db).await == 0 }).await;
+    eventually(|| async { unpublished(&db).await == 0 }).await;
     assert_eq!(orders_stream(&nats).await.len(), 1);
 
-    outbox.enqueue(&db.db, &cancelled(2)).await.unwrap();
+    outbox.enqueue(&db, &cancelled(2)).await.unwrap();
     relay.send(FlushAndStop).await.unwrap().unwrap();
-    assert_eq!(unpublished(&db.db).await, 0, "flushed before stopping");
+    assert_eq!(unpublished(&db).await, 0, "flushed before stopping");
     assert_eq!(orders_stream(&nats).await.len(), 2);
 }
 

@@ -51,7 +51,13 @@ impl Application {
         .await
         .context("Failed to prepare JetStream")?;
         let namespace = config.nats.namespace.clone();
-        let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
+        let relay = OutboxRelay::new(
+            db.clone(),
+            jetstream.clone(),
+            config.outbox.clone(),
+            migration::Service::Delivery.outbox_channel(),
+        )
+        .start();
         let timer = DeliveryTimer::new(
             db.clone(),
             Outbox::new(namespace.clone()),

@@ -65,7 +65,13 @@ impl Application {
             settings.batch_size,
         );
         let runner = tokio::spawn(runner.run(stop.clone()));
-        let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
+        let relay = OutboxRelay::new(
+            db.clone(),
+            jetstream.clone(),
+            config.outbox.clone(),
+            migration::Service::Notification.outbox_channel(),
+        )
+        .start();
         Ok(Self {
             db,
             jetstream,

@@ -54,7 +54,13 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {}", config.settings.http_addr))?;
         let port = listener.local_addr()?.port();
-        let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
+        let relay = OutboxRelay::new(
+            db.clone(),
+            jetstream.clone(),
+            config.outbox.clone(),
+            migration::Service::Order.outbox_channel(),
+        )
+        .start();
         Ok(Self {
             db,
             jetstream,

@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use entities::{
-    merchants, order_lines, order_status_history, orders, products, recipe_lines, shipments, users,
+    merchants, order_lines, order_status_history, orders, products, recipe_lines, users,
 };
 use nats::events::IngredientAmount;
 
@@ -405,7 +405,37 @@ pub struct OrderDetails {
     pub order: orders::Model,
     pub lines: Vec<order_lines::Model>,
     pub history: Vec<order_status_history::Model>,
-    pub shipment: Option<shipments::Model>,
+    pub shipment: Option<ShipmentFacts>,
+}
+
+/// What the order service knows of its order's shipment, from the `delivery.*` events it
+/// consumed (delivery's tables are delivery's alone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShipmentFacts {
+    pub id: Uuid,
+    /// `dispatched`, `delivered` or `cancelled` (a shipment delivery dropped on a cancel).
+    pub status: &'static str,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl ShipmentFacts {
+    fn of(order: &orders::Model) -> Option<Self> {
+        let id = order.shipment_id?;
+        let dispatched_at = order.dispatched_at.map(|t| t.with_timezone(&Utc));
+        let delivered_at = order.delivered_at.map(|t| t.with_timezone(&Utc));
+        let status = match (dispatched_at, delivered_at) {
+            (_, Some(_)) => "delivered",
+            (Some(_), None) => "dispatched",
+            (None, None) => "cancelled",
+        };
+        Some(Self {
+            id,
+            status,
+            dispatched_at,
+            delivered_at,
+        })
+    }
 }
 
 pub async fn find_order(
@@ -425,11 +455,7 @@ pub async fn find_order(
         .order_by_asc(order_status_history::Column::Id)
         .all(db)
         .await?;
-    // Read-only: shipments belong to the delivery service.
-    let shipment = shipments::Entity::find()
-        .filter(shipments::Column::OrderId.eq(order_id))
-        .one(db)
-        .await?;
+    let shipment = ShipmentFacts::of(&order);
     Ok(Some(OrderDetails {
         order,
         lines,
@@ -553,6 +579,16 @@ pub struct Move {
     pub to: OrderStatus,
     pub rejection: Option<serde_json::Value>,
     pub note: Option<String>,
+    /// What a `delivery.*` event says of the shipment, kept on the order when the move applies.
+    pub shipment: Option<ShipmentFact>,
+}
+
+/// One delivery event's fact about an order's shipment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShipmentFact {
+    pub shipment_id: Uuid,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// Settles a batch of moves in the caller's transaction with four statements, whatever the batch
@@ -590,6 +626,7 @@ pub async fn advance_orders(
     let mut results = Vec::with_capacity(moves.len());
     let mut history = Vec::new();
     let mut rejections: HashMap<Uuid, serde_json::Value> = HashMap::new();
+    let mut shipments: HashMap<Uuid, ShipmentFact> = HashMap::new();
     let mut recorded = Vec::new();
     for m in moves {
         let Some(status) = current.get_mut(&m.order_id) else {
@@ -605,6 +642,12 @@ pub async fn advance_orders(
             }));
             if let Some(rejection) = &m.rejection {
                 rejections.insert(m.order_id, rejection.clone());
+            }
+            if let Some(fact) = m.shipment {
+                let known = shipments.entry(m.order_id).or_insert(fact);
+                known.shipment_id = fact.shipment_id;
+                known.dispatched_at = known.dispatched_at.or(fact.dispatched_at);
+                known.delivered_at = known.delivered_at.or(fact.delivered_at);
             }
         }
         if settle != Settle::NotYet {
@@ -622,8 +665,12 @@ pub async fn advance_orders(
         let changes: Vec<serde_json::Value> = changed
             .iter()
             .map(|o| {
+                let shipment = shipments.get(&o.id);
                 serde_json::json!({
                     "id": o.id, "status": current[&o.id].as_str(), "rejection": rejections.get(&o.id),
+                    "shipment_id": shipment.map(|s| s.shipment_id),
+                    "dispatched_at": shipment.and_then(|s| s.dispatched_at),
+                    "delivered_at": shipment.and_then(|s| s.delivered_at),
                 })
             })
             .collect();
@@ -633,8 +680,12 @@ pub async fn advance_orders(
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE orders o SET status = c.status, updated_at = now(), \
-                 rejection = COALESCE(c.rejection, o.rejection) \
-             FROM jsonb_to_recordset($1::jsonb) AS c(id UUID, status TEXT, rejection JSONB) \
+                 rejection = COALESCE(c.rejection, o.rejection), \
+                 shipment_id = COALESCE(c.shipment_id, o.shipment_id), \
+                 dispatched_at = COALESCE(c.dispatched_at, o.dispatched_at), \
+                 delivered_at = COALESCE(c.delivered_at, o.delivered_at) \
+             FROM jsonb_to_recordset($1::jsonb) AS c(id UUID, status TEXT, rejection JSONB, \
+                 shipment_id UUID, dispatched_at TIMESTAMPTZ, delivered_at TIMESTAMPTZ) \
              WHERE o.id = c.id AND o.id = ANY($2)",
             [serde_json::Value::Array(changes).into(), changed_ids.into()],
         ))

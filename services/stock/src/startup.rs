@@ -44,7 +44,13 @@ impl Application {
                 .await
                 .context("Failed to prepare JetStream")?;
         let namespace = config.nats.namespace.clone();
-        let relay = OutboxRelay::new(db.clone(), jetstream.clone(), config.outbox.clone()).start();
+        let relay = OutboxRelay::new(
+            db.clone(),
+            jetstream.clone(),
+            config.outbox.clone(),
+            migration::Service::Stock.outbox_channel(),
+        )
+        .start();
         let reservations =
             ReservationActor::new(db.clone(), Outbox::new(namespace.clone())).start();
         let releases = ReleaseActor::new(db.clone()).start();

@@ -10,6 +10,7 @@ use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use delivery::config::DeliverySettings;
 use delivery::{Application, Config};
 use entities::{outbox, shipments};
+use migration::Service;
 use migration::testing::TestDatabase;
 use nats::events::{DeliveryEvent, OrderCancelled, OrderConfirmed};
 use nats::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Outbox};
@@ -93,6 +94,8 @@ struct Instance {
 
 pub struct TestApp {
     pub test_db: TestDatabase,
+    /// A pool as the delivery role, on its schema.
+    pub db: DatabaseConnection,
     pub nats: TestNats,
     pub settings: DeliverySettings,
     instances: Vec<Instance>,
@@ -106,8 +109,11 @@ pub async fn spawn_app(settings: DeliverySettings) -> TestApp {
 /// `count` delivery service instances sharing one fresh database and namespace.
 pub async fn spawn_instances(count: usize, settings: DeliverySettings) -> TestApp {
     LazyLock::force(&TRACING);
+    let test_db = TestDatabase::new().await;
+    let db = test_db.connect(Service::Delivery).await;
     let mut app = TestApp {
-        test_db: TestDatabase::new().await,
+        test_db,
+        db,
         nats: TestNats::new().await,
         settings,
         instances: Vec::new(),
@@ -120,13 +126,13 @@ pub async fn spawn_instances(count: usize, settings: DeliverySettings) -> TestAp
 
 impl TestApp {
     pub fn db(&self) -> &DatabaseConnection {
-        &self.test_db.db
+        &self.db
     }
 
     /// Production's config, pointed at this test's database and namespace.
     pub fn config(&self) -> Config {
         Config {
-            database: self.test_db.config.clone(),
+            database: self.test_db.config(Service::Delivery),
             nats: self.nats.config.clone(),
             outbox: OutboxConfig {
                 poll_interval_ms: 100,

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::PublishMessage;
+use migration::Service;
+use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
 use nats::dlq::{self, DeadLetterRecord};
 use nats::events::StockLow;
@@ -214,7 +216,10 @@ pub fn test_settings(smtp_port: u16) -> NotificationSettings {
 }
 
 pub struct TestApp {
-    pub test_db: TestDatabase,
+    /// Dropped with the app: drops the database and its roles.
+    _test_db: TestDatabase,
+    /// A pool as the notification role, on its schema.
+    pub db: DatabaseConnection,
     pub nats: TestNats,
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -225,9 +230,10 @@ pub struct TestApp {
 pub async fn spawn_app(settings: NotificationSettings) -> TestApp {
     LazyLock::force(&TRACING);
     let test_db = TestDatabase::new().await;
+    let db = test_db.connect(Service::Notification).await;
     let nats = TestNats::new().await;
     let config = Config {
-        database: test_db.config.clone(),
+        database: test_db.config(Service::Notification),
         nats: nats.config.clone(),
         outbox: OutboxConfig {
             poll_interval_ms: 100,
@@ -241,7 +247,8 @@ pub async fn spawn_app(settings: NotificationSettings) -> TestApp {
     let shutdown = CancellationToken::new();
     let running = actix::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
-        test_db,
+        _test_db: test_db,
+        db,
         nats,
         shutdown,
         running,
@@ -309,7 +316,7 @@ impl TestApp {
 
     /// The notification row of an event.
     pub async fn notification(&self, event: &Envelope<StockLow>) -> Option<notifications::Model> {
-        notification::store::find_by_event(&self.test_db.db, event.id)
+        notification::store::find_by_event(&self.db, event.id)
             .await
             .expect("notifications can be read")
     }

@@ -48,6 +48,8 @@ pub struct Transition {
     /// Set when the move is a cancel delivery accepted: if it applies, `orders.cancelled`
     /// (releasing the stock) is emitted with this correlation id.
     pub announce_cancel: Option<Option<String>>,
+    /// What a delivery event says of the shipment.
+    pub shipment: Option<store::ShipmentFact>,
 }
 
 impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
@@ -68,6 +70,7 @@ impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
                 rejection: None,
                 note: None,
                 announce_cancel: None,
+                shipment: None,
             })
             .collect();
         Box::pin(settle(
@@ -105,6 +108,7 @@ impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
                     rejection: serde_json::to_value(&d.event.data.shortages).ok(),
                     note: Some(format!("not enough {}", short.join(", "))),
                     announce_cancel: None,
+                    shipment: None,
                 }
             })
             .collect();
@@ -125,18 +129,25 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
             .0
             .iter()
             .map(|d: &Delivery<DeliveryEvent>| {
-                let (order_id, to, note, announce_cancel) = match &d.event {
+                let fact = |shipment_id, dispatched_at, delivered_at| store::ShipmentFact {
+                    shipment_id,
+                    dispatched_at,
+                    delivered_at,
+                };
+                let (order_id, to, note, announce_cancel, shipment) = match &d.event {
                     DeliveryEvent::Dispatched(e) => (
                         e.data.order_id,
                         OrderStatus::Dispatched,
                         format!("shipment {}", e.data.shipment_id),
                         None,
+                        fact(e.data.shipment_id, Some(e.data.at), None),
                     ),
                     DeliveryEvent::Delivered(e) => (
                         e.data.order_id,
                         OrderStatus::Delivered,
                         format!("shipment {}", e.data.shipment_id),
                         None,
+                        fact(e.data.shipment_id, None, Some(e.data.at)),
                     ),
                     DeliveryEvent::Cancelled(e) => (
                         e.data.order_id,
@@ -146,6 +157,7 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
                             e.data.shipment_id
                         ),
                         Some(e.correlation_id.clone()),
+                        fact(e.data.shipment_id, None, None),
                     ),
                 };
                 Transition {
@@ -155,6 +167,7 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
                     rejection: None,
                     note: Some(note),
                     announce_cancel,
+                    shipment: Some(shipment),
                 }
             })
             .collect();
@@ -214,6 +227,7 @@ async fn settle_in_one_transaction(
             to: t.to,
             rejection: t.rejection.clone(),
             note: t.note.clone(),
+            shipment: t.shipment,
         })
         .collect();
     let txn = db.begin().await?;

@@ -68,7 +68,7 @@ pub struct Order {
     /// Why stock processing rejected the order.
     #[oai(skip_serializing_if_is_none)]
     pub rejection: Option<Rejection>,
-    /// The delivery, once the order is confirmed.
+    /// The delivery, once delivery reported it (dispatched, delivered, or dropped on a cancel).
     #[oai(skip_serializing_if_is_none)]
     pub shipment: Option<Shipment>,
     pub created_at: DateTime<Utc>,
@@ -111,7 +111,8 @@ pub struct ShortageView {
 #[derive(Debug, Object)]
 pub struct Shipment {
     pub id: Uuid,
-    /// `pending`, `dispatched`, `delivered` or `cancelled`.
+    /// `pending`, `dispatched`, `delivered` or `cancelled` (the order shows `dispatched`,
+    /// `delivered` or `cancelled`: what delivery's events told it).
     pub status: String,
     #[oai(skip_serializing_if_is_none)]
     pub dispatched_at: Option<DateTime<Utc>>,
@@ -646,9 +647,9 @@ pub fn to_view(details: OrderDetails) -> Order {
         rejection,
         shipment: shipment.map(|s| Shipment {
             id: s.id,
-            status: s.status,
-            dispatched_at: s.dispatched_at.map(|t| t.with_timezone(&Utc)),
-            delivered_at: s.delivered_at.map(|t| t.with_timezone(&Utc)),
+            status: s.status.to_owned(),
+            dispatched_at: s.dispatched_at,
+            delivered_at: s.delivered_at,
         }),
         created_at: order.created_at.with_timezone(&Utc),
         updated_at: order.updated_at.with_timezone(&Utc),

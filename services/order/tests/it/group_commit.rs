@@ -55,7 +55,7 @@ async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
 async fn customer(app: &TestApp) -> Uuid {
     let email = format!("c{}@example.com", Uuid::new_v4().simple());
     app.register(&email, "password-123").await;
-    store::find_user_by_email(&app.db.db, &email)
+    store::find_user_by_email(&app.order_db, &email)
         .await
         .unwrap()
         .unwrap()
@@ -72,7 +72,7 @@ async fn one_statement_writes_a_batch_and_a_key_used_twice_in_it_makes_one_order
     let unkeyed = new_order(customer, burger, None);
 
     let answers = store::insert_orders_with_events(
-        &app.db.db,
+        &app.order_db,
         &[
             (&first.0, &first.1),
             (&second.0, &second.1),
@@ -91,7 +91,7 @@ async fn one_statement_writes_a_batch_and_a_key_used_twice_in_it_makes_one_order
         }
     );
     assert!(matches!(answers[2], Inserted::CreatedAt(_)), "{answers:?}");
-    let db = &app.db.db;
+    let db = &app.order_db;
     assert_eq!(count(db, "SELECT count(*) FROM orders").await, 2);
     assert_eq!(count(db, "SELECT count(*) FROM order_lines").await, 2);
     assert_eq!(
@@ -119,13 +119,13 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
     // One statement: all or nothing.
     let good = new_order(customer, burger, None);
     let bad = new_order(customer, unknown_product, None);
-    store::insert_orders_with_events(&app.db.db, &[(&good.0, &good.1), (&bad.0, &bad.1)])
+    store::insert_orders_with_events(&app.order_db, &[(&good.0, &good.1), (&bad.0, &bad.1)])
         .await
         .expect_err("the bad order's line breaks a foreign key");
-    assert_eq!(count(&app.db.db, "SELECT count(*) FROM orders").await, 0);
+    assert_eq!(count(&app.order_db, "SELECT count(*) FROM orders").await, 0);
 
     // The writer: whether they share a batch or not, each order gets its own answer.
-    let writer = OrderWriter::start(app.db.db.clone());
+    let writer = OrderWriter::start(app.order_db.clone());
     let orders: Vec<_> = (0..30)
         .map(|i| {
             new_order(
@@ -151,10 +151,13 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
             );
         }
     }
-    assert_eq!(count(&app.db.db, "SELECT count(*) FROM orders").await, 29);
+    assert_eq!(
+        count(&app.order_db, "SELECT count(*) FROM orders").await,
+        29
+    );
     assert_eq!(
         count(
-            &app.db.db,
+            &app.order_db,
             "SELECT count(*) FROM outbox WHERE subject = 'test.orders.created'"
         )
         .await,

@@ -3,6 +3,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use migration::Service;
+use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
 use nats::OutboxConfig;
 use nats::testing::TestNats;
@@ -25,7 +27,10 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub db: TestDatabase,
+    /// Dropped with the app: drops the database and its roles.
+    _test_db: TestDatabase,
+    /// A pool as the order role, on its schema.
+    pub order_db: DatabaseConnection,
     pub nats: TestNats,
     shutdown: CancellationToken,
     server: Option<std::thread::JoinHandle<()>>,
@@ -42,9 +47,10 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp {
     LazyLock::force(&TRACING);
     let db = TestDatabase::new().await;
+    let order_db = db.connect(Service::Order).await;
     let nats = TestNats::new().await;
     let config = Config {
-        database: db.config.clone(),
+        database: db.config(Service::Order),
         nats: nats.config.clone(),
         outbox: OutboxConfig {
             batch_size: 512,
@@ -82,7 +88,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
-        db,
+        _test_db: db,
+        order_db,
         nats,
         shutdown,
         server: Some(server),
@@ -150,7 +157,7 @@ impl TestApp {
     /// ingredient ids 1, 2 and 3.
     pub async fn seed(&self) -> i64 {
         use order::domain::burger_catalogue;
-        let merchant = order::store::find_user_by_email(&self.db.db, MERCHANT_EMAIL)
+        let merchant = order::store::find_user_by_email(&self.order_db, MERCHANT_EMAIL)
             .await
             .unwrap()
             .expect("the bootstrap merchant exists");
@@ -165,7 +172,7 @@ impl TestApp {
             )
             .collect();
         let product = order::store::upsert_product_with_recipe(
-            &self.db.db,
+            &self.order_db,
             merchant
                 .merchant_id
                 .expect("a merchant user has a merchant"),

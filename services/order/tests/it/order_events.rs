@@ -74,7 +74,7 @@ async fn confirmed_moves_a_pending_order_forward_once() {
     .await;
     let inbox_count = || async {
         let row = sea_orm::ConnectionTrait::query_one_raw(
-            &app.db.db,
+            &app.order_db,
             sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
                 "SELECT count(*) FROM inbox",

@@ -162,12 +162,14 @@ async fn invalid_orders_are_refused_naming_the_field() {
 async fn an_order_goes_to_one_merchant() {
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let other = order::store::upsert_merchant(&app.db.db, "Other Shop", "other@example.com", "EUR")
-        .await
-        .unwrap();
-    let fries = order::store::upsert_product_with_recipe(&app.db.db, other.id, "Fries", 300, &[])
-        .await
-        .unwrap();
+    let other =
+        order::store::upsert_merchant(&app.order_db, "Other Shop", "other@example.com", "EUR")
+            .await
+            .unwrap();
+    let fries =
+        order::store::upsert_product_with_recipe(&app.order_db, other.id, "Fries", 300, &[])
+            .await
+            .unwrap();
     let token = app.customer_token().await;
 
     let body = json!({"products": [{"product_id": burger, "quantity": 1}, {"product_id": fries.id, "quantity": 1}]});

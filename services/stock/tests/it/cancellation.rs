@@ -1,6 +1,7 @@
 //! Cancel: a confirmed order's reservation goes back exactly once; a cancellation that overtakes
 //! its order makes that order reserve and emit nothing (SPEC §5 rules 1, 2, 4).
 
+use migration::Service;
 use migration::testing::TestDatabase;
 use nats::Envelope;
 use nats::events::{OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected, StockLow};
@@ -174,7 +175,7 @@ async fn waiting_for_an_order_lock(db: &DatabaseConnection) -> bool {
 async fn a_reservation_waiting_on_a_cancellation_reserves_and_emits_nothing() {
     // Arrange: the cancellation holds the order's lock, uncommitted.
     let test_db = TestDatabase::new().await;
-    let db = test_db.db.clone();
+    let db = test_db.connect(Service::Stock).await;
     let catalogue = seed_burger_stock(&db).await;
     let order = catalogue.burger_order(2);
     let cancelling = db.begin().await.unwrap();
@@ -207,7 +208,7 @@ async fn a_reservation_waiting_on_a_cancellation_reserves_and_emits_nothing() {
 async fn a_cancellation_waiting_on_a_reservation_releases_what_it_reserved() {
     // Arrange: the reservation holds the order's lock and the ingredient rows, uncommitted.
     let test_db = TestDatabase::new().await;
-    let db = test_db.db.clone();
+    let db = test_db.connect(Service::Stock).await;
     let catalogue = seed_burger_stock(&db).await;
     let order = catalogue.burger_order(2);
     let reserving = db.begin().await.unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
 use futures::future::join_all;
+use migration::Service;
 use migration::testing::TestDatabase;
 use nats::events::{IngredientAmount, OrderCancelled, OrderCreated, OrderedLine};
 use nats::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
@@ -139,6 +140,8 @@ struct Instance {
 
 pub struct TestApp {
     pub test_db: TestDatabase,
+    /// A pool as the stock role, on its schema.
+    pub db: DatabaseConnection,
     pub nats: TestNats,
     pub catalogue: Catalogue,
     instances: Vec<Instance>,
@@ -161,9 +164,11 @@ pub async fn spawn_instances(count: usize, batch_size: usize) -> TestApp {
     LazyLock::force(&TRACING);
     let test_db = TestDatabase::new().await;
     let nats = TestNats::new().await;
-    let catalogue = seed_burger_stock(&test_db.db).await;
+    let db = test_db.connect(Service::Stock).await;
+    let catalogue = seed_burger_stock(&db).await;
     let mut app = TestApp {
         test_db,
+        db,
         nats,
         catalogue,
         instances: Vec::new(),
@@ -177,13 +182,13 @@ pub async fn spawn_instances(count: usize, batch_size: usize) -> TestApp {
 
 impl TestApp {
     pub fn db(&self) -> &DatabaseConnection {
-        &self.test_db.db
+        &self.db
     }
 
     /// Production's config, pointed at this test's database and namespace.
     pub fn config(&self) -> Config {
         Config {
-            database: self.test_db.config.clone(),
+            database: self.test_db.config(Service::Stock),
             nats: self.nats.config.clone(),
             outbox: OutboxConfig {
                 poll_interval_ms: 100,

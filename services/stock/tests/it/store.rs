@@ -1,5 +1,6 @@
 //! The order service's calls into the stock store: seed, list, restock (SPEC §3).
 
+use migration::Service;
 use migration::testing::TestDatabase;
 use nats::outbox::Outbox;
 use sea_orm::{
@@ -55,7 +56,7 @@ async fn movements_of(db: &DatabaseConnection, ingredient_id: i64) -> Vec<(Strin
 async fn seeding_is_idempotent_and_resets_levels_and_alerts() {
     // Arrange: seeded, then 30 burgers: onion at 40 % and alerted.
     let test_db = TestDatabase::new().await;
-    let db = &test_db.db;
+    let db = &test_db.connect(Service::Stock).await;
     let first = seed_burger_stock(db).await;
     reserve_burgers(db, &first, 30).await;
     let onion = ingredients::Entity::find_by_id(first.onion.id)
@@ -101,7 +102,7 @@ async fn seeding_is_idempotent_and_resets_levels_and_alerts() {
 #[actix::test]
 async fn seeding_returns_rows_in_input_order_and_refuses_nonsense() {
     let test_db = TestDatabase::new().await;
-    let db = &test_db.db;
+    let db = &test_db.connect(Service::Stock).await;
     let mut seeds = burger_seeds();
     seeds.reverse();
     let rows = store::seed_ingredients(db, MERCHANT_ID, MERCHANT_EMAIL, &seeds)
@@ -142,7 +143,7 @@ async fn seeding_returns_rows_in_input_order_and_refuses_nonsense() {
 async fn restock_raises_the_reference_rearms_only_at_half_and_writes_a_movement() {
     // Arrange: onion at 100 g of 1 000, alerted.
     let test_db = TestDatabase::new().await;
-    let db = &test_db.db;
+    let db = &test_db.connect(Service::Stock).await;
     let catalogue = seed_burger_stock(db).await;
     reserve_burgers(db, &catalogue, 45).await;
     let onion = catalogue.onion.id;
@@ -192,7 +193,7 @@ async fn restock_raises_the_reference_rearms_only_at_half_and_writes_a_movement(
 #[actix::test]
 async fn restock_refuses_other_merchants_ingredients_and_non_positive_amounts() {
     let test_db = TestDatabase::new().await;
-    let db = &test_db.db;
+    let db = &test_db.connect(Service::Stock).await;
     let catalogue = seed_burger_stock(db).await;
     let onion = catalogue.onion.id;
 
@@ -242,7 +243,7 @@ async fn restock_refuses_other_merchants_ingredients_and_non_positive_amounts() 
 #[actix::test]
 async fn listing_shows_only_the_merchants_ingredients_by_id() {
     let test_db = TestDatabase::new().await;
-    let db = &test_db.db;
+    let db = &test_db.connect(Service::Stock).await;
     let catalogue = seed_burger_stock(db).await;
     store::seed_ingredients(
         db,

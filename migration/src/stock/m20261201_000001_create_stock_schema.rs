@@ -1,6 +1,10 @@
-//! The stock service's ingredients and their movements, the audit trail (SPEC §2).
+//! The stock service's schema: ingredients and their movements, the audit trail (SPEC §2), plus
+//! the service's own outbox and inbox.
 
 use sea_orm_migration::prelude::*;
+
+use crate::outbox_inbox;
+use crate::service::Service;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -8,16 +12,22 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(UP).await?;
+        db.execute_unprepared(&outbox_inbox::up(Service::Stock.outbox_channel()))
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(outbox_inbox::DOWN).await?;
+        db.execute_unprepared(DOWN).await?;
         Ok(())
     }
 }
 
+/// Unqualified names: the migrator runs with `search_path` = the `stock` schema only.
 const UP: &str = r#"
 CREATE TABLE ingredients (
     id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

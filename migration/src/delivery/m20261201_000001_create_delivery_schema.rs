@@ -1,6 +1,11 @@
-//! The delivery service's shipments, with the durable due time of their next step (SPEC §2).
+//! The delivery service's schema: shipments with the durable due time of their next step and the
+//! correlation id of the confirmation that created them (SPEC §2, §3), plus the service's own
+//! outbox and inbox.
 
 use sea_orm_migration::prelude::*;
+
+use crate::outbox_inbox;
+use crate::service::Service;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -8,16 +13,22 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(UP).await?;
+        db.execute_unprepared(&outbox_inbox::up(Service::Delivery.outbox_channel()))
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(outbox_inbox::DOWN).await?;
+        db.execute_unprepared(DOWN).await?;
         Ok(())
     }
 }
 
+/// Unqualified names: the migrator runs with `search_path` = the `delivery` schema only.
 const UP: &str = r#"
 CREATE TABLE shipments (
     id            UUID PRIMARY KEY,
@@ -30,7 +41,9 @@ CREATE TABLE shipments (
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     dispatched_at TIMESTAMPTZ NULL,
-    delivered_at  TIMESTAMPTZ NULL
+    delivered_at  TIMESTAMPTZ NULL,
+    -- The `delivery.*` events its timers emit later carry the confirmation's correlation id.
+    correlation_id TEXT NULL
 );
 CREATE INDEX shipments_next_step_at_idx ON shipments (next_step_at) WHERE next_step_at IS NOT NULL;
 "#;

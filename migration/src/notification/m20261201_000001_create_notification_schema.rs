@@ -1,6 +1,10 @@
-//! The notification service's low-stock e-mails, one per event (SPEC §2).
+//! The notification service's schema: the low-stock e-mails, one per event (SPEC §2), plus the
+//! service's own outbox and inbox.
 
 use sea_orm_migration::prelude::*;
+
+use crate::outbox_inbox;
+use crate::service::Service;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -8,16 +12,22 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(UP).await?;
+        db.execute_unprepared(&outbox_inbox::up(Service::Notification.outbox_channel()))
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(outbox_inbox::DOWN).await?;
+        db.execute_unprepared(DOWN).await?;
         Ok(())
     }
 }
 
+/// Unqualified names: the migrator runs with `search_path` = the `notification` schema only.
 const UP: &str = r#"
 CREATE TABLE notifications (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,6 +1,11 @@
-//! The order service's orders, their lines and their status history (SPEC §2).
+//! The order service's schema as the single-schema layout had it: merchants, users, products,
+//! recipe lines, orders, their lines and status history (SPEC §2), plus the service's own outbox
+//! and inbox.
 
 use sea_orm_migration::prelude::*;
+
+use crate::outbox_inbox;
+use crate::service::Service;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -8,17 +13,65 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(UP).await?;
+        db.execute_unprepared(&outbox_inbox::up(Service::Order.outbox_channel()))
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
+        let db = manager.get_connection();
+        db.execute_unprepared(outbox_inbox::DOWN).await?;
+        db.execute_unprepared(DOWN).await?;
         Ok(())
     }
 }
 
+/// Unqualified names: the migrator runs with `search_path` = the `order` schema only.
 const UP: &str = r#"
+CREATE TABLE merchants (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Bootstrap is idempotent by name.
+    name       TEXT NOT NULL CONSTRAINT merchants_name_key UNIQUE,
+    -- Low-stock alerts go here.
+    email      TEXT NOT NULL,
+    currency   TEXT NOT NULL DEFAULT 'EUR'
+               CONSTRAINT merchants_currency_check CHECK (currency ~ '^[A-Z]{3}$'),
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE users (
+    id            UUID PRIMARY KEY,
+    email         TEXT NOT NULL,
+    -- argon2id PHC string.
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL
+                  CONSTRAINT users_role_check CHECK (role IN ('customer', 'merchant')),
+    merchant_id   BIGINT NULL REFERENCES merchants (id),
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT users_merchant_has_merchant_id CHECK (role <> 'merchant' OR merchant_id IS NOT NULL)
+);
+-- SPEC §2: email unique, case-insensitive.
+CREATE UNIQUE INDEX users_email_key ON users (lower(email));
+
+CREATE TABLE products (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    merchant_id BIGINT NOT NULL REFERENCES merchants (id),
+    name        TEXT NOT NULL,
+    price_cents BIGINT NOT NULL CONSTRAINT products_price_cents_check CHECK (price_cents >= 0),
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT products_merchant_id_name_key UNIQUE (merchant_id, name)
+);
+
+CREATE TABLE recipe_lines (
+    product_id    BIGINT NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+    -- No foreign key: ingredients belong to the stock service.
+    ingredient_id BIGINT NOT NULL,
+    -- Per unit of product, in the ingredient's base unit.
+    amount        BIGINT NOT NULL CONSTRAINT recipe_lines_amount_check CHECK (amount > 0),
+    PRIMARY KEY (product_id, ingredient_id)
+);
 CREATE TABLE orders (
     id              UUID PRIMARY KEY,
     customer_id     UUID NOT NULL REFERENCES users (id),
@@ -71,4 +124,8 @@ const DOWN: &str = r#"
 DROP TABLE order_status_history;
 DROP TABLE order_lines;
 DROP TABLE orders;
+DROP TABLE recipe_lines;
+DROP TABLE products;
+DROP TABLE users;
+DROP TABLE merchants;
 "#;
