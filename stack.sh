@@ -482,6 +482,7 @@ pg_bin_dir() {
 # hold 5432 (a cluster wanting a password over TCP) and 4222 (no JetStream). Right after
 # installing them, turn that off: the new clusters start only by hand (start.conf `manual`), the
 # units are disabled. (`systemctl enable nats-server`, start.conf `auto` undo it.)
+# keep_os_services_off "START_CONFS_BEFORE" UNIT...
 keep_os_services_off() {
     local before="$1" conf unit
     for conf in /etc/postgresql/*/*/start.conf; do
@@ -490,7 +491,7 @@ keep_os_services_off() {
         printf 'manual\n' | $SUDO tee "$conf" >/dev/null
     done
     for unit in "${@:2}"; do
-        [[ -f "/lib/systemd/system/$unit.service" ]] || continue
+        [[ -f "/lib/systemd/system/$unit.service" || -f "/usr/lib/systemd/system/$unit.service" ]] || continue
         note "disabling the OS service $unit (it would start at boot without what Larder needs)"
         if command -v deb-systemd-helper >/dev/null 2>&1; then
             $SUDO deb-systemd-helper disable "$unit.service" >/dev/null 2>&1 || true
@@ -533,7 +534,12 @@ apt_install() {
         $SUDO rm -f "$policy"
     fi
     ((ok)) || die "apt-get install $* failed"
-    keep_os_services_off "$clusters" postgresql nats-server
+    # Only the services of packages installed just now: one the user had before stays as it was.
+    local units=() pkg
+    for pkg in "$@"; do
+        case "$pkg" in postgresql | nats-server) units+=("$pkg") ;; esac
+    done
+    keep_os_services_off "$clusters" "${units[@]}"
     hash -r
 }
 
