@@ -886,4 +886,7 @@ main() {
     "cmd_$cmd" "$@"
 }
 
-main "$@"
+# Sourced (by tests/stack_script.rs) it only defines the functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi

@@ -529,3 +529,85 @@ fn smtp_is_reused_only_when_it_greets() {
         "{started:?}"
     );
 }
+
+// --- Debian's OS services -----------------------------------------------------------------
+
+/// What `keep_os_services_off` does right after `apt-get install postgresql nats-server`, in a
+/// private mount namespace (a tmpfs over /etc/postgresql) with stand-ins for systemctl and
+/// deb-systemd-helper that only record their arguments: nothing of this machine changes.
+#[test]
+fn installed_packages_leave_no_os_service_to_start_at_boot() {
+    if !is_root() || !Path::new("/etc/postgresql").is_dir() {
+        eprintln!("skipped: needs root and /etc/postgresql for a private mount namespace");
+        return;
+    }
+    let fake = std::env::temp_dir().join(format!("larder-stack-test-os-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&fake).expect("a temporary directory");
+    for tool in ["systemctl", "deb-systemd-helper"] {
+        let path = fake.join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{tool} $*\" >> \"{}/calls\"\n",
+                fake.display()
+            ),
+        )
+        .expect("a stand-in");
+        let status = Command::new("chmod").arg("+x").arg(&path).status();
+        assert!(status.is_ok_and(|s| s.success()));
+    }
+    let script = format!(
+        r#"set -e
+        mount -t tmpfs larder-test /etc/postgresql
+        mkdir -p /etc/postgresql/15/main && echo auto > /etc/postgresql/15/main/start.conf
+        source "{root}/stack.sh"
+        before="$(printf '%s ' /etc/postgresql/*/*/start.conf)"
+        # what the postgresql package's postinst creates:
+        mkdir -p /etc/postgresql/16/main && echo auto > /etc/postgresql/16/main/start.conf
+        SUDO=""
+        PATH="{fake}:$PATH" keep_os_services_off "$before" postgresql nats-server
+        echo "old=$(cat /etc/postgresql/15/main/start.conf) new=$(cat /etc/postgresql/16/main/start.conf)"
+        "#,
+        root = root().display(),
+        fake = fake.display()
+    );
+    let output = Command::new("timeout")
+        .args([
+            "30",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+        ])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let calls = std::fs::read_to_string(fake.join("calls")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&fake);
+    if !output.status.success() && stderr.contains("unshare") {
+        eprintln!("skipped: no private mount namespace here ({stderr})");
+        return;
+    }
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("old=auto new=manual"),
+        "the cluster that was there stays as it was, the new one starts only by hand: {stdout}{stderr}"
+    );
+    for unit in ["postgresql", "nats-server"] {
+        let has_unit = ["/lib/systemd/system", "/usr/lib/systemd/system"]
+            .iter()
+            .any(|dir| Path::new(dir).join(format!("{unit}.service")).is_file());
+        if has_unit {
+            assert!(
+                calls.contains(&format!("systemctl disable --quiet {unit}.service"))
+                    && calls.contains(&format!("deb-systemd-helper disable {unit}.service")),
+                "{unit} disabled: {calls}"
+            );
+        }
+    }
+}
