@@ -1,5 +1,5 @@
 //! `larder bench`: offers orders to a running stack over keep-alive HTTP, waits until every
-//! order is final, and reports throughput, latency and a consistency check (issue 6).
+//! order is final, and reports throughput, latency and a consistency check.
 //!
 //! Closed loop: C clients, each sending its next order when the previous is answered.
 //! Open loop: a fixed rate R for D seconds, whatever the answers do (no coordinated omission).

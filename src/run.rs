@@ -1,6 +1,6 @@
 //! Runs what the command line asked for. Services run inside one actix system on a
-//! multi-threaded tokio runtime (the combination stack.md says works), each until the shared
-//! shutdown token is cancelled by Ctrl-C or SIGTERM.
+//! multi-threaded tokio runtime (actors need the system; sqlx and async-nats need tokio), each
+//! until the shared shutdown token is cancelled by Ctrl-C or SIGTERM.
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;

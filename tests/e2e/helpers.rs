@@ -10,6 +10,7 @@ use migration::testing::TestDatabase;
 use nats::testing::TestNats;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
 pub const MERCHANT_PASSWORD: &str = "merchant-password";
@@ -22,17 +23,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A maildev process on free ports, killed on drop.
+/// A maildev process on free ports, killed on drop, with a mail directory of its own that is
+/// removed then (without `--mail-directory` maildev leaves a `maildev-<pid>` in the temp dir).
 pub struct MailInbox {
     pub smtp_port: u16,
     pub web: String,
     child: Child,
+    mail_dir: PathBuf,
 }
 
 impl MailInbox {
     pub async fn start() -> Self {
         let (smtp_port, web_port) = (free_port(), free_port());
-        let child = Command::new("maildev")
+        let mail_dir = std::env::temp_dir().join(format!("larder-maildev-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&mail_dir).expect("a mail directory can be created");
+        // `./stack.sh test` installs maildev and sets MAILDEV to it.
+        let program = std::env::var("MAILDEV").unwrap_or_else(|_| "maildev".into());
+        let child = Command::new(&program)
             .args([
                 "--smtp",
                 &smtp_port.to_string(),
@@ -41,14 +48,21 @@ impl MailInbox {
                 "--ip",
                 "127.0.0.1",
             ])
+            .arg("--mail-directory")
+            .arg(&mail_dir)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("maildev is installed (./stack.sh test installs it)");
+            .unwrap_or_else(|e| {
+                let _ = std::fs::remove_dir_all(&mail_dir);
+                panic!("cannot run {program} ({e}): ./stack.sh test installs maildev")
+            });
         let inbox = Self {
             smtp_port,
             web: format!("http://127.0.0.1:{web_port}"),
             child,
+            mail_dir,
         };
         let client = reqwest::Client::new();
         eventually("maildev answers", || async {
@@ -72,6 +86,7 @@ impl Drop for MailInbox {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.mail_dir);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Issue 5 end to end: an order's whole life, and cancelling at each stage.
+//! End to end: an order's whole life, and cancelling at each stage.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! Issue 4 end to end: reservations under concurrency and exactly-once low-stock email.
+//! End to end: reservations under concurrency and exactly-once low-stock email.
 
 use std::collections::HashMap;
 

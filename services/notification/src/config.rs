@@ -182,8 +182,8 @@ impl NotificationSettings {
 }
 
 /// `ConsumerSpec::backoff_secs` is `&'static`: each distinct schedule is leaked once and reused,
-/// so building many applications (tests) leaks nothing more. TODO(issue 4): drop this when the
-/// runner takes an owned schedule (see the report on configurable retry delays).
+/// so building many applications (tests) leaks nothing more. It goes when the consumer
+/// runner takes an owned schedule.
 fn intern(schedule: Vec<u64>) -> &'static [u64] {
     static SCHEDULES: LazyLock<Mutex<HashSet<&'static [u64]>>> = LazyLock::new(|| {
         Mutex::new(HashSet::from([

@@ -104,8 +104,7 @@ impl Mailer {
     }
 }
 
-/// lettre's pool spawns a task on the tokio runtime when dropped and panics without one
-/// (stack.md). Startup stops the notifier inside the runtime; this covers a drop that still
+/// lettre's pool spawns a task on the tokio runtime when dropped and panics without one. Startup stops the notifier inside the runtime; this covers a drop that still
 /// happens outside it (a test that panicked): enter a throwaway runtime for the drop.
 impl Drop for Mailer {
     fn drop(&mut self) {

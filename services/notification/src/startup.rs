@@ -104,7 +104,7 @@ impl Application {
         };
 
         // The notifier owns lettre's pooled transport, which panics if dropped outside the
-        // runtime (stack.md): stop it here and wait until it is gone before returning.
+        // runtime: stop it here and wait until it is gone before returning.
         let _ = self.notifier.send(Stop).await;
         let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
         while self.notifier.connected() && tokio::time::Instant::now() < deadline {

@@ -85,13 +85,52 @@ pub struct Address {
     pub address: String,
 }
 
-/// A maildev process of this test's own on free ports, killed (and its mail directory removed)
-/// on drop, so tests run in parallel and can take SMTP away and bring it back.
+/// A maildev process of this test's own on free ports (never 1025: whatever inbox holds that is
+/// left alone), killed and its mail directory removed on drop, so tests run in parallel and can
+/// take SMTP away and bring it back.
 pub struct MailDev {
     pub smtp_port: u16,
     pub web_port: u16,
     child: Child,
-    mail_dir: PathBuf,
+    // Dropped after `child` is killed (fields drop after `Drop::drop`).
+    _mail_dir: MailDir,
+}
+
+/// A temporary mail directory, removed on drop: also when maildev fails to start.
+struct MailDir(PathBuf);
+
+impl Drop for MailDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The maildev to run: `$MAILDEV` (set by `./stack.sh test`), else `maildev` on PATH, else npm's
+/// global bin directory (outside PATH for some users).
+fn maildev_program() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MAILDEV").filter(|v| !v.is_empty()) {
+        return bin.into();
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("maildev"))
+        .find(|bin| bin.is_file());
+    if let Some(bin) = on_path {
+        return bin;
+    }
+    let npm_prefix = Command::new("npm")
+        .args(["prefix", "-g"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    npm_prefix
+        .map(|prefix| prefix.join("bin/maildev"))
+        .filter(|bin| bin.is_file())
+        .unwrap_or_else(|| "maildev".into())
 }
 
 impl MailDev {
@@ -102,25 +141,34 @@ impl MailDev {
     /// Starts maildev with SMTP on `smtp_port` and waits until its REST API answers.
     pub async fn start_on(smtp_port: u16) -> Self {
         let web_port = free_port();
-        let mail_dir = std::env::temp_dir().join(format!("larder-maildev-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&mail_dir).expect("a mail directory can be created");
-        let child = Command::new(std::env::var("MAILDEV").unwrap_or_else(|_| "maildev".into()))
+        let mail_dir =
+            MailDir(std::env::temp_dir().join(format!("larder-maildev-{}", Uuid::new_v4())));
+        std::fs::create_dir_all(&mail_dir.0).expect("a mail directory can be created");
+        let program = maildev_program();
+        let child = Command::new(&program)
             .args(["--smtp", &smtp_port.to_string()])
             .args(["--web", &web_port.to_string()])
             .args(["--ip", "127.0.0.1"])
             .arg("--mail-directory")
-            .arg(&mail_dir)
+            .arg(&mail_dir.0)
             .arg("--silent")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("maildev runs (npm install -g maildev@2.2.1)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} ({e}): the notification tests start their own maildev; \
+                     run them with `./stack.sh test`, which installs it, or \
+                     `npm install -g maildev@2.2.1`, or set MAILDEV to its path",
+                    program.display()
+                )
+            });
         let mut maildev = Self {
             smtp_port,
             web_port,
             child,
-            mail_dir,
+            _mail_dir: mail_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -150,7 +198,6 @@ impl Drop for MailDev {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.mail_dir);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP API: one module per OpenAPI tag, assembled into one [`OpenApiService`], plus the
 //! middleware every request goes through ([`context`]) and the error format ([`problem`]).
 
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 
@@ -101,13 +101,20 @@ pub fn spec_json() -> String {
 }
 
 /// The whole HTTP application: the API, Swagger UI at `/docs`, the spec at `/openapi.json`,
-/// behind the request middleware.
+/// `/` redirecting to `/docs` (until a console lives there), behind the request middleware.
 pub fn app(state: AppState, max_in_flight: usize) -> impl Endpoint {
     let api = service();
     Route::new()
         .nest("/docs", api.swagger_ui())
         .at("/openapi.json", api.spec_endpoint())
         .nest("/", api)
+        // Not a route: the API nested at `/` also matches `/` itself, before any `.at("/")`.
+        .around(|ep, req| async move {
+            if req.uri().path() == "/" {
+                return Ok(poem::web::Redirect::see_other("/docs/").into_response());
+            }
+            ep.call(req).await.map(IntoResponse::into_response)
+        })
         .data(state.keys.clone())
         .data(state)
         .with(context::RequestContext { max_in_flight })

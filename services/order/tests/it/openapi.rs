@@ -52,3 +52,18 @@ fn every_operation_has_a_summary_a_description_and_its_errors() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_root_redirects_to_swagger_ui() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(root.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(root.headers()["location"], "/docs/");
+    // The API itself is still there beside it.
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+}
