@@ -28,6 +28,8 @@ pub struct Delivery<E> {
     /// 1 on the first delivery.
     pub delivered: i64,
     pub max_deliver: i64,
+    /// The message's headers (a dead letter's reason travels in them).
+    pub headers: async_nats::HeaderMap,
 }
 
 impl<E> Delivery<E> {
@@ -153,6 +155,7 @@ impl<E: Decode> ConsumerRunner<E> {
                         stream_sequence,
                         delivered,
                         max_deliver: self.spec.max_deliver,
+                        headers: message.headers.clone().unwrap_or_default(),
                     });
                     messages.push(message);
                 }

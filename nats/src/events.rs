@@ -197,6 +197,38 @@ impl Decode for DeliveryEvent {
     }
 }
 
+/// A dead letter of an `orders.created`: which order it was for, whatever else its payload
+/// holds (it was dead-lettered because something in it could not be processed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadOrderCreated {
+    /// The dead event's envelope id.
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+}
+
+impl Decode for DeadOrderCreated {
+    fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct OrderId {
+            order_id: Uuid,
+        }
+        let raw = RawEnvelope::parse(payload)?;
+        let OrderId { order_id } =
+            serde_json::from_value(raw.data).map_err(|source| DecodeError::InvalidData {
+                kind: raw.kind,
+                source,
+            })?;
+        Ok(Self {
+            event_id: raw.id,
+            order_id,
+        })
+    }
+
+    fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

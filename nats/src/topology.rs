@@ -149,6 +149,16 @@ pub const DELIVERY_ORDERS_CANCELLED: ConsumerSpec = ConsumerSpec {
     backoff_secs: DB_BACKOFF,
     max_ack_pending: 10_000,
 };
+/// The order service follows the dead letters of stock's `orders.created` consumer: an order
+/// whose creation stock could never process is rejected instead of staying pending.
+pub const ORDER_DEAD_ORDERS_CREATED: ConsumerSpec = ConsumerSpec {
+    durable: "order-dead-orders-created",
+    stream: DEAD_LETTERS,
+    filter_subject: "dlq.stock-orders-created",
+    max_deliver: 10,
+    backoff_secs: DB_BACKOFF,
+    max_ack_pending: 10_000,
+};
 /// Sending mail is slow and the server may be down for a while: few messages out at once, a
 /// long ack wait, and retries that back off to five minutes.
 pub const NOTIFICATION_STOCK_LOW: ConsumerSpec = ConsumerSpec {
@@ -173,12 +183,13 @@ pub const DELIVERY_CONSUMERS: [ConsumerSpec; 2] =
 pub const NOTIFICATION_CONSUMERS: [ConsumerSpec; 1] = [NOTIFICATION_STOCK_LOW];
 
 /// Every consumer of every service: for tests and tools that stand in for the whole system.
-pub const CONSUMERS: [ConsumerSpec; 8] = [
+pub const CONSUMERS: [ConsumerSpec; 9] = [
     STOCK_ORDERS_CREATED,
     STOCK_ORDERS_CANCELLED,
     ORDER_ORDERS_CONFIRMED,
     ORDER_ORDERS_REJECTED,
     ORDER_DELIVERY,
+    ORDER_DEAD_ORDERS_CREATED,
     DELIVERY_ORDERS_CONFIRMED,
     DELIVERY_ORDERS_CANCELLED,
     NOTIFICATION_STOCK_LOW,
@@ -293,6 +304,14 @@ mod tests {
                 c.durable
             );
         }
+    }
+
+    #[test]
+    fn the_order_service_follows_the_dead_letters_of_stocks_orders_created_consumer() {
+        assert_eq!(
+            ORDER_DEAD_ORDERS_CREATED.filter_subject,
+            subjects::dead_letter(STOCK_ORDERS_CREATED.durable)
+        );
     }
 
     #[test]

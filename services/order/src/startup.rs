@@ -6,11 +6,12 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use nats::Envelope;
 use nats::consume::{ConsumerRunner, HandleBatch};
-use nats::events::{DeliveryEvent, OrderConfirmed, OrderRejected};
+use nats::events::{DeadOrderCreated, DeliveryEvent, OrderConfirmed, OrderRejected};
 use nats::outbox::Outbox;
 use nats::relay::{FlushAndStop, OutboxRelay};
 use nats::topology::{
-    ORDER_CONSUMERS, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED,
+    ORDER_CONSUMERS, ORDER_DEAD_ORDERS_CREATED, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED,
+    ORDER_ORDERS_REJECTED,
 };
 use poem::listener::TcpAcceptor;
 use sea_orm::DatabaseConnection;
@@ -106,10 +107,18 @@ impl Application {
             events.clone().recipient::<HandleBatch<DeliveryEvent>>(),
             EVENT_BATCH,
         );
+        let dead_orders = ConsumerRunner::new(
+            self.jetstream.clone(),
+            namespace.clone(),
+            ORDER_DEAD_ORDERS_CREATED,
+            events.clone().recipient::<HandleBatch<DeadOrderCreated>>(),
+            EVENT_BATCH,
+        );
         let consumers = [
             tokio::spawn(confirmed.run(shutdown.clone())),
             tokio::spawn(rejected.run(shutdown.clone())),
             tokio::spawn(delivery.run(shutdown.clone())),
+            tokio::spawn(dead_orders.run(shutdown.clone())),
         ];
 
         let state = AppState {

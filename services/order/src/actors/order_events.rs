@@ -11,9 +11,13 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use uuid::Uuid;
 
 use nats::consume::{Delivery, HandleBatch, Outcome};
-use nats::events::{DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected};
+use nats::events::{
+    DeadOrderCreated, DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected,
+};
 use nats::outbox::Outbox;
-use nats::topology::{ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
+use nats::topology::{
+    ORDER_DEAD_ORDERS_CREATED, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED,
+};
 use nats::{Decode, Envelope};
 
 use crate::domain::{OrderStatus, Settle};
@@ -116,6 +120,45 @@ impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
             self.db.clone(),
             self.outbox.clone(),
             ORDER_ORDERS_REJECTED.durable,
+            transitions,
+        ))
+    }
+}
+
+/// Stock dead-lettered the order's `orders.created` (it can never be processed, or every retry
+/// failed): a pending order is rejected with the reason, so nothing stays pending forever. The
+/// dead letter stays in the DLQ stream for the operator.
+impl Handler<HandleBatch<DeadOrderCreated>> for OrderEventsActor {
+    type Result = ResponseFuture<Vec<Outcome>>;
+
+    fn handle(
+        &mut self,
+        batch: HandleBatch<DeadOrderCreated>,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let transitions = batch
+            .0
+            .iter()
+            .map(|d| {
+                let reason = d
+                    .headers
+                    .get(nats::dlq::REASON_HEADER)
+                    .map_or("no reason given", |v| v.as_str());
+                Transition {
+                    event_id: d.event.event_id,
+                    order_id: d.event.order_id,
+                    to: OrderStatus::Rejected,
+                    rejection: None,
+                    note: Some(format!("stock could not process the order: {reason}")),
+                    announce_cancel: None,
+                    shipment: None,
+                }
+            })
+            .collect();
+        Box::pin(settle(
+            self.db.clone(),
+            self.outbox.clone(),
+            ORDER_DEAD_ORDERS_CREATED.durable,
             transitions,
         ))
     }

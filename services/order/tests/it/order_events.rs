@@ -178,3 +178,50 @@ async fn a_dispatch_that_overtakes_the_confirmation_waits_for_it() {
         .collect();
     assert_eq!(history, vec!["pending", "confirmed", "dispatched"]);
 }
+
+/// An `orders.created` that stock dead-letters (it can never be processed) rejects its order with
+/// the reason, instead of leaving it pending forever.
+#[tokio::test]
+async fn an_order_whose_creation_stock_dead_lettered_is_rejected_with_the_reason() {
+    let app = spawn_app().await;
+    let (token, id) = place(&app).await;
+    let created = loop {
+        let found = app
+            .nats
+            .messages_on(nats::topology::subjects::ORDERS_CREATED)
+            .await
+            .into_iter()
+            .find(|m| {
+                serde_json::from_slice::<Value>(&m.payload).unwrap()["data"]["order_id"]
+                    == id.to_string()
+            });
+        match found {
+            Some(message) => break message,
+            None => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    };
+
+    nats::dlq::publish(
+        &app.nats.jetstream,
+        app.nats.namespace(),
+        nats::dlq::DeadLetter {
+            consumer: nats::topology::STOCK_ORDERS_CREATED.durable.to_owned(),
+            subject: created.subject.to_string(),
+            stream_sequence: created.sequence,
+            deliveries: 1,
+            reason: "poison: invalid order: a line has no recipe".into(),
+            headers: Some(created.headers.clone()),
+            payload: created.payload.clone(),
+        },
+    )
+    .await
+    .unwrap();
+
+    eventually("the order is rejected", || async {
+        status_of(&app, &token, id).await["status"] == "rejected"
+    })
+    .await;
+    let order = status_of(&app, &token, id).await;
+    let note = order["history"][1]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("a line has no recipe"), "{order}");
+}
