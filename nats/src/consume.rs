@@ -2,8 +2,10 @@
 //! settles each message by what the actor answers (SPEC §5 rules 1 and 7).
 //!
 //! - The actor replies after its transaction commits, so an ack always follows a commit.
-//! - [`Outcome::Retry`] Naks with the consumer's backoff delay (a plain Nak would redeliver at
+//! - [`Outcome::Retry`] Naks with the consumer's retry delay (a plain Nak would redeliver at
 //!   once); on the last delivery the message is dead-lettered instead.
+//! - While the handler works on a batch, the runner sends progress acks, so a short ack wait
+//!   brings back only the messages of an instance that died.
 //! - A message that does not decode, or that the actor [rejects](Outcome::Reject), is poison: it
 //!   is dead-lettered and terminated at once, and the rest of the batch carries on.
 //! - On shutdown the runner stops pulling and finishes the batch in hand.
@@ -175,7 +177,28 @@ impl<E: Decode> ConsumerRunner<E> {
         }
 
         let count = messages.len();
-        let outcomes = match self.handler.send(HandleBatch(deliveries)).await {
+        // While the handler works, progress acks keep the batch ours: the consumer's ack wait is
+        // short, so that a dead instance's messages come back quickly, not so a slow handler
+        // loses them.
+        let reply = self.handler.send(HandleBatch(deliveries));
+        tokio::pin!(reply);
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.spec.ack_wait / 3,
+            self.spec.ack_wait / 3,
+        );
+        let answered = loop {
+            tokio::select! {
+                answered = &mut reply => break answered,
+                _ = progress.tick() => {
+                    for message in &messages {
+                        if let Err(error) = message.ack_with(AckKind::Progress).await {
+                            tracing::debug!(consumer = self.spec.durable, %error, "progress ack failed");
+                        }
+                    }
+                }
+            }
+        };
+        let outcomes = match answered {
             Ok(outcomes) if outcomes.len() == count => outcomes,
             Ok(outcomes) => {
                 tracing::error!(

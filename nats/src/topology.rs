@@ -68,10 +68,14 @@ pub struct ConsumerSpec {
     pub filter_subject: &'static str,
     /// Deliveries before the message is dead-lettered.
     pub max_deliver: i64,
-    /// The server's backoff: entry `n - 1` is how long delivery `n` may stay unacked before it is
-    /// redelivered (so each entry must be long enough to finish the work). The consumer runner
-    /// uses the same schedule for its Nak delays, since a plain Nak ignores it.
+    /// The runner's retry schedule: after delivery `n` failed, it Naks with entry `n - 1` as the
+    /// delay (the last entry repeats). The server has no backoff of its own: with one, it
+    /// stretches a Nak's delay on later deliveries by the difference of backoff steps.
     pub backoff_secs: &'static [u64],
+    /// How long a delivery may stay unacked before the server hands it to another instance. The
+    /// runner sends progress acks while a handler works, so this only bounds how long messages
+    /// held by an instance that died wait: keep it short.
+    pub ack_wait: Duration,
     /// Unacked messages the server lets out at once, across all instances.
     pub max_ack_pending: i64,
 }
@@ -90,63 +94,74 @@ impl ConsumerSpec {
     }
 }
 
-// Handlers that run one database transaction: 10 s to finish, retries back off to 5 minutes.
-const DB_BACKOFF: &[u64] = &[10, 20, 40, 60, 120, 300];
+// Handlers that run one database transaction. A failure is usually the database being away for a
+// moment (a restart): retry soon, at most every 5 s, so the backlog moves within seconds of its
+// return; dead-letter only after about four minutes of failures.
+const DB_RETRY_SECS: &[u64] = &[1, 1, 2, 3, 5];
+const DB_MAX_DELIVER: i64 = 50;
+const DB_ACK_WAIT: Duration = Duration::from_secs(5);
 
 pub const STOCK_ORDERS_CREATED: ConsumerSpec = ConsumerSpec {
     durable: "stock-orders-created",
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CREATED,
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 pub const STOCK_ORDERS_CANCELLED: ConsumerSpec = ConsumerSpec {
     durable: "stock-orders-cancelled",
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CANCELLED,
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 pub const ORDER_ORDERS_CONFIRMED: ConsumerSpec = ConsumerSpec {
     durable: "order-orders-confirmed",
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CONFIRMED,
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 pub const ORDER_ORDERS_REJECTED: ConsumerSpec = ConsumerSpec {
     durable: "order-orders-rejected",
     stream: ORDERS,
     filter_subject: subjects::ORDERS_REJECTED,
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 pub const ORDER_DELIVERY: ConsumerSpec = ConsumerSpec {
     durable: "order-delivery",
     stream: DELIVERY,
     filter_subject: subjects::DELIVERY_ALL,
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 pub const DELIVERY_ORDERS_CONFIRMED: ConsumerSpec = ConsumerSpec {
     durable: "delivery-orders-confirmed",
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CONFIRMED,
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 pub const DELIVERY_ORDERS_CANCELLED: ConsumerSpec = ConsumerSpec {
     durable: "delivery-orders-cancelled",
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CANCELLED,
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 /// The order service follows the dead letters of stock's `orders.created` consumer: an order
@@ -155,8 +170,9 @@ pub const ORDER_DEAD_ORDERS_CREATED: ConsumerSpec = ConsumerSpec {
     durable: "order-dead-orders-created",
     stream: DEAD_LETTERS,
     filter_subject: "dlq.stock-orders-created",
-    max_deliver: 10,
-    backoff_secs: DB_BACKOFF,
+    max_deliver: DB_MAX_DELIVER,
+    backoff_secs: DB_RETRY_SECS,
+    ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
 /// Sending mail is slow and the server may be down for a while: few messages out at once, a
@@ -167,6 +183,7 @@ pub const NOTIFICATION_STOCK_LOW: ConsumerSpec = ConsumerSpec {
     filter_subject: subjects::STOCK_LOW,
     max_deliver: 6,
     backoff_secs: &[30, 60, 120, 240, 480],
+    ack_wait: Duration::from_secs(10),
     max_ack_pending: 64,
 };
 
@@ -212,8 +229,9 @@ pub fn stream_config(spec: &StreamSpec, config: &NatsConfig) -> stream::Config {
     }
 }
 
-/// The durable pull consumer's configuration in a namespace: explicit acks, max deliveries and a
-/// backoff schedule, one filter subject.
+/// The durable pull consumer's configuration in a namespace: explicit acks, max deliveries, a
+/// short ack wait (no server-side backoff: the runner's Nak delays are the schedule), one
+/// filter subject.
 pub fn consumer_config(spec: &ConsumerSpec, ns: &Namespace) -> pull::Config {
     let durable = ns.durable(spec.durable);
     pull::Config {
@@ -223,11 +241,7 @@ pub fn consumer_config(spec: &ConsumerSpec, ns: &Namespace) -> pull::Config {
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         deliver_policy: jetstream::consumer::DeliverPolicy::All,
         max_deliver: spec.max_deliver,
-        backoff: spec
-            .backoff_secs
-            .iter()
-            .map(|s| Duration::from_secs(*s))
-            .collect(),
+        ack_wait: spec.ack_wait,
         max_ack_pending: spec.max_ack_pending,
         ..Default::default()
     }

@@ -10,11 +10,11 @@
 //! pulls nothing, and the events still in the stream keep all their deliveries; the dead server
 //! sees at most one attempt per cool-down.
 //!
-//! The hold is bounded by the delivery's ack wait (with a backoff schedule, delivery `n` may stay
-//! unacked for the `n`-th backoff step; the actor cannot send `AckKind::Progress`, it only has
-//! the decoded event), minus the SMTP timeout and a margin for the trial send itself. When the
-//! cool-down would outlast that bound, the notifier holds until the bound and then answers
-//! `Retry` without an attempt (that delivery is spent either way: the server counts a delivery
+//! The runner keeps a held delivery alive with progress acks. The hold is still bounded, by the
+//! retry schedule's step for this delivery (the delay a `Retry` would have asked for anyway),
+//! minus the SMTP timeout and a margin for the trial send itself, so a long outage spends
+//! deliveries at the schedule's pace. When the cool-down would outlast that bound, the notifier
+//! holds until the bound and then answers `Retry` without an attempt (that delivery is spent either way: the server counts a delivery
 //! when it hands it out, not when it is Nak'ed). A *last* delivery is never answered without an
 //! attempt: one real try beats a dead letter that never reached the server.
 //!
@@ -49,7 +49,7 @@ pub struct Notifier {
     db: DatabaseConnection,
     mailer: Mailer,
     breaker: Mutex<CircuitBreaker>,
-    /// The consumer's spec: its backoff steps are the deliveries' ack waits.
+    /// The consumer's spec: its retry steps bound how long a delivery is held.
     spec: ConsumerSpec,
     smtp_timeout: Duration,
     shutdown: CancellationToken,
