@@ -89,15 +89,25 @@ impl<E: Decode> ConsumerRunner<E> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NatsError> {
         let durable = self.namespace.durable(self.spec.durable);
         let stream = self.namespace.stream(self.spec.stream.name);
-        let consumer: PullConsumer = self
-            .js
-            .get_consumer_from_stream(&durable, &stream)
-            .await
-            .map_err(|source| NatsError::GetConsumer {
-                stream: stream.clone(),
-                durable: durable.clone(),
-                source,
-            })?;
+        // nats-server 2.9 may answer "not found" for a moment after creating a consumer on a
+        // long stream: look again for a few seconds before giving up.
+        let mut attempts = 0;
+        let consumer: PullConsumer = loop {
+            match self.js.get_consumer_from_stream(&durable, &stream).await {
+                Ok(consumer) => break consumer,
+                Err(_) if attempts < 25 && !shutdown.is_cancelled() => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(source) => {
+                    return Err(NatsError::GetConsumer {
+                        stream: stream.clone(),
+                        durable: durable.clone(),
+                        source,
+                    });
+                }
+            }
+        };
         // Pull no more than one batch ahead: ack timers start at delivery, so a deep prefetch
         // would see redeliveries of messages still waiting in the buffer.
         let messages = consumer

@@ -188,10 +188,11 @@ pub const NOTIFICATION_STOCK_LOW: ConsumerSpec = ConsumerSpec {
 };
 
 /// The consumers each service owns: a service ensures its own, never another's.
-pub const ORDER_CONSUMERS: [ConsumerSpec; 3] = [
+pub const ORDER_CONSUMERS: [ConsumerSpec; 4] = [
     ORDER_ORDERS_CONFIRMED,
     ORDER_ORDERS_REJECTED,
     ORDER_DELIVERY,
+    ORDER_DEAD_ORDERS_CREATED,
 ];
 pub const STOCK_CONSUMERS: [ConsumerSpec; 2] = [STOCK_ORDERS_CREATED, STOCK_ORDERS_CANCELLED];
 pub const DELIVERY_CONSUMERS: [ConsumerSpec; 2] =
@@ -280,10 +281,11 @@ pub async fn ensure(
             .create_consumer(consumer_config)
             .await
             .map_err(|source| NatsError::Consumer {
-                stream: stream_name,
-                durable,
+                stream: stream_name.clone(),
+                durable: durable.clone(),
                 source,
             })?;
+        tracing::debug!(%durable, stream = %stream_name, "consumer ensured");
     }
     Ok(())
 }
@@ -314,6 +316,30 @@ mod tests {
             // The server wants more deliveries than backoff steps.
             assert!(
                 (c.backoff_secs.len() as i64) < c.max_deliver,
+                "{}",
+                c.durable
+            );
+        }
+    }
+
+    #[test]
+    fn every_consumer_belongs_to_exactly_one_service() {
+        let owned: Vec<&str> = ORDER_CONSUMERS
+            .iter()
+            .chain(&STOCK_CONSUMERS)
+            .chain(&DELIVERY_CONSUMERS)
+            .chain(&NOTIFICATION_CONSUMERS)
+            .map(|c| c.durable)
+            .collect();
+        let mut all: Vec<&str> = CONSUMERS.iter().map(|c| c.durable).collect();
+        let mut sorted = owned.clone();
+        sorted.sort_unstable();
+        all.sort_unstable();
+        assert_eq!(sorted, all, "each consumer is in one service's list");
+        for c in CONSUMERS {
+            let service = c.durable.split('-').next().unwrap();
+            assert!(
+                ["order", "stock", "delivery", "notification"].contains(&service),
                 "{}",
                 c.durable
             );
