@@ -96,6 +96,23 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
     }
 }
 
+/// The configuration of `app`, for building a second service on its database and namespace.
+pub fn config_for(app: &TestApp) -> Config {
+    Config {
+        database: app.db.config.clone(),
+        nats: app.nats.config.clone(),
+        outbox: OutboxConfig {
+            batch_size: 512,
+            poll_interval_ms: 200,
+        },
+        settings: OrderSettings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..OrderSettings::default()
+        },
+        delivery: delivery::config::DeliverySettings::default(),
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Close our idle keep-alive connections so the graceful shutdown has nothing to wait for.
