@@ -275,5 +275,5 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
             }
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }

@@ -11,3 +11,4 @@ mod merchant_commands;
 mod openapi;
 mod order_events;
 mod orders;
+mod schemathesis;
