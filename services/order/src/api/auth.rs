@@ -182,11 +182,10 @@ impl AuthApi {
         let Credentials { email, password } = body.0;
         limits.check_account(&email)?;
         let user = store::find_user_by_email(&state.db, email.trim()).await?;
-        let hash = user
-            .as_ref()
-            .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        // On the hashing pool, the first unknown-email login's dummy hash included.
         let matches = limits
-            .hash(move || auth::verify_password(&password, &hash))
+            .hash(move || auth::verify_password(&password, hash.as_deref().unwrap_or(&DUMMY_HASH)))
             .await?;
         let (Some(user), true) = (user, matches) else {
             limits.record_failure(&email);
