@@ -9,7 +9,7 @@
 # Installs schemathesis into a venv under .stack/ on first use (python3 with venv and pip needed).
 # The merchant logs in with MERCHANT_EMAIL / MERCHANT_PASSWORD (the defaults of .env.example) and
 # seeds its catalogue; the customer is registered fresh. The service's login rate limits must
-# allow the run (the Rust test that calls this raises them). Exit status: 0 when every role is
+# allow the run (tests/e2e/schemathesis.rs, which calls this, raises them). Exit status: 0 when every role is
 # clean, else 1. One worker: with several, Python 3.11's ast module fails inside hypothesis now
 # and then ("AST constructor recursion depth mismatch"), an error of the tool, not of the API.
 set -euo pipefail

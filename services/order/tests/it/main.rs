@@ -11,4 +11,3 @@ mod merchant_commands;
 mod openapi;
 mod order_events;
 mod orders;
-mod schemathesis;

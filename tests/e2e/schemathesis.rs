@@ -1,9 +1,11 @@
 //! The spec tells the truth (issue 12): schemathesis with every check, the stateful phase
-//! included, against the spec this service serves, as an anonymous client, a customer and a
-//! merchant (`scripts/schemathesis.sh`, bounded to a few minutes). Needs python3 with venv; the
-//! first run installs schemathesis into `.stack/`. `LARDER_SKIP_SCHEMATHESIS=1` skips it.
+//! included, against the spec the running stack serves, as an anonymous client, a customer and
+//! a merchant (`scripts/schemathesis.sh`, bounded to a few minutes). A whole `larder all`, so the
+//! merchant operations other services answer (seed, ingredients, restock, courier) are real.
+//! Needs python3 with venv; the first run installs schemathesis into `.stack/`.
+//! `LARDER_SKIP_SCHEMATHESIS=1` skips it.
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::Stack;
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_for_any_role() {
@@ -13,22 +15,19 @@ async fn schemathesis_finds_nothing_for_any_role() {
     }
     // Its login and register cases would otherwise meet the rate limits (429 is documented,
     // but the generated cases should reach the handlers).
-    let app = spawn_app_with(|s| {
-        s.auth_rate_per_ip_per_min = 1_000_000;
-        s.auth_rate_per_account_per_min = 1_000_000;
-    })
+    let stack = Stack::start_with(&[
+        ("AUTH_RATE_PER_IP_PER_MIN", "1000000"),
+        ("AUTH_RATE_PER_ACCOUNT_PER_MIN", "1000000"),
+    ])
     .await;
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/schemathesis.sh");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/schemathesis.sh");
     let output = tokio::process::Command::new("bash")
         .arg(&script)
-        .arg(&app.address)
-        .env("MERCHANT_EMAIL", crate::helpers::MERCHANT_EMAIL)
-        .env("MERCHANT_PASSWORD", crate::helpers::MERCHANT_PASSWORD)
+        .arg(&stack.address)
         .output()
         .await
         .expect("bash runs scripts/schemathesis.sh");
-    // Its report only when it found something (or with --nocapture).
+    // Shown only when the test fails (or with --nocapture).
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
