@@ -329,8 +329,8 @@ async fn tokens_of_unknown_or_deleted_users_are_401() {
     }
 }
 
-#[tokio::test]
-async fn a_panicking_handler_is_a_500_problem_with_the_request_id() {
+/// Serves a handler that panics behind the request middleware; returns its port and stopper.
+async fn serve_a_panicking_handler() -> (u16, tokio_util::sync::CancellationToken) {
     use poem::{EndpointExt, Route, handler};
     #[handler]
     fn explode() -> &'static str {
@@ -345,13 +345,18 @@ async fn a_panicking_handler_is_a_500_problem_with_the_request_id() {
             body_timeout: Duration::from_secs(1),
         });
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(order::server::serve(
+    tokio::spawn(order::server::serve(
         listener,
         app,
         order::server::HttpLimits::default(),
         shutdown.clone(),
     ));
+    (port, shutdown)
+}
 
+#[tokio::test]
+async fn a_panicking_handler_is_a_500_problem_with_the_request_id() {
+    let (port, shutdown) = serve_a_panicking_handler().await;
     let response = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/explode"))
         .header("X-Request-Id", "boom-1")
@@ -372,7 +377,45 @@ async fn a_panicking_handler_is_a_500_problem_with_the_request_id() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::INTERNAL_SERVER_ERROR);
     shutdown.cancel();
-    server.await.unwrap().unwrap();
+}
+
+/// Run by the test below in a process of its own, whose stderr it reads.
+#[tokio::test]
+#[ignore = "a child process of a_handler_panic_prints_no_backtrace_on_stderr"]
+async fn child_process_serving_a_panicking_handler() {
+    let (port, shutdown) = serve_a_panicking_handler().await;
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/explode"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    shutdown.cancel();
+}
+
+#[test]
+fn a_handler_panic_prints_no_backtrace_on_stderr() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "edge::child_process_serving_a_panicking_handler",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RUST_BACKTRACE", "full")
+        .env_remove("TEST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran the test: {stdout}"
+    );
+    assert!(
+        !stderr.contains("panicked at") && !stderr.contains("stack backtrace"),
+        "a handler's panic went to stderr: {stderr}"
+    );
 }
 
 #[tokio::test]
