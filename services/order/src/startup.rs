@@ -197,9 +197,9 @@ async fn bootstrap_merchant(
     )
     .await
     .context("Failed to upsert the merchant")?;
-    if let Some(user) = store::find_user_by_email(db, &settings.merchant_email).await? {
-        // Someone registered this address as a customer before the merchant's first start:
-        // promoting or ignoring it would hand them the merchant, or lock the merchant out.
+    // Someone may have registered this address as a customer before the merchant's first start:
+    // promoting or ignoring that account would hand them the merchant, or lock the merchant out.
+    let refuse_a_stranger = |user: entities::users::Model| {
         if user.role != Role::Merchant.as_str() || user.merchant_id != Some(merchant.id) {
             anyhow::bail!(
                 "MERCHANT_EMAIL {} belongs to an existing {} account that is not this \
@@ -208,7 +208,10 @@ async fn bootstrap_merchant(
                 user.role
             );
         }
-        return Ok(());
+        Ok(())
+    };
+    if let Some(user) = store::find_user_by_email(db, &settings.merchant_email).await? {
+        return refuse_a_stranger(user);
     }
     let password = settings.merchant_password.clone();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??;
@@ -221,8 +224,14 @@ async fn bootstrap_merchant(
     )
     .await
     {
-        // Another instance created it at the same moment.
-        Ok(_) | Err(store::InsertUserError::DuplicateEmail) => {}
+        Ok(_) => {}
+        // Another instance created it at the same moment, or a customer registered it.
+        Err(store::InsertUserError::DuplicateEmail) => {
+            let user = store::find_user_by_email(db, &settings.merchant_email)
+                .await?
+                .context("The bootstrap merchant's user vanished")?;
+            refuse_a_stranger(user)?;
+        }
         Err(store::InsertUserError::Database(e)) => return Err(e.into()),
     }
     tracing::info!(merchant = %settings.merchant_name, email = %settings.merchant_email, "bootstrap merchant ready");
