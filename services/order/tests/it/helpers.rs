@@ -99,7 +99,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
 /// The configuration of `app`, for building a second service on its database and namespace.
 pub fn config_for(app: &TestApp) -> Config {
     Config {
-        database: app.db.config.clone(),
+        database: app._test_db.config(Service::Order),
         nats: app.nats.config.clone(),
         outbox: OutboxConfig {
             batch_size: 512,
@@ -109,7 +109,6 @@ pub fn config_for(app: &TestApp) -> Config {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             ..OrderSettings::default()
         },
-        delivery: delivery::config::DeliverySettings::default(),
     }
 }
 
@@ -125,6 +124,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// This test's database (admin connection, name, roles).
+    pub fn test_db(&self) -> &TestDatabase {
+        &self._test_db
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
