@@ -718,22 +718,32 @@ pub fn status_time(
 
 /// The user's current token version, or `None` when the user does not exist (deleted, or a token
 /// signed for an id that never existed): such tokens are refused (issue 12).
-// TODO(#12): read `users.token_version` once the schemas migration layout lands; every user is at
-// version 0 until then.
 pub async fn find_token_version(
     db: &impl ConnectionTrait,
     user_id: Uuid,
 ) -> Result<Option<i64>, DbErr> {
-    let found: Option<Uuid> = users::Entity::find_by_id(user_id)
+    users::Entity::find_by_id(user_id)
         .select_only()
-        .column(users::Column::Id)
+        .column(users::Column::TokenVersion)
         .into_tuple()
         .one(db)
-        .await?;
-    Ok(found.map(|_| 0))
+        .await
 }
 
 /// The token version a login issues for `user` (see [`find_token_version`]).
-pub fn token_version_of(_user: &users::Model) -> i64 {
-    0
+pub fn token_version_of(user: &users::Model) -> i64 {
+    user.token_version
+}
+
+/// Revokes every token issued to the user so far; returns whether the user exists.
+pub async fn revoke_tokens(db: &impl ConnectionTrait, user_id: Uuid) -> Result<bool, DbErr> {
+    let result = users::Entity::update_many()
+        .col_expr(
+            users::Column::TokenVersion,
+            sea_orm::sea_query::Expr::cust("token_version + 1"),
+        )
+        .filter(users::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
 }

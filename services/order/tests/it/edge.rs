@@ -311,8 +311,7 @@ async fn tokens_of_unknown_or_deleted_users_are_401() {
     app.register(&email, "password-123").await;
     let gone = app.token_for(&email, "password-123").await;
     use sea_orm::ConnectionTrait;
-    app.db
-        .db
+    app.order_db
         .execute_unprepared(&format!("DELETE FROM users WHERE email = '{email}'"))
         .await
         .unwrap();
@@ -529,10 +528,10 @@ async fn responses_carry_the_security_headers() {
 async fn readiness_names_the_dependency_that_is_down_without_its_error() {
     use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
-    let name = app.db.name().to_owned();
+    let name = app.test_db().name().to_owned();
     // Cut the service off its database, from the maintenance database: no new connections, and
     // the pool's are terminated.
-    let maintenance = sea_orm::Database::connect(app.db.config.with_database("postgres").url)
+    let maintenance = sea_orm::Database::connect(app.test_db().admin.with_database("postgres").url)
         .await
         .unwrap();
     maintenance
@@ -559,4 +558,41 @@ async fn readiness_names_the_dependency_that_is_down_without_its_error() {
         body,
         json!({ "status": "unavailable", "database": "unavailable", "nats": "ok" })
     );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_and_a_new_login_works() {
+    let app = spawn_app().await;
+    let email = format!("rev{}@example.com", uuid::Uuid::new_v4().simple());
+    app.register(&email, "password-123").await;
+    let token = app.token_for(&email, "password-123").await;
+    assert_eq!(app.get("/orders", &token).await.status(), StatusCode::OK);
+    let user = order::auth::TokenKeys::new(order::config::DEV_JWT_SECRET, 3600)
+        .verify(&token)
+        .unwrap()
+        .sub;
+
+    assert!(
+        order::store::revoke_tokens(&app.order_db, user)
+            .await
+            .unwrap()
+    );
+
+    // Known users are remembered for a second.
+    crate::helpers::eventually("the revoked token is refused", || async {
+        app.get("/orders", &token).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let problem = assert_problem(
+        app.get("/orders", &token).await,
+        StatusCode::UNAUTHORIZED,
+        "revoked",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("revoked"),
+        "{problem}"
+    );
+    let fresh = app.token_for(&email, "password-123").await;
+    assert_eq!(app.get("/orders", &fresh).await.status(), StatusCode::OK);
 }
