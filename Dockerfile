@@ -17,7 +17,10 @@ RUN apt-get update \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin larder
 COPY --from=builder /usr/local/bin/larder /usr/local/bin/larder
 USER larder
+# The production profile: the service refuses to start without a JWT_SECRET of its own
+# (at least 32 bytes), so a container never signs tokens with the published dev secret.
 ENV HTTP_ADDR=0.0.0.0:3000 \
+    LARDER_PROFILE=prod \
     LOG_FORMAT=json
 EXPOSE 3000
 ENTRYPOINT ["larder"]

@@ -366,3 +366,31 @@ fn dockerfile_runs_the_larder_binary() {
         "the image's ENTRYPOINT must be the larder binary, got {entrypoint:?}"
     );
 }
+
+#[test]
+fn the_stack_runs_the_production_profile_and_keeps_nats_unpublished() {
+    let compose = Compose::load();
+    for name in APP_SERVICES {
+        let env = environment(compose.service(name));
+        assert_eq!(
+            env_var(&env, "LARDER_PROFILE"),
+            Some("prod"),
+            "{name}: the production profile refuses the published dev JWT secret"
+        );
+        let secret = env_var(&env, "JWT_SECRET").unwrap_or_default();
+        assert!(
+            secret.starts_with("${JWT_SECRET:?"),
+            "{name}: JWT_SECRET must be required from the caller, not written here: {secret:?}"
+        );
+    }
+    let nats = ports(compose.service("nats"));
+    assert!(
+        nats.iter().all(|&(_, target)| target != 4222),
+        "NATS has no credentials in compose: its client port must not be published, got {nats:?}"
+    );
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("read Dockerfile");
+    assert!(
+        dockerfile.contains("LARDER_PROFILE=prod"),
+        "the image runs the production profile"
+    );
+}

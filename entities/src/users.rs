@@ -21,6 +21,8 @@ pub struct Model {
     /// Set for (and required of) merchant users.
     pub merchant_id: Option<i64>,
     pub created_at: DateTimeWithTimeZone,
+    /// Tokens carry the version they were issued at; raising it revokes them all.
+    pub token_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -190,6 +190,9 @@ impl Stack {
             .env("DELIVERY_DISPATCH_DELAY_MS", "300")
             .env("DELIVERY_DELIVER_DELAY_MS", "300")
             .env("LOG_FORMAT", "json")
+            // Every test client is 127.0.0.1: the per-address login limit would see one client.
+            .env("AUTH_RATE_PER_IP_PER_MIN", "1000000")
+            .env("AUTH_RATE_PER_ACCOUNT_PER_MIN", "1000000")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),

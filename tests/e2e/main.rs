@@ -6,4 +6,5 @@
 mod helpers;
 mod lifecycle;
 mod merchant_commands;
+mod schemathesis;
 mod stock;

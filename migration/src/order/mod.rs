@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 pub(crate) mod m20261201_000001_create_order_schema;
 pub(crate) mod m20261201_000002_add_order_shipment_facts;
+pub(crate) mod m20261201_000003_add_user_token_version;
 
 /// The order service's migrations, oldest first.
 pub struct OrderMigrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for OrderMigrator {
         vec![
             Box::new(m20261201_000001_create_order_schema::Migration),
             Box::new(m20261201_000002_add_order_shipment_facts::Migration),
+            Box::new(m20261201_000003_add_user_token_version::Migration),
         ]
     }
 }

@@ -45,6 +45,10 @@ pub struct Claims {
     pub merchant_id: Option<i64>,
     pub iat: i64,
     pub exp: i64,
+    /// The user's token version when the token was issued; a token whose version is no longer
+    /// the user's is revoked. Absent in tokens from before versions: 0.
+    #[serde(default)]
+    pub ver: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,12 +98,25 @@ impl TokenKeys {
     }
 
     pub fn issue(&self, user_id: Uuid, role: Role, merchant_id: Option<i64>, now: i64) -> String {
+        self.issue_versioned(user_id, role, merchant_id, 0, now)
+    }
+
+    /// A token carrying the user's current token version (see [`Claims::ver`]).
+    pub fn issue_versioned(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        merchant_id: Option<i64>,
+        version: i64,
+        now: i64,
+    ) -> String {
         let claims = Claims {
             sub: user_id,
             role,
             merchant_id,
             iat: now,
             exp: now.saturating_add(self.ttl_secs),
+            ver: version,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with an in-memory key cannot fail")

@@ -45,6 +45,64 @@ pub struct OrderSettings {
         default_value_t = DEFAULT_SERVICE_REQUEST_TIMEOUT_MS
     )]
     pub service_request_timeout_ms: u64,
+    /// Connections served at once; further clients wait in the listen backlog. Keep it below the
+    /// open-file limit (the service raises its soft limit to the hard one at start).
+    #[arg(
+        long = "http-max-connections",
+        env = "HTTP_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub http_max_connections: usize,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(
+        long = "http-header-timeout-secs",
+        env = "HTTP_HEADER_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body (408 after).
+    #[arg(
+        long = "http-body-timeout-secs",
+        env = "HTTP_BODY_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub http_body_timeout_secs: u64,
+    /// Seconds without a byte read or written after which a connection is closed, even mid-request.
+    #[arg(
+        long = "http-idle-timeout-secs",
+        env = "HTTP_IDLE_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub http_idle_timeout_secs: u64,
+    /// Login and register attempts per client address per minute (429 beyond).
+    #[arg(
+        long = "auth-rate-per-ip-per-min",
+        env = "AUTH_RATE_PER_IP_PER_MIN",
+        default_value_t = 30
+    )]
+    pub auth_rate_per_ip_per_min: u32,
+    /// Login attempts per account per minute; a failed one counts twice (429 beyond).
+    #[arg(
+        long = "auth-rate-per-account-per-min",
+        env = "AUTH_RATE_PER_ACCOUNT_PER_MIN",
+        default_value_t = 10
+    )]
+    pub auth_rate_per_account_per_min: u32,
+    /// Threads hashing passwords (argon2id, 19 MiB each); 0 = one per core.
+    #[arg(
+        long = "password-hash-threads",
+        env = "PASSWORD_HASH_THREADS",
+        default_value_t = 0
+    )]
+    pub password_hash_threads: usize,
+    /// Password hashes that may wait for a thread; beyond, logins get 503 with Retry-After.
+    #[arg(
+        long = "password-hash-queue",
+        env = "PASSWORD_HASH_QUEUE",
+        default_value_t = 64
+    )]
+    pub password_hash_queue: usize,
     #[arg(long = "profile", env = "LARDER_PROFILE", value_enum, default_value_t = Profile::Dev)]
     pub profile: Profile,
     /// HS256 key for access tokens.
@@ -86,6 +144,14 @@ impl Default for OrderSettings {
             http_addr: "127.0.0.1:3000".parse().expect("a valid address"),
             http_max_in_flight: 512,
             service_request_timeout_ms: DEFAULT_SERVICE_REQUEST_TIMEOUT_MS,
+            http_max_connections: 1024,
+            http_header_timeout_secs: 10,
+            http_body_timeout_secs: 10,
+            http_idle_timeout_secs: 60,
+            auth_rate_per_ip_per_min: 30,
+            auth_rate_per_account_per_min: 10,
+            password_hash_threads: 0,
+            password_hash_queue: 64,
             profile: Profile::Dev,
             jwt_secret: DEV_JWT_SECRET.into(),
             jwt_ttl_secs: 3600,
@@ -93,6 +159,28 @@ impl Default for OrderSettings {
             merchant_email: "merchant@larder.local".into(),
             merchant_password: "merchant-password".into(),
             merchant_currency: "EUR".into(),
+        }
+    }
+}
+
+impl OrderSettings {
+    /// The HTTP server's connection limits.
+    pub fn http_limits(&self) -> crate::server::HttpLimits {
+        crate::server::HttpLimits {
+            max_connections: self.http_max_connections,
+            header_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs),
+            ..Default::default()
+        }
+    }
+
+    /// The login and register limits.
+    pub fn auth_limits(&self) -> crate::api::limits::AuthLimitSettings {
+        crate::api::limits::AuthLimitSettings {
+            per_ip_per_minute: self.auth_rate_per_ip_per_min,
+            per_account_per_minute: self.auth_rate_per_account_per_min,
+            hash_threads: self.password_hash_threads,
+            hash_queue: self.password_hash_queue,
         }
     }
 }
@@ -107,6 +195,17 @@ impl fmt::Debug for OrderSettings {
                 "service_request_timeout_ms",
                 &self.service_request_timeout_ms,
             )
+            .field("http_max_connections", &self.http_max_connections)
+            .field("http_header_timeout_secs", &self.http_header_timeout_secs)
+            .field("http_body_timeout_secs", &self.http_body_timeout_secs)
+            .field("http_idle_timeout_secs", &self.http_idle_timeout_secs)
+            .field("auth_rate_per_ip_per_min", &self.auth_rate_per_ip_per_min)
+            .field(
+                "auth_rate_per_account_per_min",
+                &self.auth_rate_per_account_per_min,
+            )
+            .field("password_hash_threads", &self.password_hash_threads)
+            .field("password_hash_queue", &self.password_hash_queue)
             .field("profile", &self.profile)
             .field("jwt_secret", &"***")
             .field("jwt_ttl_secs", &self.jwt_ttl_secs)

@@ -1,7 +1,5 @@
 //! Builds the order service and runs it until shutdown.
 
-use std::time::Duration;
-
 use actix::prelude::*;
 use anyhow::Context as _;
 use nats::Envelope;
@@ -13,7 +11,6 @@ use nats::topology::{
     ORDER_CONSUMERS, ORDER_DEAD_ORDERS_CREATED, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED,
     ORDER_ORDERS_REJECTED,
 };
-use poem::listener::TcpAcceptor;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +39,16 @@ impl Application {
     /// Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         refuse_default_secret_outside_dev(&config.settings)?;
+        match crate::server::raise_open_file_limit() {
+            Ok(limit) if (limit as usize) < config.settings.http_max_connections + 64 => {
+                tracing::warn!(
+                    limit,
+                    "the open-file limit is below HTTP_MAX_CONNECTIONS + 64"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not read the open-file limit"),
+        }
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
@@ -133,14 +140,13 @@ impl Application {
             catalogue: Default::default(),
             order_writer: OrderWriter::start(self.db.clone()),
         };
-        let acceptor = TcpAcceptor::from_tokio(self.listener).context("Failed to accept HTTP")?;
-        let served = poem::Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                api::app(state, self.config.settings.http_max_in_flight),
-                shutdown.cancelled(),
-                Some(Duration::from_secs(10)),
-            )
-            .await;
+        let served = crate::server::serve(
+            self.listener,
+            api::app(state, &self.config.settings),
+            self.config.settings.http_limits(),
+            shutdown.clone(),
+        )
+        .await;
         // The server also ends on its own error: stop the rest with it.
         shutdown.cancel();
         for consumer in consumers {
@@ -158,12 +164,21 @@ impl Application {
     }
 }
 
-/// Outside the dev profile a known secret would let anyone mint tokens.
+/// Shortest JWT secret production accepts: HS256 wants at least 256 bits of key.
+pub const MIN_PROD_JWT_SECRET_BYTES: usize = 32;
+
+/// Outside the dev profile a known or guessable secret would let anyone mint tokens.
 pub fn refuse_default_secret_outside_dev(settings: &OrderSettings) -> anyhow::Result<()> {
-    if settings.profile != Profile::Dev && settings.jwt_secret == DEV_JWT_SECRET {
-        anyhow::bail!(
-            "JWT_SECRET is the development default: set a secret of your own (or LARDER_PROFILE=dev)"
-        );
+    const HOW: &str = "set one of your own, e.g. JWT_SECRET=$(openssl rand -base64 48), \
+                       or run with LARDER_PROFILE=dev on your own machine";
+    if settings.profile == Profile::Dev {
+        return Ok(());
+    }
+    if settings.jwt_secret == DEV_JWT_SECRET {
+        anyhow::bail!("JWT_SECRET is the development default: {HOW}");
+    }
+    if settings.jwt_secret.len() < MIN_PROD_JWT_SECRET_BYTES {
+        anyhow::bail!("JWT_SECRET is shorter than {MIN_PROD_JWT_SECRET_BYTES} bytes: {HOW}");
     }
     Ok(())
 }
@@ -182,11 +197,21 @@ async fn bootstrap_merchant(
     )
     .await
     .context("Failed to upsert the merchant")?;
-    if store::find_user_by_email(db, &settings.merchant_email)
-        .await?
-        .is_some()
-    {
-        return Ok(());
+    // Someone may have registered this address as a customer before the merchant's first start:
+    // promoting or ignoring that account would hand them the merchant, or lock the merchant out.
+    let refuse_a_stranger = |user: entities::users::Model| {
+        if user.role != Role::Merchant.as_str() || user.merchant_id != Some(merchant.id) {
+            anyhow::bail!(
+                "MERCHANT_EMAIL {} belongs to an existing {} account that is not this \
+                 merchant's: choose another MERCHANT_EMAIL, or remove that account",
+                settings.merchant_email,
+                user.role
+            );
+        }
+        Ok(())
+    };
+    if let Some(user) = store::find_user_by_email(db, &settings.merchant_email).await? {
+        return refuse_a_stranger(user);
     }
     let password = settings.merchant_password.clone();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??;
@@ -199,8 +224,14 @@ async fn bootstrap_merchant(
     )
     .await
     {
-        // Another instance created it at the same moment.
-        Ok(_) | Err(store::InsertUserError::DuplicateEmail) => {}
+        Ok(_) => {}
+        // Another instance created it at the same moment, or a customer registered it.
+        Err(store::InsertUserError::DuplicateEmail) => {
+            let user = store::find_user_by_email(db, &settings.merchant_email)
+                .await?
+                .context("The bootstrap merchant's user vanished")?;
+            refuse_a_stranger(user)?;
+        }
         Err(store::InsertUserError::Database(e)) => return Err(e.into()),
     }
     tracing::info!(merchant = %settings.merchant_name, email = %settings.merchant_email, "bootstrap merchant ready");

@@ -715,3 +715,35 @@ pub fn status_time(
         .find(|h| h.status == status.as_str())
         .map(|h| h.at.with_timezone(&Utc))
 }
+
+/// The user's current token version, or `None` when the user does not exist (deleted, or a token
+/// signed for an id that never existed): such tokens are refused (issue 12).
+pub async fn find_token_version(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Option<i64>, DbErr> {
+    users::Entity::find_by_id(user_id)
+        .select_only()
+        .column(users::Column::TokenVersion)
+        .into_tuple()
+        .one(db)
+        .await
+}
+
+/// The token version a login issues for `user` (see [`find_token_version`]).
+pub fn token_version_of(user: &users::Model) -> i64 {
+    user.token_version
+}
+
+/// Revokes every token issued to the user so far; returns whether the user exists.
+pub async fn revoke_tokens(db: &impl ConnectionTrait, user_id: Uuid) -> Result<bool, DbErr> {
+    let result = users::Entity::update_many()
+        .col_expr(
+            users::Column::TokenVersion,
+            sea_orm::sea_query::Expr::cust("token_version + 1"),
+        )
+        .filter(users::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}

@@ -2,11 +2,13 @@
 
 use std::sync::LazyLock;
 
+use poem::Request;
 use poem::web::Data;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use uuid::Uuid;
 
+use super::limits::AuthLimits;
 use super::problem::ApiError;
 use super::{ApiTags, AppState};
 use crate::auth::{self, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Role};
@@ -61,11 +63,31 @@ enum RegisterResponse {
     Created(Json<User>),
 }
 
+/// Characters PostgreSQL cannot store (NUL) and other control characters have no place in a
+/// login: refused with 422 instead of failing in the database.
+fn control_characters(credentials: &Credentials) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if credentials.email.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "email",
+            "must not contain control characters",
+        ));
+    }
+    if credentials.password.contains('\0') {
+        errors.push(FieldError::new(
+            "password",
+            "must not contain NUL characters",
+        ));
+    }
+    errors
+}
+
 /// Checks the shape of an email address and the password length, naming the bad fields.
 fn validate_credentials(credentials: &Credentials) -> Result<String, Vec<FieldError>> {
     let email = credentials.email.trim();
-    let mut errors = Vec::new();
-    let well_formed = email.len() <= 254
+    let mut errors = control_characters(credentials);
+    let well_formed = errors.is_empty()
+        && email.len() <= 254
         && !email.chars().any(char::is_whitespace)
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.contains('@')
@@ -100,6 +122,11 @@ fn validate_credentials(credentials: &Credentials) -> Result<String, Vec<FieldEr
 static DUMMY_HASH: LazyLock<String> =
     LazyLock::new(|| auth::hash_password("not-a-real-password").expect("hashing a constant works"));
 
+/// The client's address, for the per-address limit. Behind a proxy this is the proxy's.
+fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip())
+}
+
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Register a customer
@@ -109,14 +136,17 @@ impl AuthApi {
     #[oai(path = "/auth/register", method = "post")]
     async fn register(
         &self,
+        req: &Request,
         state: Data<&AppState>,
+        limits: Data<&AuthLimits>,
         body: Json<Credentials>,
     ) -> Result<RegisterResponse, ApiError> {
+        limits.check_client(client_ip(req))?;
         let email = validate_credentials(&body).map_err(ApiError::validation)?;
         let password = body.0.password;
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(ApiError::internal)?
+        let hash = limits
+            .hash(move || auth::hash_password(&password))
+            .await?
             .map_err(ApiError::internal)?;
         match store::insert_user(&state.db, &email, hash, Role::Customer, None).await {
             Ok(user) => Ok(RegisterResponse::Created(Json(User {
@@ -139,26 +169,36 @@ impl AuthApi {
     #[oai(path = "/auth/login", method = "post")]
     async fn login(
         &self,
+        req: &Request,
         state: Data<&AppState>,
+        limits: Data<&AuthLimits>,
         body: Json<Credentials>,
     ) -> Result<Json<AccessToken>, ApiError> {
-        let user = store::find_user_by_email(&state.db, body.email.trim()).await?;
-        let hash = user
-            .as_ref()
-            .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
-        let password = body.0.password;
-        let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-            .await
-            .map_err(ApiError::internal)?;
+        limits.check_client(client_ip(req))?;
+        let invalid = control_characters(&body);
+        if !invalid.is_empty() {
+            return Err(ApiError::validation(invalid));
+        }
+        let Credentials { email, password } = body.0;
+        limits.check_account(&email)?;
+        let user = store::find_user_by_email(&state.db, email.trim()).await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        // On the hashing pool, the first unknown-email login's dummy hash included.
+        let matches = limits
+            .hash(move || auth::verify_password(&password, hash.as_deref().unwrap_or(&DUMMY_HASH)))
+            .await?;
         let (Some(user), true) = (user, matches) else {
+            limits.record_failure(&email);
             return Err(ApiError::unauthorized("wrong email or password"));
         };
         let role = Role::parse(&user.role)
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown role {:?}", user.role)))?;
-        let token = state.keys.issue(
+        let version = store::token_version_of(&user);
+        let token = state.keys.issue_versioned(
             user.id,
             role,
             user.merchant_id,
+            version,
             chrono::Utc::now().timestamp(),
         );
         Ok(Json(AccessToken {

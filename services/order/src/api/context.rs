@@ -1,6 +1,11 @@
-//! The request middleware: request ids, the tracing span, the body size limit, and problem+json
-//! for every error response (SPEC §3).
+//! The request middleware: request ids, the tracing span, the body size and time limits, the
+//! in-flight limit, panics as 500s, security headers, and problem+json for every error response
+//! (SPEC §3).
 
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt as _;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
@@ -28,21 +33,32 @@ impl RequestId {
     }
 }
 
-/// The request middleware. `max_in_flight` bounds the requests being served at once: beyond
-/// it, a request is refused at once with 503 (and `Retry-After`) instead of queueing, so an
-/// overload costs clients a retry rather than costing every client seconds of latency and the
-/// server unbounded memory.
+/// The request middleware.
+///
+/// - The body is read first, within `body_timeout` and [`MAX_BODY_BYTES`] (408 / 413), so a
+///   slow upload holds a connection (capped by the server) but never an in-flight slot.
+/// - `max_in_flight` then bounds the requests being served at once: beyond it, a request is
+///   refused at once with 503 (and `Retry-After`) instead of queueing. `/health`, `/ready` and
+///   `/metrics` bypass it, so they answer under any load.
+/// - A panic in a handler becomes a 500 problem; the panic message is logged once, without a
+///   backtrace ([`install_panic_hook`]).
+/// - Every error becomes a problem with the request id; the security headers go on every
+///   response ([`security_headers`]).
 pub struct RequestContext {
     pub max_in_flight: usize,
+    pub body_timeout: Duration,
 }
 
 impl<E: Endpoint> Middleware<E> for RequestContext {
     type Output = RequestContextEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
+        install_panic_hook();
         RequestContextEndpoint {
             inner,
             in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
+            body_timeout: self.body_timeout,
+            routes: Routes::from_spec(&super::spec_json()),
         }
     }
 }
@@ -50,6 +66,44 @@ impl<E: Endpoint> Middleware<E> for RequestContext {
 pub struct RequestContextEndpoint<E> {
     inner: E,
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    body_timeout: Duration,
+    routes: Routes,
+}
+
+/// Paths that answer whatever the load: probes must see the truth, not a 503 from the limit.
+fn bypasses_in_flight_limit(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics")
+}
+
+tokio::task_local! {
+    /// Set while a handler runs, so the panic hook knows the panic is caught and answered.
+    static IN_HANDLER: ();
+}
+
+/// Installs (once) a panic hook that logs a handler's panic as one error event, with its
+/// message and location but no backtrace, and leaves every other panic to the previous hook.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_HANDLER.try_with(|_| ()).is_ok() {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                tracing::error!(panic = %message, %location, "a handler panicked");
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
@@ -66,44 +120,157 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         req.extensions_mut().insert(request_id.clone());
         async move {
             let started = std::time::Instant::now();
-            let permit = self.in_flight.clone().try_acquire_owned();
-            let result = match (&permit, limit_body(&mut req).await) {
-                (Err(_), _) => Err(overloaded()),
-                (Ok(_), Ok(())) => self.inner.call(req).await.map(IntoResponse::into_response),
-                (Ok(_), Err(error)) => Err(error),
-            };
-            drop(permit);
-            // An `ApiError` arrives here as a `poem::Error` carrying its problem response; a
-            // framework error carries a plain-text one. Both become problems below.
-            let response = match result {
-                Ok(response) => response,
-                Err(error) => {
-                    if error.status().is_server_error() {
-                        tracing::error!(error = %error, "request failed");
+            let path = req.uri().path().to_owned();
+            let result = match check_idempotency_key(&req) {
+                Err(error) => Err(error),
+                Ok(()) => match limit_body(&mut req, self.body_timeout).await {
+                    Err(error) => Err(error),
+                    Ok(()) => {
+                        let permit = if bypasses_in_flight_limit(&path) {
+                            None
+                        } else {
+                            match self.in_flight.clone().try_acquire_owned() {
+                                Ok(permit) => Some(permit),
+                                Err(_) => {
+                                    return finish(
+                                        Err(overloaded()),
+                                        &request_id,
+                                        &self.routes,
+                                        &path,
+                                        started,
+                                    )
+                                    .await;
+                                }
+                            }
+                        };
+                        let call = IN_HANDLER.scope((), self.inner.call(req));
+                        let result = match AssertUnwindSafe(call).catch_unwind().await {
+                            Ok(result) => result.map(IntoResponse::into_response),
+                            Err(_) => {
+                                Err(poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))
+                            }
+                        };
+                        drop(permit);
+                        result
                     }
-                    error.into_response()
-                }
+                },
             };
-            let mut response = with_request_id(response, &request_id).await;
-            if let Ok(value) = HeaderValue::from_str(&request_id.0) {
-                response.headers_mut().insert(REQUEST_ID_HEADER, value);
-            }
-            let status = response.status().as_u16();
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            if status >= 500 {
-                tracing::error!(status, latency_ms, "response");
-            } else {
-                tracing::info!(status, latency_ms, "response");
-            }
-            Ok(response)
+            finish(result, &request_id, &self.routes, &path, started).await
         }
         .instrument(span)
         .await
     }
 }
 
-/// Reads the body with a limit so a large or endless upload is refused with 413 before parsing.
-async fn limit_body(req: &mut Request) -> poem::Result<()> {
+/// Turns the outcome into the response: problems for errors, the request id, the headers.
+async fn finish(
+    result: poem::Result<Response>,
+    request_id: &RequestId,
+    routes: &Routes,
+    path: &str,
+    started: std::time::Instant,
+) -> poem::Result<Response> {
+    // An `ApiError` arrives here as a `poem::Error` carrying its problem response; a
+    // framework error carries a plain-text one. Both become problems below.
+    let response = match result {
+        // A declared JSON response with an error status (`/ready`'s 503) is the answer itself.
+        Ok(response)
+            if response
+                .content_type()
+                .is_some_and(|ct| ct.starts_with("application/json")) =>
+        {
+            let mut response = response;
+            if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+                response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            security_headers(&mut response, routes, path);
+            return Ok(response);
+        }
+        Ok(response) => response,
+        Err(error) => {
+            if error.status().is_server_error() {
+                tracing::error!(error = %error, "request failed");
+            }
+            framework_problem(&error).unwrap_or_else(|| error.into_response())
+        }
+    };
+    let mut response = with_request_id(response, request_id).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    security_headers(&mut response, routes, path);
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(status, latency_ms, "response");
+    } else {
+        tracing::info!(status, latency_ms, "response");
+    }
+    Ok(response)
+}
+
+/// poem-openapi's own errors (a parameter or body that does not parse, a missing content type or
+/// token) as problems that name the field, as `ApiError::validation` does.
+fn framework_problem(error: &poem::Error) -> Option<Response> {
+    use poem_openapi::error::{
+        AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
+        ParseRequestPayloadError,
+    };
+    let status = error.status();
+    let (field, message) = if let Some(e) = error.downcast_ref::<ParseParamError>() {
+        (e.name.to_owned(), e.reason.clone())
+    } else if let Some(e) = error.downcast_ref::<ParsePathError>() {
+        (e.name.to_owned(), e.reason.clone())
+    } else if let Some(e) = error.downcast_ref::<ParseRequestPayloadError>() {
+        ("body".to_owned(), e.reason.replace("param0", "body"))
+    } else if let Some(e) = error.downcast_ref::<ContentTypeError>() {
+        let mut problem = Problem::new(status, e.to_string());
+        problem.errors = None;
+        return Some(problem_response(status, &problem));
+    } else if error.is::<AuthorizationError>() {
+        let problem = Problem::new(
+            status,
+            "a bearer token is required: `Authorization: Bearer <token>` from `POST /auth/login`"
+                .to_owned(),
+        );
+        return Some(problem_response(status, &problem));
+    } else {
+        return None;
+    };
+    let mut problem = Problem::new(status, format!("{field}: {message}"));
+    problem.errors = Some(vec![super::problem::ProblemField { field, message }]);
+    Some(problem_response(status, &problem))
+}
+
+fn problem_response(status: StatusCode, problem: &Problem) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type(PROBLEM_JSON)
+        .body(poem_openapi::types::ToJSON::to_json_string(problem))
+}
+
+/// SPEC §3: a same key with the same body returns the first order, so the key must be stored
+/// exactly. Header values that are not visible ASCII (which a string extractor silently drops)
+/// are refused with 422 instead of being ignored.
+fn check_idempotency_key(req: &Request) -> poem::Result<()> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(());
+    };
+    if value.as_bytes().iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Ok(());
+    }
+    Err(poem::Error::from_response(
+        super::problem::ApiError::invalid_field(
+            "Idempotency-Key",
+            "must be printable ASCII (letters, digits, punctuation, spaces)",
+        )
+        .into_response(),
+    ))
+}
+
+/// Reads the body with a limit and a deadline, so a large, endless or stalled upload is refused
+/// (413, 408) before parsing.
+async fn limit_body(req: &mut Request, deadline: Duration) -> poem::Result<()> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -112,21 +279,33 @@ async fn limit_body(req: &mut Request) -> poem::Result<()> {
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let body = req
-        .take_body()
-        .into_bytes_limit(MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large())?;
+    let read = req.take_body().into_bytes_limit(MAX_BODY_BYTES);
+    let body = match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return Err(too_large()),
+        Err(_) => return Err(too_slow(deadline)),
+    };
     req.set_body(Body::from_bytes(body));
     Ok(())
 }
 
 fn overloaded() -> poem::Error {
     poem::Error::from_response(
-        poem::Response::builder()
-            .status(StatusCode::SERVICE_UNAVAILABLE)
-            .header(header::RETRY_AFTER, "1")
-            .body("the service is at capacity: retry in a moment"),
+        super::problem::ApiError::unavailable("the service is at capacity: retry in a moment")
+            .into_response(),
+    )
+}
+
+fn too_slow(deadline: Duration) -> poem::Error {
+    // The rest of the body may still be on its way: close the connection rather than read it.
+    poem::Error::from_response(
+        Response::builder()
+            .status(StatusCode::REQUEST_TIMEOUT)
+            .header(header::CONNECTION, "close")
+            .body(format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs_f64()
+            )),
     )
 }
 
@@ -135,6 +314,78 @@ fn too_large() -> poem::Error {
         format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
         StatusCode::PAYLOAD_TOO_LARGE,
     )
+}
+
+/// Headers every response gets, and those some statuses need (SPEC §3, RFC 9110, RFC 6750).
+fn security_headers(response: &mut Response, routes: &Routes, path: &str) {
+    let status = response.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Nothing here is meant to be framed, Swagger UI included (clickjacking).
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    if path.starts_with("/auth/") {
+        // Tokens and credentials must not sit in caches.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if status == StatusCode::UNAUTHORIZED && !headers.contains_key(header::WWW_AUTHENTICATE) {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"larder\""),
+        );
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = routes.allow(path)
+        && let Ok(value) = HeaderValue::from_str(&allow)
+    {
+        headers.insert(header::ALLOW, value);
+    }
+}
+
+/// The methods each path of the spec accepts, for the `Allow` header of a 405.
+struct Routes(Vec<(Vec<String>, String)>);
+
+impl Routes {
+    fn from_spec(spec: &str) -> Self {
+        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut routes = vec![(vec!["openapi.json".to_owned()], "GET, HEAD".to_owned())];
+        if let Some(paths) = spec["paths"].as_object() {
+            for (path, operations) in paths {
+                let mut methods: Vec<String> = operations
+                    .as_object()
+                    .map(|ops| ops.keys().map(|m| m.to_uppercase()).collect())
+                    .unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".to_owned());
+                }
+                let segments = path
+                    .trim_matches('/')
+                    .split('/')
+                    .map(str::to_owned)
+                    .collect();
+                routes.push((segments, methods.join(", ")));
+            }
+        }
+        Self(routes)
+    }
+
+    fn allow(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        self.0.iter().find_map(|(template, methods)| {
+            let matches = template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s);
+            matches.then(|| methods.clone())
+        })
+    }
 }
 
 /// Error responses carry the request id in their problem body; a non-problem error response

@@ -20,9 +20,9 @@ pub struct Health {
 pub struct Readiness {
     /// `ok` when every dependency answers, else `unavailable`.
     pub status: String,
-    /// `ok`, or why PostgreSQL did not answer.
+    /// `ok` or `unavailable` (the cause is in the service's log, not here).
     pub database: String,
-    /// `ok`, or the NATS connection state.
+    /// `ok` or `unavailable`.
     pub nats: String,
 }
 
@@ -55,14 +55,23 @@ impl HealthApi {
     /// that is not.
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
+        // Which dependency is down, not why: error texts describe internals (hosts, users).
         let database = match state.db.execute_unprepared("SELECT 1").await {
-            Ok(_) => "ok".to_owned(),
-            Err(error) => error.to_string(),
-        };
+            Ok(_) => "ok",
+            Err(error) => {
+                tracing::warn!(error = %error, "readiness: PostgreSQL does not answer");
+                "unavailable"
+            }
+        }
+        .to_owned();
         let nats = match state.nats.connection_state() {
-            async_nats::connection::State::Connected => "ok".to_owned(),
-            other => other.to_string(),
-        };
+            async_nats::connection::State::Connected => "ok",
+            other => {
+                tracing::warn!(state = %other, "readiness: NATS is not connected");
+                "unavailable"
+            }
+        }
+        .to_owned();
         let ok = database == "ok" && nats == "ok";
         let body = Json(Readiness {
             status: if ok { "ok" } else { "unavailable" }.into(),

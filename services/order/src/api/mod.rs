@@ -14,9 +14,11 @@ pub mod catalogue;
 pub mod context;
 pub mod health;
 pub mod ingredients;
+pub mod limits;
 pub mod orders;
 pub mod problem;
 pub mod security;
+pub mod spec;
 
 /// OpenAPI tags, in the order Swagger UI shows them.
 #[derive(Tags)]
@@ -95,18 +97,28 @@ pub fn service() -> OpenApiService<Api, ()> {
     )
 }
 
-/// The spec as JSON, exactly as served: what `openapi.json` holds.
+/// The spec as JSON, exactly as served: what `openapi.json` holds. The derived spec completed
+/// with the rules the handlers enforce ([`spec::complete`]).
 pub fn spec_json() -> String {
-    service().spec()
+    spec::complete(&service().spec()).expect("every spec rule finds its target (tested)")
 }
 
 /// The whole HTTP application: the API, Swagger UI at `/docs`, the spec at `/openapi.json`,
-/// `/` redirecting to `/docs` (until a console lives there), behind the request middleware.
-pub fn app(state: AppState, max_in_flight: usize) -> impl Endpoint {
+/// `/` redirecting to `/docs` (until a console lives there), behind the request middleware, with
+/// the limits of `settings`.
+pub fn app(state: AppState, settings: &crate::config::OrderSettings) -> impl Endpoint + use<> {
     let api = service();
+    let spec = spec_json();
     Route::new()
         .nest("/docs", api.swagger_ui())
-        .at("/openapi.json", api.spec_endpoint())
+        .at(
+            "/openapi.json",
+            poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json; charset=utf-8")
+                    .body(spec.clone())
+            }),
+        )
         .nest("/", api)
         // Not a route: the API nested at `/` also matches `/` itself, before any `.at("/")`.
         .around(|ep, req| async move {
@@ -116,6 +128,11 @@ pub fn app(state: AppState, max_in_flight: usize) -> impl Endpoint {
             ep.call(req).await.map(IntoResponse::into_response)
         })
         .data(state.keys.clone())
+        .data(security::KnownUsers::default())
+        .data(limits::AuthLimits::new(settings.auth_limits()))
         .data(state)
-        .with(context::RequestContext { max_in_flight })
+        .with(context::RequestContext {
+            max_in_flight: settings.http_max_in_flight,
+            body_timeout: std::time::Duration::from_secs(settings.http_body_timeout_secs),
+        })
 }

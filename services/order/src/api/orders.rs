@@ -378,7 +378,7 @@ impl OrdersApi {
         auth: BearerAuth,
         /// Only orders in this status.
         status: Query<Option<StatusFilter>>,
-        /// Page number, from 1.
+        /// Page number, 1 to 1 000 000.
         #[oai(default = "default_page")]
         page: Query<u64>,
         /// Orders per page, 1 to 100.
@@ -386,11 +386,18 @@ impl OrdersApi {
         per_page: Query<u64>,
     ) -> Result<Json<OrderPage>, ApiError> {
         let mut errors = Vec::new();
-        if page.0 == 0 {
-            errors.push(FieldError::new("page", "must be 1 or more"));
+        // The offset is (page - 1) * per_page: bounded so it never overflows.
+        if !(1..=MAX_PAGE).contains(&page.0) {
+            errors.push(FieldError::new(
+                "page",
+                format!("must be between 1 and {MAX_PAGE}"),
+            ));
         }
-        if !(1..=100).contains(&per_page.0) {
-            errors.push(FieldError::new("per_page", "must be between 1 and 100"));
+        if !(1..=MAX_PER_PAGE).contains(&per_page.0) {
+            errors.push(FieldError::new(
+                "per_page",
+                format!("must be between 1 and {MAX_PER_PAGE}"),
+            ));
         }
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
@@ -542,6 +549,11 @@ impl OrdersApi {
         })))
     }
 }
+
+/// The last page a client may ask for (`page` in `GET /orders`).
+pub const MAX_PAGE: u64 = 1_000_000;
+/// The largest `per_page` in `GET /orders`.
+pub const MAX_PER_PAGE: u64 = 100;
 
 fn default_page() -> u64 {
     1

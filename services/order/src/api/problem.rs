@@ -24,8 +24,8 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
     /// Field-level problems (validation), naming fields as the client wrote them.
-    #[oai(skip_serializing_if_is_empty)]
-    pub errors: Vec<ProblemField>,
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<ProblemField>>,
     /// The request's `X-Request-Id`: quote it when reporting a problem.
     #[oai(skip_serializing_if_is_none)]
     pub request_id: Option<String>,
@@ -46,7 +46,7 @@ impl Problem {
             title: title.to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
-            errors: Vec::new(),
+            errors: None,
             request_id: None,
         }
     }
@@ -59,11 +59,14 @@ fn describe(status: StatusCode) -> (&'static str, &'static str) {
         403 => ("forbidden", "Not allowed"),
         404 => ("not-found", "Not found"),
         405 => ("method-not-allowed", "Method not allowed"),
+        408 => ("request-timeout", "Request timeout"),
         409 => ("conflict", "Conflict"),
         411 => ("length-required", "Length required"),
         413 => ("payload-too-large", "Payload too large"),
         415 => ("unsupported-media-type", "Unsupported media type"),
         422 => ("validation", "Validation failed"),
+        429 => ("too-many-requests", "Too many requests"),
+        431 => ("headers-too-large", "Request headers too large"),
         503 => ("unavailable", "Service unavailable"),
         _ if status.is_server_error() => ("internal", "Internal server error"),
         _ => ("error", "Request failed"),
@@ -91,10 +94,27 @@ pub enum ApiError {
     /// The request is well-formed but breaks a rule; `errors` names the fields.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
+    /// The request body did not arrive in time (see `HTTP_BODY_TIMEOUT_SECS`).
+    #[oai(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Json<Problem>),
+    /// The request body is larger than 64 KiB.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// Too many attempts from this address or for this account: retry after `Retry-After`
+    /// seconds.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
+    /// The request headers are too large; the HTTP layer answers without a body.
+    #[oai(status = 431)]
+    HeadersTooLarge,
     /// Something failed on our side; quote the request id.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
-    /// A service this operation needs did not answer in time; retry after `Retry-After` seconds.
+    /// At capacity (requests in flight, logins waiting for a hash), or a service this operation
+    /// needs did not answer in time; retry after `Retry-After` seconds.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(
         Json<Problem>,
@@ -128,18 +148,28 @@ impl ApiError {
             many => format!("{} fields are invalid", many.len()),
         };
         let mut problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail);
-        problem.errors = errors
-            .into_iter()
-            .map(|e| ProblemField {
-                field: e.field,
-                message: e.message,
-            })
-            .collect();
+        problem.errors = Some(
+            errors
+                .into_iter()
+                .map(|e| ProblemField {
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect(),
+        );
         Self::Unprocessable(Json(problem))
     }
 
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    /// 429 with the seconds after which a retry may pass.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::TooManyRequests(
+            Json(Problem::new(StatusCode::TOO_MANY_REQUESTS, detail.into())),
+            retry_after_secs.max(1),
+        )
     }
 
     /// A 500 whose cause is logged, not shown: the client gets the request id to quote.

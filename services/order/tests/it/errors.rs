@@ -151,13 +151,18 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn beyond_its_in_flight_limit_the_api_sheds_load_with_503_and_retry_after() {
     let app = spawn_app_with(|settings| settings.http_max_in_flight = 0).await;
-    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    let response = app.client.get(app.url("/orders")).send().await.unwrap();
     assert_eq!(response.headers()["retry-after"], "1");
     let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "at capacity").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("capacity"),
         "{problem}"
     );
+    // Probes are not counted: they tell the truth under any load.
+    for probe in ["/health", "/ready"] {
+        let response = app.client.get(app.url(probe)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{probe}");
+    }
 }
 
 #[test]
@@ -168,9 +173,20 @@ fn outside_the_dev_profile_the_default_jwt_secret_is_refused() {
         ..OrderSettings::default()
     };
     assert!(order::startup::refuse_default_secret_outside_dev(&prod_default).is_err());
-    let prod_own = OrderSettings {
+    let prod_short = OrderSettings {
         profile: Profile::Prod,
         jwt_secret: "s3cret-of-our-own".into(),
+        ..OrderSettings::default()
+    };
+    let error = order::startup::refuse_default_secret_outside_dev(&prod_short).unwrap_err();
+    assert!(
+        error.to_string().contains("shorter than 32 bytes")
+            && error.to_string().contains("JWT_SECRET="),
+        "says what is wrong and how to set one: {error}"
+    );
+    let prod_own = OrderSettings {
+        profile: Profile::Prod,
+        jwt_secret: "a-secret-of-our-own-that-is-long-enough-for-hs256".into(),
         ..OrderSettings::default()
     };
     assert!(order::startup::refuse_default_secret_outside_dev(&prod_own).is_ok());

@@ -96,6 +96,22 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
     }
 }
 
+/// The configuration of `app`, for building a second service on its database and namespace.
+pub fn config_for(app: &TestApp) -> Config {
+    Config {
+        database: app._test_db.config(Service::Order),
+        nats: app.nats.config.clone(),
+        outbox: OutboxConfig {
+            batch_size: 512,
+            poll_interval_ms: 200,
+        },
+        settings: OrderSettings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..OrderSettings::default()
+        },
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Close our idle keep-alive connections so the graceful shutdown has nothing to wait for.
@@ -108,6 +124,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// This test's database (admin connection, name, roles).
+    pub fn test_db(&self) -> &TestDatabase {
+        &self._test_db
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -2,6 +2,7 @@
 //! spawns its own application with its own database and JetStream namespace.
 
 mod auth;
+mod edge;
 mod errors;
 mod group_commit;
 mod helpers;
