@@ -67,7 +67,14 @@ pub struct DatabaseConfig {
     /// the admin, who names schemas explicitly.
     #[arg(skip)]
     pub service: Option<Service>,
+    /// How long a query waits for a free connection of the pool before it fails. The order API
+    /// keeps it short, so that with PostgreSQL away a request answers 503 quickly.
+    #[arg(skip = DEFAULT_ACQUIRE_TIMEOUT)]
+    pub acquire_timeout: Duration,
 }
+
+/// [`DatabaseConfig::acquire_timeout`] unless a service asks for another.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
@@ -75,6 +82,7 @@ impl Default for DatabaseConfig {
             url: DEFAULT_DATABASE_URL.to_owned(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             service: None,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
         }
     }
 }
@@ -104,6 +112,7 @@ impl DatabaseConfig {
             url,
             max_connections: self.max_connections,
             service: self.service,
+            acquire_timeout: self.acquire_timeout,
         }
     }
 
@@ -202,6 +211,7 @@ impl ServiceDatabases {
             url: self.url(service).to_owned(),
             max_connections: self.max_connections,
             service: Some(service),
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
         }
     }
 }
@@ -320,7 +330,7 @@ fn connect_options(cfg: &DatabaseConfig) -> ConnectOptions {
         .max_connections(cfg.max_connections)
         .min_connections(0)
         // Bounds each attempt (sea-orm maps it to the pool's acquire timeout).
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(cfg.acquire_timeout)
         .idle_timeout(Duration::from_secs(10 * 60))
         .max_lifetime(Duration::from_secs(30 * 60))
         .set_application_name("larder")

@@ -165,6 +165,9 @@ pub enum CallError {
     },
 }
 
+/// How long [`call`] waits before asking again when no instance is subscribed.
+const NO_RESPONDERS_PAUSE: Duration = Duration::from_millis(100);
+
 /// Sends `command` to its service and waits up to `timeout` for the reply.
 pub async fn call<C: Command>(
     client: &async_nats::Client,
@@ -177,18 +180,30 @@ pub async fn call<C: Command>(
         service,
         detail: format!("the command could not be encoded: {e}"),
     })?;
-    let request = async_nats::Request::new()
-        .payload(payload.into())
-        .timeout(Some(timeout));
-    let reply = match client
-        .send_request(namespace.subject(C::SUBJECT), request)
-        .await
-    {
-        Ok(reply) => reply,
-        Err(error) => {
-            // Timed out, no responders, or the connection is down: all mean "not now".
-            tracing::warn!(service, endpoint = C::ENDPOINT, %error, "service call failed");
-            return Err(CallError::Unavailable { service, timeout });
+    // No responders means no instance is subscribed right now: one may be starting (or its
+    // subscription not yet seen by this server), so look again until the time is up.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let reply = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let request = async_nats::Request::new()
+            .payload(payload.clone().into())
+            .timeout(Some(left.max(Duration::from_millis(1))));
+        match client
+            .send_request(namespace.subject(C::SUBJECT), request)
+            .await
+        {
+            Ok(reply) => break reply,
+            Err(error)
+                if error.kind() == async_nats::client::RequestErrorKind::NoResponders
+                    && left > NO_RESPONDERS_PAUSE =>
+            {
+                tokio::time::sleep(NO_RESPONDERS_PAUSE).await;
+            }
+            Err(error) => {
+                // Timed out, nobody there, or the connection is down: all mean "not now".
+                tracing::warn!(service, endpoint = C::ENDPOINT, %error, "service call failed");
+                return Err(CallError::Unavailable { service, timeout });
+            }
         }
     };
     if let Some(headers) = &reply.headers

@@ -1,7 +1,10 @@
 //! Builds the order service and runs it until shutdown.
 
+use std::time::Duration;
+
 use actix::prelude::*;
 use anyhow::Context as _;
+use migration::database::DatabaseConfig;
 use nats::Envelope;
 use nats::consume::{ConsumerRunner, HandleBatch};
 use nats::events::{DeadOrderCreated, DeliveryEvent, OrderConfirmed, OrderRejected};
@@ -21,11 +24,18 @@ use crate::config::{DEV_JWT_SECRET, OrderSettings, Profile};
 use crate::order_writer::OrderWriter;
 use crate::{Config, store};
 
+/// How long an API request waits for a database connection before it answers 503.
+const API_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections of the consumers' and relay's pool (batches keep it small).
+const CONSUMER_POOL_SIZE: u32 = 3;
 /// Events settled per transaction by the order-events consumers.
 const EVENT_BATCH: usize = 128;
 
 pub struct Application {
+    /// The API's pool.
     pub db: DatabaseConnection,
+    /// The consumers' and the relay's pool.
+    consumer_db: DatabaseConnection,
     pub jetstream: async_nats::jetstream::Context,
     config: Config,
     listener: tokio::net::TcpListener,
@@ -49,9 +59,20 @@ impl Application {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not read the open-file limit"),
         }
-        let db = migration::database::connect_and_migrate(&config.database)
-            .await
-            .context("Failed to prepare the database")?;
+        // Two pools, so the API and the consumers cannot starve each other of connections; the
+        // API's waits briefly for one, so that with PostgreSQL away a request gets a 503 soon.
+        let db = migration::database::connect_and_migrate(&DatabaseConfig {
+            acquire_timeout: API_ACQUIRE_TIMEOUT,
+            ..config.database.clone()
+        })
+        .await
+        .context("Failed to prepare the database")?;
+        let consumer_db = migration::database::connect(&DatabaseConfig {
+            max_connections: CONSUMER_POOL_SIZE,
+            ..config.database.clone()
+        })
+        .await
+        .context("Failed to connect the consumers' pool")?;
         let jetstream = nats::connect_jetstream(&config.nats, "larder-order", &ORDER_CONSUMERS)
             .await
             .context("Failed to prepare JetStream")?;
@@ -63,7 +84,7 @@ impl Application {
             .with_context(|| format!("Failed to bind {}", config.settings.http_addr))?;
         let port = listener.local_addr()?.port();
         let relay = OutboxRelay::new(
-            db.clone(),
+            consumer_db.clone(),
             jetstream.clone(),
             config.outbox.clone(),
             migration::Service::Order.outbox_channel(),
@@ -71,6 +92,7 @@ impl Application {
         .start();
         Ok(Self {
             db,
+            consumer_db,
             jetstream,
             config,
             listener,
@@ -88,7 +110,8 @@ impl Application {
     /// lets in-flight requests and batches finish, and flushes the outbox (SPEC §5 rule 8).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let namespace = self.config.nats.namespace.clone();
-        let events = OrderEventsActor::new(self.db.clone(), Outbox::new(namespace.clone())).start();
+        let events =
+            OrderEventsActor::new(self.consumer_db.clone(), Outbox::new(namespace.clone())).start();
         let confirmed = ConsumerRunner::new(
             self.jetstream.clone(),
             namespace.clone(),

@@ -188,7 +188,8 @@ async fn finish(
         }
         Ok(response) => response,
         Err(error) => {
-            if error.status().is_server_error() {
+            if error.status().is_server_error() && error.status() != StatusCode::SERVICE_UNAVAILABLE
+            {
                 tracing::error!(error = %error, "request failed");
             }
             framework_problem(&error).unwrap_or_else(|| error.into_response())
@@ -201,7 +202,11 @@ async fn finish(
     security_headers(&mut response, routes, path);
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status >= 500 {
+    // A 503 (a dependency away, readiness failing, load shed) is expected in operation and
+    // says so to the client: a warning, not an error.
+    if status == 503 {
+        tracing::warn!(status, latency_ms, "response");
+    } else if status >= 500 {
         tracing::error!(status, latency_ms, "response");
     } else {
         tracing::info!(status, latency_ms, "response");

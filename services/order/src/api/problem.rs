@@ -219,8 +219,41 @@ impl From<nats::service::CallError> for ApiError {
     }
 }
 
+/// A database that does not answer is "try again shortly" (503 with `Retry-After`): the client
+/// can tell it from a failure. Anything else is a 500.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
-        Self::internal(error)
+        if is_database_unavailable(&error) {
+            tracing::warn!(%error, "the database is not answering");
+            Self::unavailable("the database is not answering: try again in a moment")
+        } else {
+            Self::internal(error)
+        }
+    }
+}
+
+/// No connection could be had (whatever the server said), or the one in use was lost: SQLSTATE
+/// classes 08 (connection exception) and 57P (operator intervention: shutting down, cannot
+/// connect now).
+pub fn is_database_unavailable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    let sqlx_error = match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            e.as_ref()
+        }
+        _ => return false,
+    };
+    match sqlx_error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }

@@ -44,8 +44,9 @@ async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
         Ok(None) => Err(unauthorized(
             "the access token belongs to no account: log in again",
         )),
+        // A database that is away is a 503, anything else a 500 (see `From<DbErr>`).
         Err(error) => Err(poem::Error::from_response(
-            ApiError::internal(error).into_response(),
+            ApiError::from(error).into_response(),
         )),
     }
 }

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{MERCHANT_EMAIL, TestApp, assert_problem, burgers, spawn_app, spawn_app_with};
+use crate::helpers::{
+    MERCHANT_EMAIL, TestApp, assert_problem, burgers, eventually, spawn_app, spawn_app_with,
+};
 
 const SLOW_CLIENTS: usize = 600;
 
@@ -595,4 +597,49 @@ async fn a_revoked_token_is_refused_and_a_new_login_works() {
     );
     let fresh = app.token_for(&email, "password-123").await;
     assert_eq!(app.get("/orders", &fresh).await.status(), StatusCode::OK);
+}
+
+/// With PostgreSQL away, operations that need it answer 503 problem+json with `Retry-After`
+/// within a few seconds: the client can tell "try again" from "failed", and nothing hangs.
+#[tokio::test]
+async fn with_the_database_away_operations_answer_503_with_retry_after() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let customer = app.customer_token().await;
+    let name = app.test_db().name().to_owned();
+    let maintenance = sea_orm::Database::connect(app.test_db().admin.with_database("postgres").url)
+        .await
+        .unwrap();
+    for sql in [
+        format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    ] {
+        maintenance.execute_unprepared(&sql).await.unwrap();
+    }
+
+    let started = std::time::Instant::now();
+    let placed = app.post_order(&customer, &burgers(burger, 1)).await;
+    let listed = app.get("/orders", &customer).await;
+    let elapsed = started.elapsed();
+    maintenance
+        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+
+    assert!(elapsed < std::time::Duration::from_secs(15), "{elapsed:?}");
+    for (what, response) in [("place", placed), ("list", listed)] {
+        assert!(
+            response.headers().contains_key("retry-after"),
+            "{what}: {} {:?}",
+            response.status(),
+            response.headers()
+        );
+        assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, what).await;
+    }
+    // And once it is back, the same calls work.
+    eventually("the database answers again", || async {
+        app.get("/orders", &customer).await.status() == StatusCode::OK
+    })
+    .await;
 }
