@@ -680,6 +680,7 @@ mod tests {
                 url: "postgres://db/x".to_owned(),
                 max_connections: DEFAULT_MAX_CONNECTIONS,
                 service: None,
+                acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             }
         );
     }
