@@ -8,7 +8,7 @@ use crate::namespace::Namespace;
 /// max age, replicas configurable).
 #[derive(Clone, Debug, clap::Args)]
 pub struct NatsConfig {
-    /// NATS server URL.
+    /// NATS server URL; several, comma-separated, for a cluster (the client fails over).
     #[arg(
         id = "nats_url",
         long = "nats-url",
@@ -118,7 +118,8 @@ pub async fn connect(
             .connection_timeout(Duration::from_secs(2))
             // Unbounded reconnects after the first connect: a broker restart must not kill a service.
             .max_reconnects(None);
-        match options.connect(config.url.as_str()).await {
+        let servers: Vec<&str> = config.url.split(',').map(str::trim).collect();
+        match options.connect(servers).await {
             Ok(client) => return Ok(client),
             Err(error) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(url = %config.url, %error, retry_in = ?delay, "NATS not reachable yet");

@@ -17,9 +17,17 @@ pub struct TestNats {
 
 impl TestNats {
     pub async fn new() -> Self {
+        let url = std::env::var("NATS_URL").unwrap_or_else(|_| NatsConfig::local().url);
+        Self::on(&url, 1).await
+    }
+
+    /// A namespace on the server(s) at `url` (comma-separated for a cluster), its streams with
+    /// `replicas` copies.
+    pub async fn on(url: &str, replicas: usize) -> Self {
         let config = NatsConfig {
-            url: std::env::var("NATS_URL").unwrap_or_else(|_| NatsConfig::local().url),
+            url: url.to_owned(),
             namespace: Namespace::random(),
+            replicas,
             // Short-lived test streams: nothing should outlive a crashed test for long.
             max_age_secs: 3600,
             ..NatsConfig::local()

@@ -15,7 +15,7 @@ use uuid::Uuid;
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
 pub const MERCHANT_PASSWORD: &str = "merchant-password";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -122,9 +122,21 @@ impl Stack {
         .await
     }
 
+    /// `larder all` on the given NATS (a cluster's namespace, say), with extra environment.
+    pub async fn start_on(nats: TestNats, env: &[(&str, &str)]) -> Self {
+        Self::start_processes_on(nats, env, &[&["all"]]).await
+    }
+
     async fn start_processes(env: &[(&str, &str)], commands: &[&[&str]]) -> Self {
+        Self::start_processes_on(TestNats::new().await, env, commands).await
+    }
+
+    async fn start_processes_on(
+        nats: TestNats,
+        env: &[(&str, &str)],
+        commands: &[&[&str]],
+    ) -> Self {
         let db = TestDatabase::new().await;
-        let nats = TestNats::new().await;
         let mail = MailInbox::start().await;
         let http_port = free_port();
         let mut stack = Self {
@@ -182,6 +194,7 @@ impl Stack {
             .envs(Service::ALL.map(|service| (service.url_env(), self.db.services.url(service))))
             .env("DATABASE_MAX_CONNECTIONS", "6")
             .env("NATS_URL", &self.nats.config.url)
+            .env("NATS_REPLICAS", self.nats.config.replicas.to_string())
             .env("NATS_NAMESPACE", self.nats.namespace().as_str())
             .env("HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
             .env("SMTP_HOST", "127.0.0.1")

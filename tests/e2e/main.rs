@@ -3,6 +3,7 @@
 //! through the inbox's HTTP API. Each test has its own database, JetStream namespace, ports
 //! and inbox.
 
+mod cluster;
 mod helpers;
 mod lifecycle;
 mod merchant_commands;
