@@ -10,9 +10,9 @@ use nats::testing::TestNats;
 
 use crate::helpers::{Stack, free_port};
 
-/// Three `nats-server` processes routed to each other, each with a JetStream store of its own
-/// under the test's temporary directory; killed and removed on drop.
-struct NatsCluster {
+/// `nats-server` processes of the test's own, routed to each other when there are several, each
+/// with a JetStream store under the test's temporary directory; killed and removed on drop.
+pub struct NatsCluster {
     nodes: Vec<Option<Child>>,
     client_ports: Vec<u16>,
     dir: PathBuf,
@@ -33,54 +33,63 @@ fn nats_server_binary() -> &'static str {
 }
 
 impl NatsCluster {
-    async fn start() -> Self {
+    /// `size` nodes (1: a lone server), up and with JetStream ready.
+    pub async fn start(size: usize) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("nats-cluster-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let routes = route_ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut nodes = Vec::new();
-        for i in 0..3 {
-            let config = dir.join(format!("n{i}.conf"));
-            std::fs::write(
-                &config,
-                format!(
-                    "server_name: n{i}\n\
-                     listen: 127.0.0.1:{client}\n\
-                     jetstream {{ store_dir: \"{store}\" }}\n\
-                     cluster {{ name: larder_test, listen: 127.0.0.1:{route}, routes: [{routes}] }}\n",
-                    client = client_ports[i],
-                    store = dir.join(format!("n{i}")).display(),
+        for i in 0..size {
+            let mut config = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{client}\njetstream {{ store_dir: \"{store}\" }}\n",
+                client = client_ports[i],
+                store = dir.join(format!("n{i}")).display(),
+            );
+            if size > 1 {
+                config.push_str(&format!(
+                    "cluster {{ name: larder_test, listen: 127.0.0.1:{route}, routes: [{routes}] }}\n",
                     route = route_ports[i],
-                ),
-            )
-            .unwrap();
-            let log = std::fs::File::create(dir.join(format!("n{i}.log"))).unwrap();
-            let child = Command::new(nats_server_binary())
-                .arg("-c")
-                .arg(&config)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("nats-server is installed (./stack.sh test installs it)");
-            nodes.push(Some(child));
+                ));
+            }
+            std::fs::write(dir.join(format!("n{i}.conf")), config).unwrap();
         }
-        let cluster = Self {
-            nodes,
+        let mut cluster = Self {
+            nodes: (0..size).map(|_| None).collect(),
             client_ports,
             dir,
         };
+        for i in 0..size {
+            cluster.restart(i);
+        }
         cluster.wait_for_jetstream().await;
         cluster
     }
 
+    /// Starts node `i` (again), on its port and store.
+    pub fn restart(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("n{i}.log")))
+            .unwrap();
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(self.dir.join(format!("n{i}.conf")))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server is installed (./stack.sh test installs it)");
+        self.nodes[i] = Some(child);
+    }
+
     /// Every node's client URL, comma-separated: what `NATS_URL` takes for a cluster.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         self.client_ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))
@@ -88,9 +97,9 @@ impl NatsCluster {
             .join(",")
     }
 
-    /// Waits until the cluster can place a stream on all three nodes (its JetStream meta leader
-    /// is elected and every peer has joined).
-    async fn wait_for_jetstream(&self) {
+    /// Waits until the servers can place a stream on every node (a cluster's JetStream meta
+    /// leader is elected and every peer has joined).
+    pub async fn wait_for_jetstream(&self) {
         let give_up = Instant::now() + Duration::from_secs(60);
         let servers: Vec<String> = self.url().split(',').map(str::to_owned).collect();
         loop {
@@ -100,7 +109,7 @@ impl NatsCluster {
                     let probe = async_nats::jetstream::stream::Config {
                         name: "CLUSTER_PROBE".into(),
                         subjects: vec!["cluster-probe".into()],
-                        num_replicas: 3,
+                        num_replicas: self.nodes.len(),
                         storage: async_nats::jetstream::stream::StorageType::Memory,
                         ..Default::default()
                     };
@@ -124,7 +133,7 @@ impl NatsCluster {
     }
 
     /// Kills node `i` at once, as `kill -9` would.
-    fn kill(&mut self, i: usize) {
+    pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].take() {
             child.kill().unwrap();
             child.wait().unwrap();
@@ -143,7 +152,7 @@ impl Drop for NatsCluster {
 
 #[tokio::test]
 async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
-    let mut cluster = NatsCluster::start().await;
+    let mut cluster = NatsCluster::start(3).await;
     let nats = TestNats::on(&cluster.url(), 3).await;
     let stack = Stack::start_on(nats, &[]).await;
     let merchant = stack.merchant().await;

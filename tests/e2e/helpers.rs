@@ -99,6 +99,8 @@ pub struct Stack {
     pub mail: MailInbox,
     http_port: u16,
     processes: Vec<Child>,
+    /// Processes started so far, respawns included: names each one's log.
+    spawned: usize,
     env: Vec<(String, String)>,
 }
 
@@ -116,6 +118,16 @@ impl Stack {
     /// `delivery` and `notification` (processes 0 to 3, in that order).
     pub async fn start_separately() -> Self {
         Self::start_processes(
+            &[],
+            &[&["order"], &["stock"], &["delivery"], &["notification"]],
+        )
+        .await
+    }
+
+    /// [`Stack::start_separately`] on the given NATS (a server of the test's own, say).
+    pub async fn start_separately_on(nats: TestNats) -> Self {
+        Self::start_processes_on(
+            nats,
             &[],
             &[&["order"], &["stock"], &["delivery"], &["notification"]],
         )
@@ -147,6 +159,7 @@ impl Stack {
             mail,
             http_port,
             processes: Vec::new(),
+            spawned: 0,
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -175,16 +188,21 @@ impl Stack {
         child.wait().unwrap();
     }
 
+    /// Starts process `index` again (after [`Stack::kill`]) with `args`, in its place.
+    pub fn respawn(&mut self, index: usize, args: &[&str]) {
+        let new = self.spawn(args);
+        let child = self.processes.pop().expect("just spawned");
+        debug_assert_eq!(new, self.processes.len());
+        self.processes[index] = child;
+    }
+
     /// Starts another `larder` process on this stack (`&["stock"]` for a second stock instance);
     /// returns its index.
     pub fn spawn(&mut self, args: &[&str]) -> usize {
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let log = std::fs::File::create(log_dir.join(format!(
-            "{}-{}.log",
-            self.db.name(),
-            self.processes.len()
-        )))
-        .unwrap();
+        let log =
+            std::fs::File::create(log_dir.join(format!("{}-{}.log", self.db.name(), self.spawned)))
+                .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_larder"))
             .args(args)
             .env_clear()
@@ -216,6 +234,7 @@ impl Stack {
             .spawn()
             .expect("the larder binary runs");
         self.processes.push(child);
+        self.spawned += 1;
         self.processes.len() - 1
     }
 

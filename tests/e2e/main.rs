@@ -4,6 +4,7 @@
 //! and inbox.
 
 mod cluster;
+mod faults;
 mod helpers;
 mod lifecycle;
 mod merchant_commands;
