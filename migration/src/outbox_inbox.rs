@@ -3,6 +3,11 @@
 //!
 //! Frozen: migrations that ran must keep meaning the same thing. A change is a new migration.
 
+use sea_orm::ConnectionTrait;
+use sea_orm_migration::{DbErr, SchemaManager};
+
+use crate::service::Service;
+
 /// Creates `outbox`, `inbox` and the insert trigger in the current schema (the first one of
 /// `search_path`); inserting into the outbox wakes the service's relay with `NOTIFY <channel>`.
 pub(crate) fn up(channel: &str) -> String {
@@ -52,3 +57,26 @@ DROP TRIGGER outbox_notify ON outbox;
 DROP FUNCTION outbox_notify();
 DROP TABLE outbox;
 "#;
+
+/// A service's baseline migration: its tables (`tables_up`), then its outbox and inbox.
+pub(crate) async fn create_baseline(
+    manager: &SchemaManager<'_>,
+    service: Service,
+    tables_up: &str,
+) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared(tables_up).await?;
+    db.execute_unprepared(&up(service.outbox_channel())).await?;
+    Ok(())
+}
+
+/// Undoes [`create_baseline`]: the outbox and inbox, then the tables (`tables_down`).
+pub(crate) async fn drop_baseline(
+    manager: &SchemaManager<'_>,
+    tables_down: &str,
+) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    db.execute_unprepared(DOWN).await?;
+    db.execute_unprepared(tables_down).await?;
+    Ok(())
+}

@@ -13,18 +13,11 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(UP).await?;
-        db.execute_unprepared(&outbox_inbox::up(Service::Delivery.outbox_channel()))
-            .await?;
-        Ok(())
+        outbox_inbox::create_baseline(manager, Service::Delivery, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared(outbox_inbox::DOWN).await?;
-        db.execute_unprepared(DOWN).await?;
-        Ok(())
+        outbox_inbox::drop_baseline(manager, DOWN).await
     }
 }
 

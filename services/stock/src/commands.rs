@@ -54,19 +54,8 @@ pub async fn seed(
     db: &DatabaseConnection,
     command: SeedIngredients,
 ) -> Result<Vec<IngredientLevel>, Refusal> {
-    for seed in &command.ingredients {
-        if seed.level <= 0 {
-            return Err(Refusal::invalid(format!(
-                "the seed level of {} must be positive, not {}",
-                seed.name, seed.level
-            )));
-        }
-        if !matches!(seed.unit.as_str(), "g" | "ml" | "pcs") {
-            return Err(Refusal::invalid(format!(
-                "the unit of {} must be g, ml or pcs, not {:?}",
-                seed.name, seed.unit
-            )));
-        }
+    if let Some(problem) = command.ingredients.iter().find_map(domain::invalid_seed) {
+        return Err(Refusal::invalid(problem));
     }
     let seeded = async {
         let txn = db.begin().await?;

@@ -198,6 +198,24 @@ pub fn fires_low_stock(already_alerted: bool, before: i64, after: i64, reference
     !already_alerted && crosses_low_stock(before, after, reference)
 }
 
+/// Why an ingredient cannot be seeded as given: its level must be positive and its unit one of
+/// `g`, `ml`, `pcs`.
+pub fn invalid_seed(seed: &nats::commands::IngredientSeed) -> Option<String> {
+    if seed.level <= 0 {
+        Some(format!(
+            "the seed level of {} must be positive, not {}",
+            seed.name, seed.level
+        ))
+    } else if !matches!(seed.unit.as_str(), "g" | "ml" | "pcs") {
+        Some(format!(
+            "the unit of {} must be g, ml or pcs, not {:?}",
+            seed.name, seed.unit
+        ))
+    } else {
+        None
+    }
+}
+
 /// Whole percent of the reference level, rounded down (`floor(level * 100 / reference)`); 0 for
 /// a reference that is not positive.
 pub fn percent(level: i64, reference: i64) -> i64 {

@@ -364,19 +364,8 @@ pub async fn seed_ingredients(
     merchant_email: &str,
     seeds: &[IngredientSeed],
 ) -> Result<Vec<ingredients::Model>, DbErr> {
-    for seed in seeds {
-        if seed.level <= 0 {
-            return Err(DbErr::Custom(format!(
-                "the seed level of {} must be positive, not {}",
-                seed.name, seed.level
-            )));
-        }
-        if !matches!(seed.unit.as_str(), "g" | "ml" | "pcs") {
-            return Err(DbErr::Custom(format!(
-                "the unit of {} must be g, ml or pcs, not {:?}",
-                seed.name, seed.unit
-            )));
-        }
+    if let Some(problem) = seeds.iter().find_map(domain::invalid_seed) {
+        return Err(DbErr::Custom(problem));
     }
     // Lock the merchant's existing rows first, by ascending id like every other writer (no
     // deadlock with a reservation batch), and learn their stock for the seed movements.
