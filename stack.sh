@@ -553,8 +553,9 @@ maildev_bin() {
     printf '%s' "$bin"
 }
 
-# NEED_MAILDEV: `test` always needs it (the notification and end-to-end tests start their own on
-# free ports, whatever inbox holds 1025); run/up only when the script starts the inbox itself.
+# `test` always needs maildev and nats-server (the notification and end-to-end tests start their
+# own maildev, and the fault and cluster tests their own nats-servers, on free ports, whatever
+# already listens); run/up only when the script starts that service itself.
 install_missing() {
     local pkgs=() need_maildev=0
     [[ "$SMTP_STATE" == start || "$MODE" == test ]] && need_maildev=1
@@ -564,7 +565,7 @@ install_missing() {
     if [[ "$PG_STATE" == start && -z "$(pg_bin_dir)" ]]; then
         pkgs+=(postgresql)
     fi
-    if [[ "$NATS_STATE" == start ]] && ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
+    if [[ "$NATS_STATE" == start || "$MODE" == test ]] && ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
         pkgs+=(nats-server)
     fi
     if ((need_maildev)) && [[ -z "$(maildev_bin)" ]] && ! command -v npm >/dev/null 2>&1; then
