@@ -326,10 +326,14 @@ async fn orders_survive_every_fault_one_at_a_time() {
     let orders = accepted_so_far();
     let settled = wait_until_final(&stack.db, &orders, "the load").await;
 
+    let statuses = final_statuses(&stack, &orders).await;
+    let cancelled = statuses.values().filter(|s| *s == "cancelled").count();
     eprintln!(
-        "fault suite ({} profile): {} orders, {} faults",
+        "fault suite ({} profile): {} orders ({} cancelled, {} cancels asked), {} faults",
         profile.name,
         orders.len(),
+        cancelled,
+        orders.iter().filter(|o| o.cancel_requested).count(),
         recoveries.len() + 1
     );
     eprintln!("| fault | orders accepted before | all final after |");
@@ -369,8 +373,7 @@ async fn orders_survive_every_fault_one_at_a_time() {
     assert_orders_exist_once_and_are_final(&stack, &orders).await;
     assert_events_once(&stack, &orders).await;
     assert_stock_moved_once_per_order(&stack, &orders).await;
-    let delivered: i64 = final_statuses(&stack, &orders)
-        .await
+    let delivered: i64 = statuses
         .iter()
         .filter(|(_, status)| status.as_str() == "delivered")
         .map(|(id, _)| orders.iter().find(|o| &o.id == id).unwrap().burgers)
