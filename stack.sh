@@ -553,16 +553,17 @@ maildev_bin() {
     printf '%s' "$bin"
 }
 
-# `test` always needs maildev and nats-server (the notification and end-to-end tests start their
-# own maildev, and the fault and cluster tests their own nats-servers, on free ports, whatever
-# already listens); run/up only when the script starts that service itself.
+# `test` always needs maildev, nats-server and PostgreSQL's server binaries (the notification and
+# end-to-end tests start their own maildev, the fault and cluster tests their own nats-servers,
+# the fault suite a PostgreSQL of its own, on free ports, whatever already listens); run/up only
+# when the script starts that service itself.
 install_missing() {
     local pkgs=() need_maildev=0
     [[ "$SMTP_STATE" == start || "$MODE" == test ]] && need_maildev=1
     if ! command -v psql >/dev/null 2>&1; then
         pkgs+=(postgresql-client)
     fi
-    if [[ "$PG_STATE" == start && -z "$(pg_bin_dir)" ]]; then
+    if [[ "$PG_STATE" == start || "$MODE" == test ]] && [[ -z "$(pg_bin_dir)" ]]; then
         pkgs+=(postgresql)
     fi
     if [[ "$NATS_STATE" == start || "$MODE" == test ]] && ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then

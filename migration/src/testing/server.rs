@@ -25,18 +25,24 @@ pub struct PostgresServer {
 }
 
 impl PostgresServer {
-    /// The newest server binaries under `/usr/lib/postgresql` (Debian's layout), if any.
+    /// The newest server binaries under `/usr/lib/postgresql` (Debian's layout), else the
+    /// directory of an `initdb` on `PATH`, if any.
     pub fn binaries() -> Option<PathBuf> {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
+            .into_iter()
+            .flatten()
             .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
             .filter(|bin| bin.join("initdb").is_file())
             .collect();
         dirs.sort();
-        dirs.pop()
+        dirs.pop().or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+        })
     }
 
-    /// A new cluster, started. `None` when the machine has no server binaries.
+    /// A new cluster, started. `None` when the machine has no server binaries (`./stack.sh test`
+    /// installs them).
     ///
     /// Panics when `initdb` or the start fails: it is for tests.
     pub fn start(auth: Auth) -> Option<Self> {
