@@ -158,6 +158,11 @@ impl Stack {
         Self::start_processes_on(nats, TestDatabase::new().await, env, &[&["all"]]).await
     }
 
+    /// One process per command line (`&["stock", "--metrics-addr", ..]`), processes 0, 1, ...
+    pub async fn start_commands(commands: &[&[&str]]) -> Self {
+        Self::start_processes(&[], commands).await
+    }
+
     async fn start_processes(env: &[(&str, &str)], commands: &[&[&str]]) -> Self {
         Self::start_processes_on(
             TestNats::new().await,
@@ -246,6 +251,9 @@ impl Stack {
             .env("DELIVERY_DISPATCH_DELAY_MS", "300")
             .env("DELIVERY_DELIVER_DELAY_MS", "300")
             .env("LOG_FORMAT", "json")
+            // Side by side, stock, delivery and notification would all want their default
+            // metrics ports: any free one (a test that reads them passes --metrics-addr).
+            .env("METRICS_ADDR", "127.0.0.1:0")
             // Every test client is 127.0.0.1: the per-address login limit would see one client.
             .env("AUTH_RATE_PER_IP_PER_MIN", "1000000")
             .env("AUTH_RATE_PER_ACCOUNT_PER_MIN", "1000000")

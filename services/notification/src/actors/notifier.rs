@@ -59,6 +59,30 @@ pub struct Notifier {
     shutdown: CancellationToken,
 }
 
+/// The breaker, locked; publishes its state as `larder_smtp_breaker_open` (0 closed, 1 open or
+/// half-open) when released, whatever changed it.
+struct BreakerGuard<'a>(MutexGuard<'a, CircuitBreaker>);
+
+impl std::ops::Deref for BreakerGuard<'_> {
+    type Target = CircuitBreaker;
+    fn deref(&self) -> &CircuitBreaker {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for BreakerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut CircuitBreaker {
+        &mut self.0
+    }
+}
+
+impl Drop for BreakerGuard<'_> {
+    fn drop(&mut self) {
+        let open = !matches!(self.0.state(), domain::BreakerState::Closed { .. });
+        metrics::gauge!("larder_smtp_breaker_open").set(f64::from(u8::from(open)));
+    }
+}
+
 /// What one send came to.
 enum Sent {
     Done,
@@ -100,9 +124,9 @@ impl Notifier {
         }
     }
 
-    fn breaker(&self) -> MutexGuard<'_, CircuitBreaker> {
+    fn breaker(&self) -> BreakerGuard<'_> {
         // Never held across an await; a panic elsewhere leaves a usable breaker.
-        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+        BreakerGuard(self.breaker.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// One email at a time, in stream order.
@@ -254,6 +278,7 @@ impl Notifier {
             .await;
         match sent {
             Ok(()) => {
+                metrics::counter!("larder_emails_total", "result" => "sent").increment(1);
                 self.breaker().record_success();
                 if let Err(error) = mark_sent(txn, event.id).await {
                     self.mark_sent_again(event.id, &error).await;
@@ -279,6 +304,8 @@ impl Notifier {
                     }
                 };
                 let final_failure = give_up || matches!(outcome, Sent::Refused(_));
+                let result = if final_failure { "failed" } else { "retried" };
+                metrics::counter!("larder_emails_total", "result" => result).increment(1);
                 tracing::warn!(%reason, final_failure, "low-stock email not sent");
                 if let Err(error) = record_failure(txn, event.id, &reason, final_failure).await {
                     tracing::warn!(%error, "could not record the failed attempt");
