@@ -15,6 +15,7 @@ pub mod context;
 pub mod health;
 pub mod ingredients;
 pub mod limits;
+pub mod live;
 pub mod orders;
 pub mod problem;
 pub mod security;
@@ -47,6 +48,14 @@ pub struct AppState {
     pub catalogue: std::sync::Arc<crate::catalogue_cache::CatalogueCache>,
     /// Group commit for `POST /order`.
     pub order_writer: crate::order_writer::OrderWriter,
+    /// This instance's watchers of orders, woken by every instance's status pushes.
+    pub watchers: crate::push::OrderWatchers,
+    /// Announces the status changes this instance's handlers commit (an API cancel).
+    pub pushes: crate::push::StatusPublisher,
+    /// The bounds of event streams and `Prefer: wait`.
+    pub live: live::LiveLimits,
+    /// Who may create merchants.
+    pub signup: auth::SignUpPolicy,
 }
 
 impl AppState {
@@ -71,6 +80,7 @@ pub type Api = (
     auth::AuthApi,
     catalogue::CatalogueApi,
     orders::OrdersApi,
+    live::LiveApi,
     ingredients::IngredientsApi,
     health::HealthApi,
 );
@@ -82,6 +92,7 @@ pub fn service() -> OpenApiService<Api, ()> {
             auth::AuthApi,
             catalogue::CatalogueApi,
             orders::OrdersApi,
+            live::LiveApi,
             ingredients::IngredientsApi,
             health::HealthApi,
         ),
@@ -92,7 +103,9 @@ pub fn service() -> OpenApiService<Api, ()> {
         "Orders and ingredient stock for merchants who sell products made of ingredients.\n\n\
          Try it: `POST /auth/login` as the bootstrap merchant (see `.env.example`), Authorize \
          with the token, `POST /order/seed`; register a customer, log in, Authorize, \
-         `POST /order`, then `GET /order/{id}` until it is confirmed.\n\n\
+         `POST /order` (with `Prefer: wait=5` to get the outcome in the answer), then follow it \
+         with `GET /order/{id}/events` or `GET /order/{id}`. A new merchant signs up with \
+         `POST /auth/merchants`.\n\n\
          Every error is `application/problem+json` (RFC 9457) with the request id.",
     )
 }
