@@ -24,6 +24,8 @@ use crate::domain::OrderStatus;
 /// Pushes one order's watchers may fall behind by before they are told they missed some (and
 /// re-read the order); an order has at most four changes.
 const WATCH_BUFFER: usize = 16;
+/// How long a commit's caller waits to hand a push to the NATS client.
+const PUBLISH_WAIT: Duration = Duration::from_secs(1);
 /// How long start-up waits for the server to confirm the subscription.
 const SUBSCRIBE_CONFIRM: Duration = Duration::from_secs(5);
 
@@ -64,12 +66,17 @@ impl StatusPublisher {
                 return;
             }
         };
-        if let Err(error) = self
-            .client
-            .publish(self.subject.clone(), payload.into())
-            .await
+        // While NATS is away the client buffers, and a full buffer would hold the caller (a
+        // consumer about to ack) for a wake-up nobody depends on: give up after a moment.
+        match tokio::time::timeout(
+            PUBLISH_WAIT,
+            self.client.publish(self.subject.clone(), payload.into()),
+        )
+        .await
         {
-            tracing::warn!(%error, "could not publish a status push");
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not publish a status push"),
+            Err(_) => tracing::warn!("gave up publishing a status push: the NATS client is busy"),
         }
     }
 }
