@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::limits::AuthLimits;
 use super::problem::ApiError;
+use super::text::JsonString;
 use super::{ApiTags, AppState};
 use crate::auth::{self, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Role};
 use crate::config::MerchantSignup;
@@ -23,9 +24,9 @@ pub struct AuthApi;
 #[oai(example, deny_unknown_fields)]
 pub struct Credentials {
     /// Login name; compared case-insensitively.
-    pub email: String,
+    pub email: JsonString,
     /// At least 8 characters.
-    pub password: String,
+    pub password: JsonString,
 }
 
 impl Example for Credentials {
@@ -63,15 +64,15 @@ pub struct AccessToken {
 #[oai(example, deny_unknown_fields)]
 pub struct MerchantSignUp {
     /// The merchant's name, unique, 1 to 100 characters.
-    pub name: String,
+    pub name: JsonString,
     /// Where the merchant's low-stock alerts are sent.
-    pub alert_email: String,
+    pub alert_email: JsonString,
     /// ISO 4217 code of its prices, e.g. `EUR`.
-    pub currency: String,
+    pub currency: JsonString,
     /// The merchant user's login; compared case-insensitively, unique across all accounts.
-    pub email: String,
+    pub email: JsonString,
     /// At least 8 characters.
-    pub password: String,
+    pub password: JsonString,
 }
 
 impl Example for MerchantSignUp {
@@ -236,7 +237,7 @@ impl AuthApi {
     ) -> Result<RegisterResponse, ApiError> {
         limits.check_client(client_ip(req))?;
         let email = validate_credentials(&body).map_err(ApiError::validation)?;
-        let password = body.0.password;
+        let password = body.0.password.0;
         let hash = limits
             .hash(move || auth::hash_password(&password))
             .await?

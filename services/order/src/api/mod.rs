@@ -20,6 +20,7 @@ pub mod orders;
 pub mod problem;
 pub mod security;
 pub mod spec;
+pub mod text;
 
 /// OpenAPI tags, in the order Swagger UI shows them.
 #[derive(Tags)]

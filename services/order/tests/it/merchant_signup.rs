@@ -139,6 +139,29 @@ async fn sign_up_names_every_bad_field_and_refuses_taken_names_and_emails() {
     )
     .await;
 
+    // A number is not a string, however many digits it has (the spec says `type: string`).
+    let mut numeric = sign_up_body("Numbers Deli", &fresh_email());
+    numeric["password"] = json!(123_456_789);
+    assert_problem(
+        sign_up(&app, &numeric, None).await,
+        StatusCode::BAD_REQUEST,
+        "a numeric password",
+    )
+    .await;
+    let register = app
+        .client
+        .post(app.url("/auth/register"))
+        .json(&json!({ "email": fresh_email(), "password": 123_456_789 }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        register,
+        StatusCode::BAD_REQUEST,
+        "a numeric password to register",
+    )
+    .await;
+
     let first = sign_up(&app, &sign_up_body("Corner Deli", &fresh_email()), None).await;
     assert_eq!(first.status(), StatusCode::CREATED);
     let same_name = sign_up(&app, &sign_up_body("Corner Deli", &fresh_email()), None).await;
