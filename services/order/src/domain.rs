@@ -123,11 +123,11 @@ impl OrderStatus {
 pub enum Cancellation {
     /// Cancelled already: nothing to do, the answer is the same as the first time.
     AlreadyCancelled,
-    /// Stock has not decided yet: the order service cancels on its own, and stock makes sure it
-    /// never reserves (or releases what a confirmation in flight reserved).
-    Now,
-    /// Stock reserved and a shipment may be on its way: delivery decides. Only when it drops the
-    /// undispatched shipment is the order cancelled and its stock released.
+    /// A shipment may be on its way, even for an order this service still sees pending (stock
+    /// may have confirmed it, and delivery dispatched it, before the confirmation arrives here):
+    /// delivery decides. Only when it drops the undispatched shipment (or remembers that the
+    /// order has none, so none is ever made) is the order cancelled; stock then releases
+    /// whatever it reserved, or never reserves.
     AskDelivery,
     /// Too late (dispatched, delivered) or nothing to cancel (rejected).
     Refused,
@@ -138,8 +138,7 @@ impl OrderStatus {
     pub fn cancellation(self) -> Cancellation {
         match self {
             Self::Cancelled => Cancellation::AlreadyCancelled,
-            Self::Pending => Cancellation::Now,
-            Self::Confirmed => Cancellation::AskDelivery,
+            Self::Pending | Self::Confirmed => Cancellation::AskDelivery,
             Self::Rejected | Self::Dispatched | Self::Delivered => Cancellation::Refused,
         }
     }
@@ -420,6 +419,22 @@ pub mod burger_catalogue {
 mod tests {
     use super::OrderStatus::*;
     use super::*;
+
+    #[test]
+    fn delivery_decides_every_cancel_that_could_still_stop_a_shipment() {
+        use Cancellation::*;
+        let cases = [
+            (OrderStatus::Pending, AskDelivery),
+            (OrderStatus::Confirmed, AskDelivery),
+            (OrderStatus::Cancelled, AlreadyCancelled),
+            (OrderStatus::Rejected, Refused),
+            (OrderStatus::Dispatched, Refused),
+            (OrderStatus::Delivered, Refused),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(status.cancellation(), expected, "{status}");
+        }
+    }
 
     fn line(product_id: i64, quantity: i64) -> RequestedLine {
         RequestedLine {

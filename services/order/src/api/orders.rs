@@ -527,10 +527,11 @@ impl OrdersApi {
 
     /// Cancel an order
     ///
-    /// A `pending` order (stock has not decided yet) becomes `cancelled` at once. A `confirmed`
-    /// order's cancel is decided by delivery: only if it drops the undispatched shipment is the
-    /// order cancelled and its reserved stock released; if the courier already has it, 409 says
-    /// so and the order goes on to delivery. Cancelling a cancelled order again changes nothing
+    /// A `pending` or `confirmed` order's cancel is decided by delivery (a pending order may
+    /// already be confirmed by stock and on its way): only if it drops the undispatched shipment,
+    /// or remembers the order has none so none is ever made, is the order cancelled and whatever
+    /// stock it reserved released; if the courier already has it, 409 says so and the order goes
+    /// on to delivery. Cancelling a cancelled order again changes nothing
     /// (202). Once dispatched, delivered or rejected: 409. 503 with `Retry-After` when delivery
     /// does not answer in time (nothing changed: try again).
     #[oai(path = "/order/:id/cancel", method = "post")]
@@ -568,7 +569,7 @@ impl OrdersApi {
                         .await?;
                     delivery_agreed = true;
                 }
-                Cancellation::Now | Cancellation::AskDelivery => {
+                Cancellation::AskDelivery => {
                     let who = if auth.0.sub == order.customer_id {
                         "customer"
                     } else {

@@ -412,3 +412,32 @@ impl SseReader {
         }
     }
 }
+
+/// A stand-in for the delivery service's `cancel-shipment` endpoint on this app's NATS: it
+/// agrees to every cancel, as delivery does for an order whose shipment has not left (or that
+/// has none yet). Without it (or after `stop()`), a cancel finds no delivery to ask: 503.
+pub async fn delivery_agreeing_to_cancels(app: &TestApp) -> nats::service::CommandService {
+    use nats::commands::{CancelShipment, ShipmentState};
+    let mut service = nats::service::CommandService::start(
+        &app.nats.client,
+        app.nats.namespace(),
+        nats::commands::services::DELIVERY,
+        "a test's delivery: agrees to every cancel",
+        "0.0.0",
+    )
+    .await
+    .expect("the stand-in delivery service starts");
+    service
+        .serve(|command: CancelShipment| async move {
+            Ok(ShipmentState {
+                id: uuid::Uuid::new_v4(),
+                order_id: command.order_id,
+                status: "cancelled".into(),
+                dispatched_at: None,
+                delivered_at: None,
+            })
+        })
+        .await
+        .expect("the stand-in serves cancel-shipment");
+    service
+}

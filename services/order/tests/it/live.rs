@@ -532,6 +532,7 @@ async fn a_client_on_another_instance_sees_what_this_instance_settled() {
 #[tokio::test]
 async fn a_cancel_ends_the_stream_on_every_instance() {
     let app = spawn_app().await;
+    let _delivery = crate::helpers::delivery_agreeing_to_cancels(&app).await;
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
     let product = app.seed().await;
     let token = app.customer_token().await;
