@@ -114,14 +114,7 @@ impl PostgresServer {
     /// `pg_ctl stop -m immediate`: every backend is killed at once, nothing is checkpointed,
     /// and the next start runs crash recovery, as after a crash of the server.
     pub fn stop_immediately(&self) {
-        let output = self
-            .as_postgres("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("pg_ctl runs");
+        let output = self.pg_ctl_stop().expect("pg_ctl runs");
         assert!(
             output.status.success(),
             "pg_ctl stop: {}",
@@ -155,6 +148,15 @@ impl PostgresServer {
         );
     }
 
+    fn pg_ctl_stop(&self) -> std::io::Result<std::process::Output> {
+        self.as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdin(Stdio::null())
+            .output()
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
@@ -167,15 +169,7 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        let _ = self
-            .as_postgres("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.pg_ctl_stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

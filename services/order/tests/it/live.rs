@@ -110,6 +110,27 @@ async fn stored_order(app: &TestApp, wanted: impl Fn(&Uuid) -> bool) -> Uuid {
     }
 }
 
+/// `POST /order` of one `product` with `Prefer: <prefer>`, sent on a task of its own so the
+/// test can act while the request waits.
+fn order_preferring(
+    app: &TestApp,
+    token: &str,
+    product: i64,
+    prefer: &'static str,
+) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (client, url, token) = (app.client.clone(), app.url("/order"), token.to_owned());
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(token)
+            .header("Prefer", prefer)
+            .json(&burgers(product, 1))
+            .send()
+            .await
+            .unwrap()
+    })
+}
+
 #[tokio::test]
 async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends() {
     let app = spawn_app().await;
@@ -335,19 +356,7 @@ async fn prefer_wait_answers_201_with_the_confirmed_order_and_caps_the_wait_at_1
     let app = spawn_app().await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let post = {
-        let (client, url, token) = (app.client.clone(), app.url("/order"), token.clone());
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .header("Prefer", "wait=60")
-                .json(&burgers(product, 1))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let post = order_preferring(&app, &token, product, "wait=60");
     let id = stored_order(&app, |_| true).await;
     let published = Instant::now();
     publish(&app, &confirmed(id)).await;
@@ -374,19 +383,7 @@ async fn prefer_wait_answers_201_with_a_rejection_and_its_shortages() {
     let app = spawn_app().await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let post = {
-        let (client, url, token) = (app.client.clone(), app.url("/order"), token.clone());
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .header("Prefer", "respond-async, wait=5")
-                .json(&burgers(product, 1))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let post = order_preferring(&app, &token, product, "respond-async, wait=5");
     let id = stored_order(&app, |_| true).await;
     let published = Instant::now();
     publish(&app, &rejected(id)).await;
