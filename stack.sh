@@ -553,16 +553,17 @@ maildev_bin() {
     printf '%s' "$bin"
 }
 
-# `test` always needs maildev and nats-server (the notification and end-to-end tests start their
-# own maildev, and the fault and cluster tests their own nats-servers, on free ports, whatever
-# already listens); run/up only when the script starts that service itself.
+# `test` always needs maildev, nats-server and PostgreSQL's server binaries (the notification and
+# end-to-end tests start their own maildev, the fault and cluster tests their own nats-servers,
+# the fault suite a PostgreSQL of its own, on free ports, whatever already listens); run/up only
+# when the script starts that service itself.
 install_missing() {
     local pkgs=() need_maildev=0
     [[ "$SMTP_STATE" == start || "$MODE" == test ]] && need_maildev=1
     if ! command -v psql >/dev/null 2>&1; then
         pkgs+=(postgresql-client)
     fi
-    if [[ "$PG_STATE" == start && -z "$(pg_bin_dir)" ]]; then
+    if [[ "$PG_STATE" == start || "$MODE" == test ]] && [[ -z "$(pg_bin_dir)" ]]; then
         pkgs+=(postgresql)
     fi
     if [[ "$NATS_STATE" == start || "$MODE" == test ]] && ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
@@ -670,7 +671,20 @@ start_nats() {
     local bin log="$LOGS/nats.log" args
     bin="$(command -v nats-server || echo /usr/sbin/nats-server)"
     mkdir -p "$STACK/nats"
-    args=(-a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STACK/nats")
+    args=(-a 127.0.0.1 -p "$NATS_PORT")
+    # JetStream fsyncs its files every two minutes by default: a power loss can lose what it had
+    # acknowledged. From 2.10 on, `sync_interval: always` fsyncs every write (cost measured in
+    # docs/PERFORMANCE.md); Debian's 2.9 has no such setting (see the README).
+    local version major minor
+    version="$("$bin" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')"
+    read -r major minor <<<"${version:-0 0}"
+    if ((major > 2 || (major == 2 && minor >= 10))); then
+        printf 'jetstream { store_dir: "%s", sync_interval: always }\n' "$STACK/nats" >"$STACK/nats.conf"
+        args+=(-c "$STACK/nats.conf")
+    else
+        args+=(-js -sd "$STACK/nats")
+        note "nats-server $major.$minor has no sync_interval: JetStream fsyncs every 2 minutes (README: \"A JetStream cluster\")"
+    fi
     if [[ -n "$NATS_MONITOR_PORT" ]] && port_open 127.0.0.1 "$NATS_MONITOR_PORT"; then
         free_port 18222
         note "the NATS monitoring port $NATS_MONITOR_PORT is taken: ours goes on $FREE_PORT"

@@ -54,6 +54,11 @@ pub struct Shared {
     pub nats: NatsConfig,
     #[command(flatten)]
     pub outbox: OutboxConfig,
+    /// Where to serve Prometheus `GET /metrics` on a listener of its own. Unset: a process with
+    /// the order service serves it on its HTTP port; `larder stock`, `notification` and
+    /// `delivery` alone on 127.0.0.1:9102, :9103 and :9104. Port 0 picks a free one (logged).
+    #[arg(long = "metrics-addr", env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,8 @@
 //! multi-threaded tokio runtime (actors need the system; sqlx and async-nats need tokio), each
 //! until the shared shutdown token is cancelled by Ctrl-C or SIGTERM.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +38,7 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             })
         }
         Command::All(args) => run_services(Services {
+            metrics_addr: args.shared.metrics_addr,
             order: Some(args.shared.order(args.order)),
             stock: Some(args.shared.stock(args.stock)),
             notification: Some(args.shared.notification(args.notification)),
@@ -43,18 +46,22 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
         }),
         Command::Order(args) => run_services(Services {
             order: Some(args.shared.order(args.settings)),
+            metrics_addr: args.shared.metrics_addr.or(None),
             ..Services::default()
         }),
         Command::Stock(args) => run_services(Services {
             stock: Some(args.shared.stock(args.settings)),
+            metrics_addr: args.shared.metrics_addr.or(Some(STOCK_METRICS_ADDR)),
             ..Services::default()
         }),
         Command::Notification(args) => run_services(Services {
             notification: Some(args.shared.notification(args.settings)),
+            metrics_addr: args.shared.metrics_addr.or(Some(NOTIFICATION_METRICS_ADDR)),
             ..Services::default()
         }),
         Command::Delivery(args) => run_services(Services {
             delivery: Some(args.shared.delivery(args.settings)),
+            metrics_addr: args.shared.metrics_addr.or(Some(DELIVERY_METRICS_ADDR)),
             ..Services::default()
         }),
     }
@@ -109,9 +116,18 @@ async fn dead_letters(args: crate::cli::DlqArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `larder stock`, `notification` and `delivery` serve `/metrics` by default: they have no
+/// HTTP port of their own, and side by side on one machine they need one each.
+const STOCK_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9102);
+const NOTIFICATION_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9103);
+const DELIVERY_METRICS_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9104);
+
 /// The services to run in this process.
 #[derive(Default)]
 struct Services {
+    /// A listener of its own for `/metrics` (see [`crate::cli::Shared::metrics_addr`]).
+    metrics_addr: Option<SocketAddr>,
     order: Option<order::Config>,
     stock: Option<stock::Config>,
     notification: Option<notification::Config>,
@@ -138,6 +154,7 @@ fn run_services(services: Services) -> anyhow::Result<()> {
     let result = system.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let metrics = crate::telemetry::install_metrics(shutdown.clone())?;
 
         // Build everything first (connections, migrations, streams, command endpoints), then
         // run it all, so the API never serves before the services it calls answer; the first
@@ -147,7 +164,8 @@ fn run_services(services: Services) -> anyhow::Result<()> {
             Some(config) => Some(
                 order::Application::build(config)
                     .await
-                    .context("Failed to start the order service")?,
+                    .context("Failed to start the order service")?
+                    .with_metrics(metrics.clone()),
             ),
             None => None,
         };
@@ -176,6 +194,12 @@ fn run_services(services: Services) -> anyhow::Result<()> {
             None => None,
         };
         let mut running = Vec::new();
+        if let Some(address) = services.metrics_addr {
+            let served = crate::telemetry::serve_metrics(address, metrics, shutdown.clone())
+                .await
+                .with_context(|| format!("Failed to serve /metrics on {address}"))?;
+            running.push(spawn_service("metrics", served, &shutdown));
+        }
         if let Some(app) = stock {
             running.push(spawn_service(
                 "stock",

@@ -1,6 +1,14 @@
-//! The tracing subscriber: pretty for people, JSON for log shippers (SPEC §6).
+//! The tracing subscriber: pretty for people, JSON for log shippers (SPEC §6); and the
+//! process's Prometheus recorder with, for a process without the order service's HTTP port, a
+//! `/metrics` listener of its own.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -40,6 +48,84 @@ pub fn init(format: LogFormat) {
             )
             .init(),
     }
+}
+
+/// Latency buckets, in seconds: from a cache hit to a request that waited on a timeout.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// Orders per reservation transaction: one alone up to the largest batch.
+const BATCH_SIZE_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// How often histogram windows and idle series are maintained (the recorder does not do it).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the process's one Prometheus recorder, with the histograms' buckets (without them
+/// they would render as summaries, which cannot be aggregated across instances), and keeps it
+/// maintained until `shutdown`.
+pub fn install_metrics(shutdown: CancellationToken) -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("larder_stock_reservation_batch_size".into()),
+            &BATCH_SIZE_BUCKETS,
+        )?
+        .install_recorder()
+        .context("Failed to install the metrics recorder")?;
+    let maintained = handle.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = interval.tick() => maintained.run_upkeep(),
+            }
+        }
+    });
+    Ok(handle)
+}
+
+/// Binds `address` and returns the server to run: `GET /metrics` (and `GET /health`) until
+/// `shutdown`.
+pub async fn serve_metrics(
+    address: SocketAddr,
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+    use poem::listener::{Acceptor, Listener};
+    use poem::{EndpointExt, IntoResponse, Route, get, handler, web::Data};
+
+    #[handler]
+    fn metrics(handle: Data<&PrometheusHandle>) -> poem::Response {
+        handle
+            .render()
+            .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+            .into_response()
+    }
+    #[handler]
+    fn health() -> &'static str {
+        "ok"
+    }
+
+    let acceptor = poem::listener::TcpListener::bind(address)
+        .into_acceptor()
+        .await?;
+    if let Some(bound) = acceptor.local_addr().first() {
+        tracing::info!(address = %bound, "serving /metrics");
+    }
+    let app = Route::new()
+        .at("/metrics", get(metrics))
+        .at("/health", get(health))
+        .data(handle);
+    Ok(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                app,
+                shutdown.cancelled_owned(),
+                Some(Duration::from_secs(1)),
+            )
+            .await?;
+        Ok(())
+    })
 }
 
 /// Colour codes only for a person at a terminal (<https://no-color.org>).

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use migration::testing::{Auth, PostgresServer};
+
 /// Wall-clock bound of one `stack.sh check`: a few probes of at most STACK_PROBE_SECS each.
 const CHECK_BOUND: Duration = Duration::from_secs(30);
 
@@ -134,117 +136,15 @@ fn check(vars: &[(&str, String)]) -> Check {
 
 // --- Servers of the test's own ------------------------------------------------------------
 
-fn pg_bin() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("initdb").is_file())
-        .collect();
-    dirs.sort();
-    dirs.pop()
-}
+/// Debian's cluster after a reboot asks TCP logins for a password.
+const PG_PASSWORD: &str = "s3cret";
 
-/// Runs a PostgreSQL binary, as the `postgres` OS user when we are root (initdb refuses root).
-fn as_postgres(program: &Path) -> Command {
-    if is_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command.current_dir("/");
-        command
-    } else {
-        Command::new(program)
+fn password_postgres() -> Option<PostgresServer> {
+    let server = PostgresServer::start(Auth::Password(PG_PASSWORD));
+    if server.is_none() {
+        eprintln!("skipped: no PostgreSQL server binaries under /usr/lib/postgresql");
     }
-}
-
-/// A PostgreSQL whose TCP logins need a password (as Debian's own cluster after a reboot),
-/// stopped and removed on drop.
-struct PasswordPostgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl PasswordPostgres {
-    const PASSWORD: &str = "s3cret";
-
-    fn start() -> Option<Self> {
-        let Some(bin) = pg_bin() else {
-            eprintln!("skipped: no PostgreSQL server binaries under /usr/lib/postgresql");
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!("larder-stack-test-pg-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        std::fs::write(dir.join("pw"), Self::PASSWORD).expect("a password file");
-        let postgres = Self {
-            bin,
-            dir,
-            port: free_port(),
-        };
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&postgres.dir)
-                .status()
-                .expect("chown runs");
-            assert!(status.success(), "chown to postgres");
-        }
-        let initdb = as_postgres(&postgres.bin.join("initdb"))
-            .arg("-D")
-            .arg(postgres.dir.join("data"))
-            .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync"])
-            .arg(format!("--pwfile={}", postgres.dir.join("pw").display()))
-            .args(["-E", "UTF8", "--locale=C.UTF-8"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("initdb runs");
-        assert!(
-            initdb.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&initdb.stderr)
-        );
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
-            postgres.port,
-            postgres.dir.display()
-        );
-        let start = as_postgres(&postgres.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(postgres.dir.join("data"))
-            .arg("-l")
-            .arg(postgres.dir.join("log"))
-            .args(["-w", "-t", "30", "-o", &options, "start"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .output()
-            .expect("pg_ctl runs");
-        assert!(
-            start.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&start.stderr)
-        );
-        Some(postgres)
-    }
-
-    fn url(&self, userinfo: &str) -> String {
-        format!(
-            "postgres://{userinfo}@127.0.0.1:{}/larder?sslmode=disable",
-            self.port
-        )
-    }
-}
-
-impl Drop for PasswordPostgres {
-    fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    server
 }
 
 /// nats-server on a free port, with or without JetStream, killed (and its store removed) on drop.
@@ -343,19 +243,19 @@ impl Drop for FakeServer {
 
 #[test]
 fn postgres_is_reused_only_when_a_non_interactive_login_works() {
-    let Some(pg) = PasswordPostgres::start() else {
+    let Some(pg) = password_postgres() else {
         return;
     };
 
     // The URL stack.sh would serve itself (postgres on loopback): our own on a free port, and
     // every PostgreSQL URL follows it, keeping users, passwords and databases.
     let replaced = check(&[
-        ("DATABASE_URL", pg.url("postgres")),
+        ("DATABASE_URL", pg.url("postgres", "larder")),
         (
             "ORDER_DATABASE_URL",
             format!(
                 "postgres://mine:pw@127.0.0.1:{}/elsewhere?sslmode=disable",
-                pg.port
+                pg.port()
             ),
         ),
     ]);
@@ -376,7 +276,7 @@ fn postgres_is_reused_only_when_a_non_interactive_login_works() {
             && admin.ends_with("/larder?sslmode=disable"),
         "{replaced:?}"
     );
-    assert!(!admin.contains(&format!(":{}/", pg.port)), "{replaced:?}");
+    assert!(!admin.contains(&format!(":{}/", pg.port())), "{replaced:?}");
     let new_address = admin
         .trim_start_matches("postgres://postgres@")
         .split('/')
@@ -398,12 +298,12 @@ fn postgres_is_reused_only_when_a_non_interactive_login_works() {
     );
 
     // Credentials of the user's own: one clear line, exit 1, never a prompt.
-    let refused = check(&[("DATABASE_URL", pg.url("larder:wrong"))]);
+    let refused = check(&[("DATABASE_URL", pg.url("larder:wrong", "larder"))]);
     assert!(!refused.ok, "{refused:?}");
     let errors = refused.errors();
     assert_eq!(errors.len(), 1, "{refused:?}");
     assert!(
-        errors[0].contains(&format!("PostgreSQL on 127.0.0.1:{}", pg.port))
+        errors[0].contains(&format!("PostgreSQL on 127.0.0.1:{}", pg.port()))
             && errors[0].contains("password authentication failed")
             && errors[0].contains("fix DATABASE_URL"),
         "{refused:?}"
@@ -413,13 +313,13 @@ fn postgres_is_reused_only_when_a_non_interactive_login_works() {
     // The right password: reused.
     let reused = check(&[(
         "DATABASE_URL",
-        pg.url(&format!("postgres:{}", PasswordPostgres::PASSWORD)),
+        pg.url(&format!("postgres:{}", PG_PASSWORD), "larder"),
     )]);
     assert!(reused.ok, "{reused:?}");
     assert!(
         reused
             .stdout
-            .contains(&format!("reusing: PostgreSQL on 127.0.0.1:{}", pg.port)),
+            .contains(&format!("reusing: PostgreSQL on 127.0.0.1:{}", pg.port())),
         "{reused:?}"
     );
 }

@@ -14,6 +14,9 @@
 //! // Dropping `test_db` drops the database, then its roles.
 //! ```
 //!
+//! A test that stops and starts PostgreSQL runs a [`PostgresServer`] of its own and creates its
+//! database there with [`TestDatabase::new_on`].
+//!
 //! The server and admin credentials come from `DATABASE_URL` when set (its database name is
 //! replaced), else [`DEFAULT_DATABASE_URL`](crate::database::DEFAULT_DATABASE_URL). Each test
 //! gets the roles `larder_t_<8 hex>_<service>` with random passwords; they reach the server by
@@ -29,6 +32,10 @@ use crate::database::{
     self, DEFAULT_DATABASE_URL, DatabaseConfig, ServiceDatabases, maintenance_config, quote_ident,
 };
 use crate::provision;
+
+mod server;
+
+pub use server::{Auth, PostgresServer};
 
 /// How long a test waits for the server: it should be up already.
 const TEST_CONNECT_DEADLINE: Duration = Duration::from_secs(10);
@@ -53,7 +60,15 @@ impl TestDatabase {
     ///
     /// Panics when Postgres is unreachable or provisioning fails: it is for tests.
     pub async fn new() -> TestDatabase {
-        let test_db = Self::new_unmigrated().await;
+        let server =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        Self::new_on(&server).await
+    }
+
+    /// [`TestDatabase::new`] on another server: `server_url` names its superuser (its database
+    /// name is replaced), e.g. a [`PostgresServer`] of the test's own.
+    pub async fn new_on(server_url: &str) -> TestDatabase {
+        let test_db = Self::new_unmigrated_on(server_url).await;
         test_db
             .provision()
             .await
@@ -66,8 +81,14 @@ impl TestDatabase {
     ///
     /// Panics when Postgres is unreachable: it is for tests.
     pub async fn new_unmigrated() -> TestDatabase {
+        let server =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+        Self::new_unmigrated_on(&server).await
+    }
+
+    async fn new_unmigrated_on(server_url: &str) -> TestDatabase {
         let server = DatabaseConfig {
-            url: std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned()),
+            url: server_url.to_owned(),
             ..DatabaseConfig::default()
         };
         let id = Uuid::new_v4().simple().to_string();

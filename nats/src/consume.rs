@@ -120,6 +120,11 @@ impl<E: Decode> ConsumerRunner<E> {
                 durable: durable.clone(),
                 source,
             })?;
+        tokio::spawn(crate::metrics::sample_consumer(
+            consumer.clone(),
+            self.spec.durable.to_owned(),
+            shutdown.clone(),
+        ));
         // Whatever has arrived, up to a batch, without waiting for a full one.
         let mut batches = messages.ready_chunks(self.batch_size);
         tracing::info!(%durable, "consuming");
@@ -282,6 +287,8 @@ impl<E: Decode> ConsumerRunner<E> {
         reason: String,
     ) {
         tracing::error!(consumer = self.spec.durable, stream_sequence, delivered, %reason, "dead-lettering message");
+        metrics::counter!("larder_dead_letters_total", "consumer" => self.spec.durable.to_owned())
+            .increment(1);
         let dead = dlq::DeadLetter {
             consumer: self.spec.durable.to_owned(),
             subject: message.subject.to_string(),

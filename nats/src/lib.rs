@@ -8,6 +8,7 @@
 //! - [`inbox`]: record a consumed event id in the caller's transaction; tells duplicates apart.
 //! - [`consume`]: pull from a durable consumer, hand batches to an actor, ack only after it commits.
 //! - [`dlq`]: dead letters for poison messages and exhausted retries.
+//! - [`metrics`]: Prometheus gauges of consumers and outboxes.
 //! - [`commands`], [`service`]: merchant commands served over NATS request/reply (the service
 //!   API: `nats micro ls`), and calling them with a timeout.
 //! - [`config`]: `NatsConfig` and a connect that waits for the server.
@@ -21,6 +22,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod inbox;
+pub mod metrics;
 pub mod namespace;
 pub mod outbox;
 pub mod relay;

@@ -241,6 +241,18 @@ impl Actor for OutboxRelay {
                 });
             }
         });
+        let service = self
+            .channel
+            .strip_prefix("larder_outbox_")
+            .unwrap_or(&self.channel)
+            .to_owned();
+        ctx.run_interval(crate::metrics::SAMPLE_INTERVAL, move |relay, ctx| {
+            let db = relay.db.clone();
+            let service = service.clone();
+            ctx.spawn(
+                async move { crate::metrics::sample_outbox(&db, &service).await }.into_actor(relay),
+            );
+        });
         self.listener = Some(tokio::spawn(listen_for_inserts(
             self.db.clone(),
             self.channel.clone(),

@@ -28,52 +28,70 @@ pub fn free_port() -> u16 {
 pub struct MailInbox {
     pub smtp_port: u16,
     pub web: String,
-    child: Child,
+    web_port: u16,
+    child: Option<Child>,
     mail_dir: PathBuf,
 }
 
 impl MailInbox {
     pub async fn start() -> Self {
-        let (smtp_port, web_port) = (free_port(), free_port());
         let mail_dir = std::env::temp_dir().join(format!("larder-maildev-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&mail_dir).expect("a mail directory can be created");
+        let web_port = free_port();
+        let mut inbox = Self {
+            smtp_port: free_port(),
+            web: format!("http://127.0.0.1:{web_port}"),
+            web_port,
+            child: None,
+            mail_dir,
+        };
+        inbox.start_again().await;
+        inbox
+    }
+
+    /// Kills maildev, as an SMTP outage: connections to its port are refused.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts maildev (again) on the same ports and waits until it answers. A restarted maildev
+    /// forgets the emails it had.
+    pub async fn start_again(&mut self) {
         // `./stack.sh test` installs maildev and sets MAILDEV to it.
         let program = std::env::var("MAILDEV").unwrap_or_else(|_| "maildev".into());
         let child = Command::new(&program)
             .args([
                 "--smtp",
-                &smtp_port.to_string(),
+                &self.smtp_port.to_string(),
                 "--web",
-                &web_port.to_string(),
+                &self.web_port.to_string(),
                 "--ip",
                 "127.0.0.1",
             ])
             .arg("--mail-directory")
-            .arg(&mail_dir)
+            .arg(&self.mail_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                let _ = std::fs::remove_dir_all(&mail_dir);
                 panic!("cannot run {program} ({e}): ./stack.sh test installs maildev")
             });
-        let inbox = Self {
-            smtp_port,
-            web: format!("http://127.0.0.1:{web_port}"),
-            child,
-            mail_dir,
-        };
+        self.child = Some(child);
         let client = reqwest::Client::new();
+        let smtp = format!("127.0.0.1:{}", self.smtp_port);
         eventually("maildev answers", || async {
             client
-                .get(format!("{}/email", inbox.web))
+                .get(format!("{}/email", self.web))
                 .send()
                 .await
                 .is_ok()
+                && tokio::net::TcpStream::connect(&smtp).await.is_ok()
         })
         .await;
-        inbox
     }
 
     pub async fn emails(&self) -> Vec<Value> {
@@ -84,8 +102,7 @@ impl MailInbox {
 
 impl Drop for MailInbox {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.mail_dir);
     }
 }
@@ -124,10 +141,12 @@ impl Stack {
         .await
     }
 
-    /// [`Stack::start_separately`] on the given NATS (a server of the test's own, say).
-    pub async fn start_separately_on(nats: TestNats) -> Self {
+    /// [`Stack::start_separately`] on the given NATS and database (both on servers of the
+    /// test's own, say, that it stops and starts).
+    pub async fn start_separately_on_servers(nats: TestNats, db: TestDatabase) -> Self {
         Self::start_processes_on(
             nats,
+            db,
             &[],
             &[&["order"], &["stock"], &["delivery"], &["notification"]],
         )
@@ -136,19 +155,30 @@ impl Stack {
 
     /// `larder all` on the given NATS (a cluster's namespace, say), with extra environment.
     pub async fn start_on(nats: TestNats, env: &[(&str, &str)]) -> Self {
-        Self::start_processes_on(nats, env, &[&["all"]]).await
+        Self::start_processes_on(nats, TestDatabase::new().await, env, &[&["all"]]).await
+    }
+
+    /// One process per command line (`&["stock", "--metrics-addr", ..]`), processes 0, 1, ...
+    pub async fn start_commands(commands: &[&[&str]]) -> Self {
+        Self::start_processes(&[], commands).await
     }
 
     async fn start_processes(env: &[(&str, &str)], commands: &[&[&str]]) -> Self {
-        Self::start_processes_on(TestNats::new().await, env, commands).await
+        Self::start_processes_on(
+            TestNats::new().await,
+            TestDatabase::new().await,
+            env,
+            commands,
+        )
+        .await
     }
 
     async fn start_processes_on(
         nats: TestNats,
+        db: TestDatabase,
         env: &[(&str, &str)],
         commands: &[&[&str]],
     ) -> Self {
-        let db = TestDatabase::new().await;
         let mail = MailInbox::start().await;
         let http_port = free_port();
         let mut stack = Self {
@@ -221,6 +251,9 @@ impl Stack {
             .env("DELIVERY_DISPATCH_DELAY_MS", "300")
             .env("DELIVERY_DELIVER_DELAY_MS", "300")
             .env("LOG_FORMAT", "json")
+            // Side by side, stock, delivery and notification would all want their default
+            // metrics ports: any free one (a test that reads them passes --metrics-addr).
+            .env("METRICS_ADDR", "127.0.0.1:0")
             // Every test client is 127.0.0.1: the per-address login limit would see one client.
             .env("AUTH_RATE_PER_IP_PER_MIN", "1000000")
             .env("AUTH_RATE_PER_ACCOUNT_PER_MIN", "1000000")
@@ -363,7 +396,16 @@ impl Stack {
 
     /// Every event on the ORDERS and DELIVERY streams whose data names this order.
     pub async fn events_of_order(&self, order_id: &str) -> Vec<Value> {
-        let mut found = Vec::new();
+        self.events_by_order()
+            .await
+            .remove(order_id)
+            .unwrap_or_default()
+    }
+
+    /// Every event on the ORDERS and DELIVERY streams, by the order its data names (one read
+    /// of each stream).
+    pub async fn events_by_order(&self) -> std::collections::HashMap<String, Vec<Value>> {
+        let mut found: std::collections::HashMap<String, Vec<Value>> = Default::default();
         for name in ["ORDERS", "DELIVERY"] {
             let mut stream = self
                 .nats
@@ -375,8 +417,8 @@ impl Stack {
             for seq in state.first_sequence..=state.last_sequence {
                 if let Ok(message) = stream.get_raw_message(seq).await {
                     let event: Value = serde_json::from_slice(&message.payload).unwrap();
-                    if event["data"]["order_id"] == order_id {
-                        found.push(event);
+                    if let Some(order_id) = event["data"]["order_id"].as_str() {
+                        found.entry(order_id.to_owned()).or_default().push(event);
                     }
                 }
             }
@@ -384,10 +426,26 @@ impl Stack {
         found
     }
 
-    /// Waits until the durable consumer has nothing pending or unacknowledged.
+    /// Messages on the DLQ stream.
+    pub async fn dead_letter_count(&self) -> u64 {
+        let mut stream = self
+            .nats
+            .jetstream
+            .get_stream(self.nats.namespace().stream("DLQ"))
+            .await
+            .unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    /// Waits until the durable consumer of ORDERS has nothing pending or unacknowledged.
     pub async fn wait_until_consumed(&self, durable: &str) {
+        self.wait_until_consumed_on("ORDERS", durable).await;
+    }
+
+    /// Waits until the durable consumer of `stream` has nothing pending or unacknowledged.
+    pub async fn wait_until_consumed_on(&self, stream: &str, durable: &str) {
         let ns = self.nats.namespace();
-        let stream = ns.stream("ORDERS");
+        let stream = ns.stream(stream);
         let durable = ns.durable(durable);
         eventually(&format!("{durable} has consumed everything"), || async {
             let mut consumer: async_nats::jetstream::consumer::PullConsumer = self

@@ -8,5 +8,6 @@ mod faults;
 mod helpers;
 mod lifecycle;
 mod merchant_commands;
+mod metrics;
 mod schemathesis;
 mod stock;

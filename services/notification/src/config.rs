@@ -104,13 +104,14 @@ pub struct NotificationSettings {
     )]
     pub breaker_failures: u32,
     /// How long the open breaker keeps the SMTP server alone before one trial send, in
-    /// milliseconds. Keep it below the first retry delay minus the SMTP timeout, so a held
-    /// message gets its trial before its ack wait runs out.
+    /// milliseconds; also the pace at which a held email tries a server that is down. It bounds
+    /// how late an email goes out after the server is back. Keep it below the first retry delay
+    /// minus the SMTP timeout, so a held message gets its trial before its ack wait runs out.
     #[arg(
         id = "smtp_breaker_cool_down_ms",
         long = "smtp-breaker-cool-down-ms",
         env = "SMTP_BREAKER_COOL_DOWN_MS",
-        default_value_t = 15_000
+        default_value_t = 2_000
     )]
     pub breaker_cool_down_ms: u64,
 }
@@ -130,7 +131,7 @@ impl Default for NotificationSettings {
             retry_max_secs: 480,
             batch_size: 4,
             breaker_failures: 3,
-            breaker_cool_down_ms: 15_000,
+            breaker_cool_down_ms: 2_000,
         }
     }
 }

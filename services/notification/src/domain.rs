@@ -190,6 +190,12 @@ impl CircuitBreaker {
         self.state
     }
 
+    /// How long the circuit stays open after it trips: also the pace at which a server that
+    /// is down is tried again.
+    pub fn cool_down(&self) -> Duration {
+        self.cool_down
+    }
+
     pub fn failure_threshold(&self) -> u32 {
         self.failure_threshold
     }

@@ -1,5 +1,6 @@
 //! Sending one email over SMTP with lettre's pooled async transport, and telling a dead server
-//! (transient: retry, feeds the circuit breaker) from a refusal (permanent: dead-letter).
+//! (retry when it is back, feeds the circuit breaker) from a deferred message (retry later) and a
+//! refusal (dead-letter).
 
 use anyhow::Context as _;
 use lettre::message::{Mailbox, MultiPart};
@@ -15,10 +16,14 @@ type Transport = AsyncSmtpTransport<Tokio1Executor>;
 /// Why an email did not go out.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    /// The server could not be reached, timed out, or answered 4xx: try again later. Counts as a
-    /// circuit-breaker failure.
+    /// The server could not be reached, timed out, or said it is closing the channel (421): it
+    /// is down for every message, not just this one. Counts as a circuit-breaker failure.
     #[error("SMTP server unavailable: {0}")]
-    Transient(String),
+    Unavailable(String),
+    /// The server is up but deferred this message (another 4xx, e.g. a full mailbox): try this
+    /// message again later; the others are not held up.
+    #[error("SMTP server deferred the message: {0}")]
+    Deferred(String),
     /// The server refused the message for good (5xx): retrying the same message cannot help
     /// (RFC 5321 §4.2.1). The server did answer.
     #[error("refused by the SMTP server: {0}")]
@@ -28,13 +33,19 @@ pub enum MailError {
     Invalid(String),
 }
 
+/// RFC 5321 §3.8: "421 Service not available, closing transmission channel".
+const SERVICE_NOT_AVAILABLE: u16 = 421;
+
 impl From<lettre::transport::smtp::Error> for MailError {
     fn from(error: lettre::transport::smtp::Error) -> Self {
+        let code = error.status().map(u16::from);
         if error.is_permanent() {
             Self::Permanent(error.to_string())
+        } else if error.is_transient() && code != Some(SERVICE_NOT_AVAILABLE) {
+            Self::Deferred(error.to_string())
         } else {
-            // Connection refused, TLS, timeouts, 4xx, a dropped connection: all worth a retry.
-            Self::Transient(error.to_string())
+            // Connection refused, TLS, timeouts, a dropped connection, 421.
+            Self::Unavailable(error.to_string())
         }
     }
 }

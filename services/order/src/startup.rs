@@ -41,6 +41,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     port: u16,
     relay: Addr<OutboxRelay>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl Application {
@@ -98,10 +99,17 @@ impl Application {
             listener,
             port,
             relay,
+            metrics: None,
         })
     }
 
     /// The bound HTTP port (tests bind port 0).
+    /// Serves `GET /metrics` from this recorder's handle (the process installs one recorder).
+    pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -162,6 +170,7 @@ impl Application {
             service_request_timeout: self.config.settings.service_request_timeout(),
             catalogue: Default::default(),
             order_writer: OrderWriter::start(self.db.clone()),
+            metrics: self.metrics,
         };
         let served = crate::server::serve(
             self.listener,

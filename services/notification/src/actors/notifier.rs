@@ -2,21 +2,25 @@
 //! notification, asks the circuit breaker, sends one email and records the outcome; it answers
 //! the consumer runner one [`Outcome`] per delivery (SPEC §5 rules 1 and 5).
 //!
-//! ## How the circuit breaker stops the pulling
+//! ## A server that is down: held, tried on the breaker's pace
 //!
 //! The runner pulls a small batch, sends it here and awaits the answer before it pulls again. So
-//! while the breaker is open, the notifier *holds* the delivery in hand instead of answering:
-//! it sleeps until the breaker's cool-down is over, then sends one trial. Meanwhile the runner
-//! pulls nothing, and the events still in the stream keep all their deliveries; the dead server
-//! sees at most one attempt per cool-down.
+//! when the SMTP server is down (unreachable, timing out, or answering 421), the notifier *holds*
+//! the delivery in hand instead of answering: it tries the server again once per breaker
+//! cool-down (after enough failures the breaker opens, and every delivery waits for its
+//! half-open trial). Meanwhile the runner pulls nothing, the events still in the stream keep all
+//! their deliveries, and the dead server sees at most one attempt per cool-down. When the server
+//! is back, the held email goes out within a cool-down, and the rest follow.
 //!
-//! The runner keeps a held delivery alive with progress acks. The hold is still bounded, by the
-//! retry schedule's step for this delivery (the delay a `Retry` would have asked for anyway),
-//! minus the SMTP timeout and a margin for the trial send itself, so a long outage spends
-//! deliveries at the schedule's pace. When the cool-down would outlast that bound, the notifier
-//! holds until the bound and then answers `Retry` without an attempt (that delivery is spent either way: the server counts a delivery
-//! when it hands it out, not when it is Nak'ed). A *last* delivery is never answered without an
-//! attempt: one real try beats a dead letter that never reached the server.
+//! The runner keeps a held delivery alive with progress acks. The hold is bounded by the retry
+//! schedule's step for this delivery (the delay a `Retry` would have asked for anyway), minus
+//! the SMTP timeout and a margin for the last send, so a long outage spends deliveries at the
+//! schedule's pace; a delivery held to its bound goes back to the stream for one cool-down and
+//! comes back first. A *last* delivery is never answered without an attempt: one real try beats
+//! a dead letter that never reached the server.
+//!
+//! A message the server itself defers (another 4xx) is not held: it is retried on the
+//! consumer's schedule while the other emails go ahead.
 //!
 //! On shutdown a held delivery is released at once with `Retry` (the last one is still tried).
 
@@ -55,6 +59,42 @@ pub struct Notifier {
     shutdown: CancellationToken,
 }
 
+/// The breaker, locked; publishes its state as `larder_smtp_breaker_open` (0 closed, 1 open or
+/// half-open) when released, whatever changed it.
+struct BreakerGuard<'a>(MutexGuard<'a, CircuitBreaker>);
+
+impl std::ops::Deref for BreakerGuard<'_> {
+    type Target = CircuitBreaker;
+    fn deref(&self) -> &CircuitBreaker {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for BreakerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut CircuitBreaker {
+        &mut self.0
+    }
+}
+
+impl Drop for BreakerGuard<'_> {
+    fn drop(&mut self) {
+        let open = !matches!(self.0.state(), domain::BreakerState::Closed { .. });
+        metrics::gauge!("larder_smtp_breaker_open").set(f64::from(u8::from(open)));
+    }
+}
+
+/// What one send came to.
+enum Sent {
+    Done,
+    /// The server is down (or the circuit says so): worth holding the delivery for.
+    ServerUnavailable(String),
+    /// This message was deferred (a 4xx for it, or the database failed): retry it on the
+    /// consumer's schedule while the others go ahead.
+    Deferred(String),
+    /// Never deliverable: dead-letter.
+    Refused(String),
+}
+
 /// Whether a delivery may go to the SMTP server now.
 enum Gate {
     Send,
@@ -84,9 +124,9 @@ impl Notifier {
         }
     }
 
-    fn breaker(&self) -> MutexGuard<'_, CircuitBreaker> {
+    fn breaker(&self) -> BreakerGuard<'_> {
         // Never held across an await; a panic elsewhere leaves a usable breaker.
-        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+        BreakerGuard(self.breaker.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// One email at a time, in stream order.
@@ -120,35 +160,68 @@ impl Notifier {
             Err(error) => return database_retry(&error),
         }
 
-        match self.wait_for_breaker(received, delivery).await {
-            Gate::Send => {}
-            Gate::NotAttempted(reason) => {
-                if let Err(error) =
-                    store::record_failure(&self.db, event.id, &reason, last_attempt).await
-                {
-                    tracing::warn!(%error, "could not record the attempt");
+        // How long this delivery may be held: the retry step it would otherwise wait in the
+        // stream, minus room for one more send.
+        let hold_until = received
+            + self
+                .spec
+                .retry_delay(delivery.delivered)
+                .saturating_sub(self.smtp_timeout + SEND_MARGIN);
+        loop {
+            match self.wait_for_breaker(hold_until, last_attempt).await {
+                Gate::Send => {}
+                Gate::NotAttempted(reason) => {
+                    if let Err(error) =
+                        store::record_failure(&self.db, event.id, &reason, last_attempt).await
+                    {
+                        tracing::warn!(%error, "could not record the attempt");
+                    }
+                    return self.retry_when_server_is_back(reason);
                 }
-                return Outcome::Retry { reason };
+                Gate::ShuttingDown => {
+                    return Outcome::Retry {
+                        reason: "shutting down before the SMTP server was back".into(),
+                    };
+                }
             }
-            Gate::ShuttingDown => {
-                return Outcome::Retry {
-                    reason: "shutting down before the SMTP circuit closed".into(),
-                };
+            // A server that is down is tried again on the breaker's pace while this delivery
+            // may still be held, so that an email goes out within a cool-down of the server's
+            // return rather than after the next retry step.
+            let next_try = Instant::now() + self.breaker().cool_down();
+            let hold_again = next_try < hold_until;
+            match self.send(event, last_attempt && !hold_again).await {
+                Sent::Done => return Outcome::Done,
+                Sent::Refused(reason) => return Outcome::Reject { reason },
+                Sent::Deferred(reason) => return Outcome::Retry { reason },
+                Sent::ServerUnavailable(reason) if !hold_again => {
+                    return self.retry_when_server_is_back(reason);
+                }
+                Sent::ServerUnavailable(_) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(next_try.into()) => {}
+                        () = self.shutdown.cancelled() => {
+                            return Outcome::Retry {
+                                reason: "shutting down before the SMTP server was back".into(),
+                            };
+                        }
+                    }
+                }
             }
         }
-
-        self.send(event, last_attempt).await
     }
 
-    /// Waits while the breaker is open, as long as this delivery may (see the module docs).
-    async fn wait_for_breaker(
-        &self,
-        received: Instant,
-        delivery: &Delivery<StockLowEvent>,
-    ) -> Gate {
-        let last_attempt = delivery.is_last_attempt();
-        let ack_wait = self.spec.retry_delay(delivery.delivered);
-        let hold_until = received + ack_wait.saturating_sub(self.smtp_timeout + SEND_MARGIN);
+    /// A delivery that has been held as long as it may while the server is down: back to the
+    /// stream for one cool-down (a retry step has been spent holding it). On the last delivery
+    /// the runner dead-letters it instead.
+    fn retry_when_server_is_back(&self, reason: String) -> Outcome {
+        Outcome::RetryAfter {
+            delay: self.breaker().cool_down(),
+            reason,
+        }
+    }
+
+    /// Waits while the breaker is open, until `hold_until` at most (see the module docs).
+    async fn wait_for_breaker(&self, hold_until: Instant, last_attempt: bool) -> Gate {
         loop {
             let permit = self.breaker().permit(Instant::now());
             let open_until = match permit {
@@ -176,60 +249,68 @@ impl Notifier {
         }
     }
 
-    /// Sends under the row lock and records the outcome in the same transaction.
-    async fn send(&self, event: &StockLowEvent, last_attempt: bool) -> Outcome {
+    /// Sends under the row lock and records the outcome in the same transaction. `give_up`: a
+    /// failure now is final (the notification is recorded as failed).
+    async fn send(&self, event: &StockLowEvent, give_up: bool) -> Sent {
         let txn = match self.db.begin().await {
             Ok(txn) => txn,
-            Err(error) => return database_retry(&error),
+            Err(error) => return Sent::Deferred(database_error(&error)),
         };
         match store::lock_for_sending(&txn, event.id).await {
             Ok(NotificationStatus::Sent) => {
                 // Another instance sent it while this delivery waited for the lock.
                 let _ = txn.rollback().await;
-                return Outcome::Done;
+                return Sent::Done;
             }
             Ok(NotificationStatus::Pending | NotificationStatus::Failed) => {}
-            Err(error) => return database_retry(&error),
+            Err(error) => return Sent::Deferred(database_error(&error)),
         }
 
         let email = domain::low_stock_email(&event.data);
         // SMTP has no idempotency key: if the process dies (or the database fails) after the
         // server accepted the email and before the commit below, the redelivery sends it again.
-        // That window can duplicate at most this one email; the row lock above rules out two
-        // instances sending it at the same time, and the Message-ID is the same for both copies.
+        // The window is one UPDATE and its COMMIT, on a transaction already open and holding
+        // the row lock (which rules out two instances sending at once); the copy it can make
+        // carries the same Message-ID.
         let sent = self
             .mailer
             .send(&event.data.merchant_email, &email, event.id)
             .await;
         match sent {
             Ok(()) => {
+                metrics::counter!("larder_emails_total", "result" => "sent").increment(1);
                 self.breaker().record_success();
                 if let Err(error) = mark_sent(txn, event.id).await {
                     self.mark_sent_again(event.id, &error).await;
                 }
                 tracing::info!(to = %event.data.merchant_email, "low-stock email sent");
-                Outcome::Done
+                Sent::Done
             }
             Err(error) => {
                 match &error {
-                    MailError::Transient(_) => self.breaker().record_failure(Instant::now()),
-                    // The server is up and answering: a trial that got a 5xx closes the breaker.
-                    MailError::Permanent(_) => self.breaker().record_success(),
+                    MailError::Unavailable(_) => self.breaker().record_failure(Instant::now()),
+                    // The server is up and answering: a trial that got a reply closes the breaker.
+                    MailError::Deferred(_) | MailError::Permanent(_) => {
+                        self.breaker().record_success();
+                    }
                     MailError::Invalid(_) => {}
                 }
-                let retry = matches!(error, MailError::Transient(_));
-                let give_up = last_attempt || !retry;
                 let reason = error.to_string();
-                tracing::warn!(%reason, give_up, "low-stock email not sent");
-                if let Err(error) = record_failure(txn, event.id, &reason, give_up).await {
+                let outcome = match error {
+                    MailError::Unavailable(_) => Sent::ServerUnavailable(reason.clone()),
+                    MailError::Deferred(_) => Sent::Deferred(reason.clone()),
+                    MailError::Permanent(_) | MailError::Invalid(_) => {
+                        Sent::Refused(reason.clone())
+                    }
+                };
+                let final_failure = give_up || matches!(outcome, Sent::Refused(_));
+                let result = if final_failure { "failed" } else { "retried" };
+                metrics::counter!("larder_emails_total", "result" => result).increment(1);
+                tracing::warn!(%reason, final_failure, "low-stock email not sent");
+                if let Err(error) = record_failure(txn, event.id, &reason, final_failure).await {
                     tracing::warn!(%error, "could not record the failed attempt");
                 }
-                if retry {
-                    // On the last delivery the runner dead-letters it with this reason.
-                    Outcome::Retry { reason }
-                } else {
-                    Outcome::Reject { reason }
-                }
+                outcome
             }
         }
     }
@@ -267,10 +348,14 @@ async fn record_failure(
 }
 
 fn database_retry(error: &DbErr) -> Outcome {
-    tracing::warn!(%error, "database error; will retry");
     Outcome::Retry {
-        reason: format!("database error: {error}"),
+        reason: database_error(error),
     }
+}
+
+fn database_error(error: &DbErr) -> String {
+    tracing::warn!(%error, "database error; will retry");
+    format!("database error: {error}")
 }
 
 /// The shell around [`Notifier`]: handles one batch at a time, to the end, before any other

@@ -1,3 +1,5 @@
+use std::time::{Duration, Instant};
+
 use nats::topology::subjects;
 
 use crate::helpers::{MailDev, beef_is_low, eventually, free_port, spawn_app, test_settings};
@@ -40,6 +42,49 @@ async fn smtp_down_then_back_delivers_the_email_once() {
     assert_eq!(maildev.emails().await.len(), 1);
     assert!(row.attempts > failing.attempts, "{row:?}");
     assert!(row.sent_at.is_some());
+    assert!(app.dead_letters().await.is_empty());
+
+    app.stop().await;
+}
+
+#[actix::test]
+async fn an_email_held_while_smtp_is_down_goes_out_soon_after_it_is_back_not_at_the_next_retry_step()
+ {
+    let smtp_port = free_port(); // nothing listens yet
+    let retry_step = Duration::from_secs(60);
+    let app = spawn_app(notification::config::NotificationSettings {
+        smtp_timeout_secs: 1,
+        retry_base_secs: retry_step.as_secs(),
+        retry_max_secs: retry_step.as_secs(),
+        breaker_failures: 1,
+        breaker_cool_down_ms: 500,
+        ..test_settings(smtp_port)
+    })
+    .await;
+    let event = beef_is_low();
+
+    app.publish(&event).await;
+    // Tried again while held, on the breaker's pace, not once per retry step.
+    app.notification_when(&event, "three failed attempts", |row| row.attempts >= 3)
+        .await;
+
+    let back = Instant::now();
+    let maildev = MailDev::start_on(smtp_port).await;
+    eventually("the email", || async {
+        Some(maildev.emails().await).filter(|emails| !emails.is_empty())
+    })
+    .await;
+    assert!(
+        back.elapsed() < retry_step / 4,
+        "the email went out {:?} after the server was back",
+        back.elapsed()
+    );
+    app.notification_when(&event, "the notification to be sent", |row| {
+        row.status == "sent"
+    })
+    .await;
+    app.wait_until_consumer_is_drained().await;
+    assert_eq!(maildev.emails().await.len(), 1);
     assert!(app.dead_letters().await.is_empty());
 
     app.stop().await;

@@ -302,6 +302,11 @@ async fn settle_in_one_transaction(
         outbox.enqueue_all(&txn, &events).await?;
     }
     txn.commit().await?;
+    for (t, settled) in transitions.iter().zip(&settled) {
+        if let Some((_, Settle::Apply)) = settled {
+            metrics::counter!("larder_orders_total", "status" => t.to.as_str()).increment(1);
+        }
+    }
     Ok(transitions
         .iter()
         .zip(settled)

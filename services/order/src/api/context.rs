@@ -170,6 +170,13 @@ async fn finish(
     path: &str,
     started: std::time::Instant,
 ) -> poem::Result<Response> {
+    // The matched route, kept for the request metrics around this middleware: the responses
+    // below are rebuilt.
+    let route = match &result {
+        Ok(response) => response.data::<poem::PathPattern>(),
+        Err(error) => error.data::<poem::PathPattern>(),
+    }
+    .cloned();
     // An `ApiError` arrives here as a `poem::Error` carrying its problem response; a
     // framework error carries a plain-text one. Both become problems below.
     let response = match result {
@@ -200,6 +207,9 @@ async fn finish(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     security_headers(&mut response, routes, path);
+    if let Some(route) = route {
+        response.set_data(route);
+    }
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // A 503 (a dependency away, readiness failing, load shed) is expected in operation and

@@ -15,6 +15,7 @@ pub mod context;
 pub mod health;
 pub mod ingredients;
 pub mod limits;
+pub mod metrics;
 pub mod orders;
 pub mod problem;
 pub mod security;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub catalogue: std::sync::Arc<crate::catalogue_cache::CatalogueCache>,
     /// Group commit for `POST /order`.
     pub order_writer: crate::order_writer::OrderWriter,
+    /// What `GET /metrics` renders; `None` when the process installed no recorder.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -119,6 +122,12 @@ pub fn app(state: AppState, settings: &crate::config::OrderSettings) -> impl End
                     .body(spec.clone())
             }),
         )
+        .at("/metrics", {
+            let handle = state.metrics.clone();
+            poem::get(poem::endpoint::make_sync(move |_| {
+                metrics::render(handle.as_ref())
+            }))
+        })
         .nest("/", api)
         // Not a route: the API nested at `/` also matches `/` itself, before any `.at("/")`.
         .around(|ep, req| async move {
@@ -135,4 +144,5 @@ pub fn app(state: AppState, settings: &crate::config::OrderSettings) -> impl End
             max_in_flight: settings.http_max_in_flight,
             body_timeout: std::time::Duration::from_secs(settings.http_body_timeout_secs),
         })
+        .around(metrics::record)
 }

@@ -327,6 +327,8 @@ impl OrdersApi {
                     created_at,
                     updated_at: created_at,
                 };
+                metrics::counter!("larder_orders_total", "status" => OrderStatus::Pending.as_str())
+                    .increment(1);
                 Ok(PlaceOrderResponse::Accepted(Json(view), location(order_id)))
             }
             Inserted::AlreadyExists {
@@ -507,6 +509,8 @@ impl OrdersApi {
             }
         };
         txn.commit().await?;
+        metrics::counter!("larder_orders_total", "status" => OrderStatus::Cancelled.as_str())
+            .increment(1);
         Ok(CancelResponse::Accepted(Json(load(&state, id.0).await?)))
     }
 

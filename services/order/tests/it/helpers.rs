@@ -17,6 +17,13 @@ use tokio_util::sync::CancellationToken;
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
 pub const MERCHANT_PASSWORD: &str = "merchant-password";
 
+/// One Prometheus recorder per test binary (a process has one): every app serves `/metrics`.
+static METRICS: LazyLock<metrics_exporter_prometheus::PrometheusHandle> = LazyLock::new(|| {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only recorder of this test binary")
+});
+
 /// Logs only with `TEST_LOG=1`.
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var("TEST_LOG").is_ok() {
@@ -77,7 +84,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
         system.block_on(async move {
             let app = Application::build(config)
                 .await
-                .expect("the order service builds");
+                .expect("the order service builds")
+                .with_metrics(METRICS.clone());
             let _ = port_tx.send(app.port());
             app.run_until_stopped(stop)
                 .await

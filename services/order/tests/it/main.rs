@@ -8,6 +8,7 @@ mod group_commit;
 mod helpers;
 mod lifecycle;
 mod merchant_commands;
+mod metrics;
 mod openapi;
 mod order_events;
 mod orders;

@@ -114,10 +114,23 @@ async fn reserve_in_transaction(
     outbox: &Outbox,
     orders: &[Envelope<OrderCreated>],
 ) -> Result<Vec<Reserved>, DbErr> {
+    let started = std::time::Instant::now();
     let txn = db.begin().await?;
     // On an error the transaction is dropped, which rolls it back.
     let reserved = store::reserve_orders(&txn, outbox, orders).await?;
     txn.commit().await?;
+    metrics::histogram!("larder_stock_reservation_batch_size").record(orders.len() as f64);
+    metrics::histogram!("larder_stock_reservation_batch_seconds")
+        .record(started.elapsed().as_secs_f64());
+    for decision in &reserved {
+        let decision = match decision {
+            Reserved::Confirmed => "confirmed",
+            Reserved::Rejected => "rejected",
+            Reserved::Duplicate => "duplicate",
+            Reserved::Cancelled => "cancelled",
+        };
+        metrics::counter!("larder_stock_decisions_total", "decision" => decision).increment(1);
+    }
     Ok(reserved)
 }
 
