@@ -11,3 +11,4 @@ mod merchant_commands;
 mod metrics;
 mod schemathesis;
 mod stock;
+mod traces;

@@ -25,6 +25,7 @@ use nats::events::{DeliveryCancelled, DeliveryDelivered, DeliveryDispatched};
 use nats::inbox::{self, Recorded};
 use nats::outbox::Outbox;
 use nats::topology::{DELIVERY_ORDERS_CANCELLED, DELIVERY_ORDERS_CONFIRMED};
+use nats::trace::TraceParent;
 
 use crate::config::DeliverySettings;
 use crate::domain::{ForceRefusal, OnCancel, ShipmentStatus, plan_force};
@@ -51,6 +52,8 @@ pub struct Confirmation {
     pub event_id: Uuid,
     pub order_id: Uuid,
     pub correlation_id: Option<String>,
+    /// The trace the shipment's events continue.
+    pub trace: Option<TraceParent>,
 }
 
 /// Creates the pending shipment of a confirmed order, its dispatch due after the dispatch delay,
@@ -67,6 +70,7 @@ pub async fn insert_shipment(
         event_id,
         order_id,
         correlation_id: correlation_id.map(str::to_owned),
+        trace: None,
     };
     insert_shipments(txn, std::slice::from_ref(&confirmation), now, settings)
         .await?
@@ -106,6 +110,7 @@ pub async fn insert_shipments(
                 "id": Uuid::now_v7(),
                 "order_id": c.order_id,
                 "correlation_id": c.correlation_id,
+                "traceparent": c.trace.map(|t| t.to_string()),
             })
         })
         .collect();
@@ -113,9 +118,9 @@ pub async fn insert_shipments(
     let inserted = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO shipments (id, order_id, status, next_step_at, created_at, updated_at, correlation_id) \
-             SELECT v.id, v.order_id, $2, $3, $4, $4, v.correlation_id \
-             FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, order_id uuid, correlation_id text) \
+            "INSERT INTO shipments (id, order_id, status, next_step_at, created_at, updated_at, correlation_id, traceparent) \
+             SELECT v.id, v.order_id, $2, $3, $4, $4, v.correlation_id, v.traceparent \
+             FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, order_id uuid, correlation_id text, traceparent text) \
              ORDER BY v.order_id \
              ON CONFLICT ON CONSTRAINT shipments_order_id_key DO NOTHING \
              RETURNING *",
@@ -367,34 +372,48 @@ pub async fn advance_due(
         let (order_id, shipment_id) = (shipment.order_id, shipment.id);
         // The confirmation's correlation id, kept on the row for the timer's later steps.
         let correlation_id = shipment.correlation_id.clone();
+        let trace = shipment_trace(shipment);
+        let span = nats::trace::event_span!("shipment_step", order_id, trace);
+        let _in_step = span.enter();
         match status_of(shipment)? {
-            ShipmentStatus::Dispatched => dispatched.push(Envelope::new(
-                DeliveryDispatched {
-                    order_id,
-                    shipment_id,
-                    at: now,
-                },
-                correlation_id,
-            )),
-            ShipmentStatus::Delivered => delivered.push(Envelope::new(
-                DeliveryDelivered {
-                    order_id,
-                    shipment_id,
-                    at: now,
-                },
-                correlation_id,
-            )),
+            ShipmentStatus::Dispatched => dispatched.push(
+                Envelope::new(
+                    DeliveryDispatched {
+                        order_id,
+                        shipment_id,
+                        at: now,
+                    },
+                    correlation_id,
+                )
+                .in_trace(trace),
+            ),
+            ShipmentStatus::Delivered => delivered.push(
+                Envelope::new(
+                    DeliveryDelivered {
+                        order_id,
+                        shipment_id,
+                        at: now,
+                    },
+                    correlation_id,
+                )
+                .in_trace(trace),
+            ),
             other => {
                 return Err(DbErr::Custom(format!(
                     "a shipment is never stepped to {other}, only dispatched or delivered"
                 )));
             }
         }
-        tracing::info!(%order_id, %shipment_id, status = %shipment.status, "shipment advanced");
+        tracing::info!(%shipment_id, status = %shipment.status, "shipment advanced");
     }
     outbox.enqueue_all(txn, &dispatched).await?;
     outbox.enqueue_all(txn, &delivered).await?;
     Ok(advanced)
+}
+
+/// The trace a shipment's events continue, kept on its row.
+fn shipment_trace(shipment: &shipments::Model) -> Option<TraceParent> {
+    shipment.traceparent.as_deref().and_then(TraceParent::parse)
 }
 
 /// Why [`force_next_step`] refused.
@@ -463,6 +482,8 @@ async fn take_step(
     // The confirmation's correlation id, kept on the row for the timer's later steps.
     let (order_id, shipment_id) = (updated.order_id, updated.id);
     let correlation_id = updated.correlation_id.clone();
+    let trace = shipment_trace(&updated);
+    let span = nats::trace::event_span!("shipment_step", order_id, trace);
     match to {
         ShipmentStatus::Dispatched => {
             let event = DeliveryDispatched {
@@ -470,9 +491,9 @@ async fn take_step(
                 shipment_id,
                 at: now,
             };
-            outbox
-                .enqueue(txn, &Envelope::new(event, correlation_id.clone()))
-                .await?;
+            let event =
+                span.in_scope(|| Envelope::new(event, correlation_id.clone()).in_trace(trace));
+            outbox.enqueue(txn, &event).await?;
         }
         ShipmentStatus::Delivered => {
             let event = DeliveryDelivered {
@@ -480,9 +501,9 @@ async fn take_step(
                 shipment_id,
                 at: now,
             };
-            outbox
-                .enqueue(txn, &Envelope::new(event, correlation_id.clone()))
-                .await?;
+            let event =
+                span.in_scope(|| Envelope::new(event, correlation_id.clone()).in_trace(trace));
+            outbox.enqueue(txn, &event).await?;
         }
         ShipmentStatus::Pending | ShipmentStatus::Cancelled => {
             return Err(DbErr::Custom(format!(

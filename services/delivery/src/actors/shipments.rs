@@ -93,6 +93,10 @@ struct OrderEvent {
     event_id: Uuid,
     order_id: Uuid,
     correlation_id: Option<String>,
+    /// This order's span in the handler, in the order's trace.
+    span: tracing::Span,
+    /// The trace the shipment's events continue, with `span` as their parent.
+    trace: Option<nats::trace::TraceParent>,
 }
 
 /// One outcome per delivery, in order: `Done` once committed (or already handled), `Retry` for a
@@ -106,10 +110,16 @@ async fn create(
 ) -> Vec<Outcome> {
     let events: Vec<OrderEvent> = deliveries
         .iter()
-        .map(|d| OrderEvent {
-            event_id: d.event.id,
-            order_id: d.event.data.order_id,
-            correlation_id: d.event.correlation_id.clone(),
+        .map(|d| {
+            let span =
+                nats::trace::event_span!("shipment_create", d.event.data.order_id, d.event.trace);
+            OrderEvent {
+                event_id: d.event.id,
+                order_id: d.event.data.order_id,
+                correlation_id: d.event.correlation_id.clone(),
+                trace: d.event.trace.map(|t| t.from_span(&span)),
+                span,
+            }
         })
         .collect();
     let (db, settings) = (&db, &settings);
@@ -121,6 +131,7 @@ async fn create(
                 event_id: event.event_id,
                 order_id: event.order_id,
                 correlation_id: event.correlation_id.clone(),
+                trace: event.trace,
             })
             .collect();
         let inserted = store::insert_shipments(&txn, &confirmations, Utc::now(), settings).await?;
@@ -136,7 +147,7 @@ async fn create(
         .map(|(event, result)| match result {
             Ok(Inserted::New(shipment)) => {
                 let due = shipment.next_step_at.map(|t| t.to_utc());
-                tracing::info!(order_id = %event.order_id, shipment_id = %shipment.id, ?due, "shipment created");
+                event.span.in_scope(|| tracing::info!(shipment_id = %shipment.id, ?due, "shipment created"));
                 if let Some(due) = due {
                     first_due = Some(first_due.map_or(due, |first| first.min(due)));
                 }
@@ -167,10 +178,16 @@ async fn cancel(
 ) -> Vec<Outcome> {
     let events: Vec<OrderEvent> = deliveries
         .iter()
-        .map(|d| OrderEvent {
-            event_id: d.event.id,
-            order_id: d.event.data.order_id,
-            correlation_id: d.event.correlation_id.clone(),
+        .map(|d| {
+            let span =
+                nats::trace::event_span!("shipment_create", d.event.data.order_id, d.event.trace);
+            OrderEvent {
+                event_id: d.event.id,
+                order_id: d.event.data.order_id,
+                correlation_id: d.event.correlation_id.clone(),
+                trace: d.event.trace.map(|t| t.from_span(&span)),
+                span,
+            }
         })
         .collect();
     let db = &db;
