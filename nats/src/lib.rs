@@ -13,6 +13,7 @@
 //! - [`commands`], [`service`]: merchant commands served over NATS request/reply (the service
 //!   API: `nats micro ls`), and calling them with a timeout.
 //! - [`config`]: `NatsConfig` and a connect that waits for the server.
+//! - [`push`]: live order status pushes between order-service instances (core NATS, no stream).
 //! - [`testing`]: a namespace of its own per test, deleted when the test ends.
 
 pub mod commands;
@@ -26,6 +27,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod namespace;
 pub mod outbox;
+pub mod push;
 pub mod relay;
 pub mod service;
 pub mod testing;

@@ -509,3 +509,16 @@ where
 {
     nats::testing::eventually(what, Duration::from_secs(30), check).await
 }
+
+impl Stack {
+    /// [`Stack::spawn`] with extra environment for this process only (set after the stack's,
+    /// so it wins), e.g. a second API instance on its own `HTTP_ADDR`.
+    pub fn spawn_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) -> usize {
+        let shared = self.env.len();
+        self.env
+            .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let index = self.spawn(args);
+        self.env.truncate(shared);
+        index
+    }
+}

@@ -7,6 +7,7 @@ mod cluster;
 mod faults;
 mod helpers;
 mod lifecycle;
+mod live;
 mod merchant_commands;
 mod metrics;
 mod schemathesis;

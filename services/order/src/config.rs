@@ -11,6 +11,31 @@ pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
 /// How long a call to the stock or delivery service may take by default.
 pub const DEFAULT_SERVICE_REQUEST_TIMEOUT_MS: u64 = 3000;
 
+/// Who may create a merchant through `POST /auth/merchants` (README "Merchant sign-up").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MerchantSignup {
+    /// Anyone (rate-limited like register): the dev profile's default.
+    Open,
+    /// Only a caller presenting `MERCHANT_SIGNUP_TOKEN` in `X-Operator-Token`: the prod
+    /// profile's default when that token is set.
+    Operator,
+    /// Nobody: the prod profile's default without a token. Merchants come from the bootstrap.
+    Closed,
+}
+
+impl MerchantSignup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Operator => "operator",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// The shortest operator token accepted: it guards merchant creation, like the JWT secret.
+pub const MIN_SIGNUP_TOKEN_BYTES: usize = 32;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Profile {
     /// Local development: the default JWT secret is accepted.
@@ -136,6 +161,38 @@ pub struct OrderSettings {
         default_value = "EUR"
     )]
     pub merchant_currency: String,
+    /// Who may create merchants (`open`, `operator`, `closed`); unset: `open` in the dev
+    /// profile, in prod `operator` when `MERCHANT_SIGNUP_TOKEN` is set, else `closed`.
+    #[arg(long = "merchant-signup", env = "MERCHANT_SIGNUP", value_enum)]
+    pub merchant_signup: Option<MerchantSignup>,
+    /// The operator token `MERCHANT_SIGNUP=operator` asks for (`X-Operator-Token`), at least
+    /// 32 bytes.
+    #[arg(long = "merchant-signup-token", env = "MERCHANT_SIGNUP_TOKEN")]
+    pub merchant_signup_token: Option<String>,
+    /// `GET /order/{id}/events` streams open at once; beyond, 503 with Retry-After. Each holds
+    /// a connection: keep it well below HTTP_MAX_CONNECTIONS.
+    #[arg(
+        long = "sse-max-streams",
+        env = "SSE_MAX_STREAMS",
+        default_value_t = 256
+    )]
+    pub sse_max_streams: usize,
+    /// Seconds an event stream stays open at most; the client resumes with `Last-Event-ID`.
+    #[arg(long = "sse-max-secs", env = "SSE_MAX_SECS", default_value_t = 120)]
+    pub sse_max_secs: u64,
+    /// `POST /order` requests waiting for their outcome at once (`Prefer: wait`); beyond, the
+    /// preference is not honoured and the answer is the usual 202.
+    #[arg(
+        long = "prefer-wait-max-waiters",
+        env = "PREFER_WAIT_MAX_WAITERS",
+        default_value_t = 256
+    )]
+    pub prefer_wait_max_waiters: usize,
+    /// Serve HTTP only and consume no order events: other instances of the service do (they
+    /// share the durable consumers). Its clients still see every status change live, from the
+    /// other instances' pushes. At least one instance must consume.
+    #[arg(long = "api-only", env = "ORDER_API_ONLY", default_value_t = false)]
+    pub api_only: bool,
 }
 
 impl Default for OrderSettings {
@@ -159,6 +216,12 @@ impl Default for OrderSettings {
             merchant_email: "merchant@larder.local".into(),
             merchant_password: "merchant-password".into(),
             merchant_currency: "EUR".into(),
+            merchant_signup: None,
+            merchant_signup_token: None,
+            sse_max_streams: 256,
+            sse_max_secs: 120,
+            prefer_wait_max_waiters: 256,
+            api_only: false,
         }
     }
 }
@@ -213,6 +276,15 @@ impl fmt::Debug for OrderSettings {
             .field("merchant_email", &self.merchant_email)
             .field("merchant_password", &"***")
             .field("merchant_currency", &self.merchant_currency)
+            .field("merchant_signup", &self.merchant_signup)
+            .field(
+                "merchant_signup_token",
+                &self.merchant_signup_token.as_ref().map(|_| "***"),
+            )
+            .field("sse_max_streams", &self.sse_max_streams)
+            .field("sse_max_secs", &self.sse_max_secs)
+            .field("prefer_wait_max_waiters", &self.prefer_wait_max_waiters)
+            .field("api_only", &self.api_only)
             .finish()
     }
 }
@@ -228,5 +300,16 @@ pub struct Config {
 impl OrderSettings {
     pub fn service_request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.service_request_timeout_ms)
+    }
+
+    /// The sign-up policy in force: the configured one, else the profile's default (see
+    /// [`MerchantSignup`]).
+    pub fn merchant_signup(&self) -> MerchantSignup {
+        self.merchant_signup
+            .unwrap_or(match (self.profile, &self.merchant_signup_token) {
+                (Profile::Dev, _) => MerchantSignup::Open,
+                (Profile::Prod, Some(_)) => MerchantSignup::Operator,
+                (Profile::Prod, None) => MerchantSignup::Closed,
+            })
     }
 }

@@ -123,11 +123,11 @@ impl OrderStatus {
 pub enum Cancellation {
     /// Cancelled already: nothing to do, the answer is the same as the first time.
     AlreadyCancelled,
-    /// Stock has not decided yet: the order service cancels on its own, and stock makes sure it
-    /// never reserves (or releases what a confirmation in flight reserved).
-    Now,
-    /// Stock reserved and a shipment may be on its way: delivery decides. Only when it drops the
-    /// undispatched shipment is the order cancelled and its stock released.
+    /// A shipment may be on its way, even for an order this service still sees pending (stock
+    /// may have confirmed it, and delivery dispatched it, before the confirmation arrives here):
+    /// delivery decides. Only when it drops the undispatched shipment (or remembers that the
+    /// order has none, so none is ever made) is the order cancelled; stock then releases
+    /// whatever it reserved, or never reserves.
     AskDelivery,
     /// Too late (dispatched, delivered) or nothing to cancel (rejected).
     Refused,
@@ -138,8 +138,7 @@ impl OrderStatus {
     pub fn cancellation(self) -> Cancellation {
         match self {
             Self::Cancelled => Cancellation::AlreadyCancelled,
-            Self::Pending => Cancellation::Now,
-            Self::Confirmed => Cancellation::AskDelivery,
+            Self::Pending | Self::Confirmed => Cancellation::AskDelivery,
             Self::Rejected | Self::Dispatched | Self::Delivered => Cancellation::Refused,
         }
     }
@@ -334,6 +333,75 @@ pub fn price(
 }
 
 /// The catalogue `POST /order/seed` creates (SPEC §3).
+/// The longest email address accepted (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// A merchant's display name, 1 to this many characters.
+pub const MAX_MERCHANT_NAME_CHARS: usize = 100;
+
+/// Whether `email` has the shape of an address: something, `@`, a domain with a dot; no
+/// whitespace or control characters; at most [`MAX_EMAIL_CHARS`]. Deliverability is the mail
+/// server's business.
+pub fn is_email_address(email: &str) -> bool {
+    email.chars().count() <= MAX_EMAIL_CHARS
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        })
+}
+
+/// A merchant as sign-up creates it (README "Merchant sign-up"): a name of its own, the address
+/// its low-stock alerts go to, and the ISO 4217 currency of its prices. Once you hold one, it is
+/// valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMerchant {
+    pub name: String,
+    pub alert_email: String,
+    pub currency: String,
+}
+
+impl NewMerchant {
+    /// Trims the name and the address; names every field that is wrong, as the client wrote it.
+    pub fn parse(name: &str, alert_email: &str, currency: &str) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = name.trim();
+        let chars = name.chars().count();
+        if name.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                "name",
+                "must not contain control characters",
+            ));
+        } else if !(1..=MAX_MERCHANT_NAME_CHARS).contains(&chars) {
+            errors.push(FieldError::new(
+                "name",
+                format!("must be 1 to {MAX_MERCHANT_NAME_CHARS} characters"),
+            ));
+        }
+        let alert_email = alert_email.trim();
+        if !is_email_address(alert_email) {
+            errors.push(FieldError::new(
+                "alert_email",
+                "must be an email address like alerts@example.com",
+            ));
+        }
+        // The database's own check (`^[A-Z]{3}$`), said first as a 422.
+        if !(currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase())) {
+            errors.push(FieldError::new(
+                "currency",
+                "must be an ISO 4217 code: three capital letters such as EUR",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                name: name.to_owned(),
+                alert_email: alert_email.to_owned(),
+                currency: currency.to_owned(),
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
 pub mod burger_catalogue {
     /// (name, unit, level in base units)
     pub const INGREDIENTS: [(&str, &str, i64); 3] = [
@@ -351,6 +419,22 @@ pub mod burger_catalogue {
 mod tests {
     use super::OrderStatus::*;
     use super::*;
+
+    #[test]
+    fn delivery_decides_every_cancel_that_could_still_stop_a_shipment() {
+        use Cancellation::*;
+        let cases = [
+            (OrderStatus::Pending, AskDelivery),
+            (OrderStatus::Confirmed, AskDelivery),
+            (OrderStatus::Cancelled, AlreadyCancelled),
+            (OrderStatus::Rejected, Refused),
+            (OrderStatus::Dispatched, Refused),
+            (OrderStatus::Delivered, Refused),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(status.cancellation(), expected, "{status}");
+        }
+    }
 
     fn line(product_id: i64, quantity: i64) -> RequestedLine {
         RequestedLine {
@@ -480,5 +564,58 @@ mod tests {
             price(&mixed, &catalogue()),
             Err(PricingError::MixedMerchants(vec![7, 8]))
         );
+    }
+
+    #[test]
+    fn a_merchant_sign_up_names_each_bad_field() {
+        let ok = NewMerchant::parse("  Corner Deli ", " alerts@deli.example ", "GBP").unwrap();
+        assert_eq!(
+            (
+                ok.name.as_str(),
+                ok.alert_email.as_str(),
+                ok.currency.as_str()
+            ),
+            ("Corner Deli", "alerts@deli.example", "GBP")
+        );
+        let cases = [
+            (("", "a@b.example", "EUR"), "name"),
+            (
+                (
+                    &*"x".repeat(MAX_MERCHANT_NAME_CHARS + 1),
+                    "a@b.example",
+                    "EUR",
+                ),
+                "name",
+            ),
+            (("Deli\u{0}", "a@b.example", "EUR"), "name"),
+            (("Deli", "not-an-address", "EUR"), "alert_email"),
+            (("Deli", "a@b.example", "eur"), "currency"),
+            (("Deli", "a@b.example", "EURO"), "currency"),
+        ];
+        for ((name, email, currency), field) in cases {
+            let errors = NewMerchant::parse(name, email, currency).unwrap_err();
+            assert_eq!(
+                errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+                vec![field],
+                "{name:?} {email:?} {currency:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn email_addresses_need_a_local_part_and_a_dotted_domain() {
+        for good in ["a@b.example", "first.last+tag@mail.example.com"] {
+            assert!(is_email_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a@b",
+            "@b.example",
+            "a b@c.example",
+            "a@b@c.example",
+            "a@b.example\n",
+        ] {
+            assert!(!is_email_address(bad), "{bad:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`store`]: the SQL, with the idempotency and forward-only rules beside it.
 //! - [`api`]: the OpenAPI operations, one module per tag; errors as problem+json.
 //! - [`actors`]: the consumers that move orders forward on stock and delivery events.
+//! - [`push`]: status pushes between instances, for clients following an order live.
 //! - [`server`]: the HTTP accept loop: header, idle and grace timeouts, the connection cap.
 //! - [`startup`]: `Application::build(config)`, `port()`, `run_until_stopped(shutdown)`.
 
@@ -23,6 +24,7 @@ pub mod catalogue_cache;
 pub mod config;
 pub mod domain;
 pub mod order_writer;
+pub mod push;
 pub mod server;
 pub mod startup;
 pub mod store;

@@ -20,8 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::actors::order_events::OrderEventsActor;
 use crate::api::{self, AppState};
 use crate::auth::{self, Role, TokenKeys};
-use crate::config::{DEV_JWT_SECRET, OrderSettings, Profile};
+use crate::config::{
+    DEV_JWT_SECRET, MIN_SIGNUP_TOKEN_BYTES, MerchantSignup, OrderSettings, Profile,
+};
 use crate::order_writer::OrderWriter;
+use crate::push::{OrderWatchers, StatusPublisher};
 use crate::{Config, store};
 
 /// How long an API request waits for a database connection before it answers 503.
@@ -50,6 +53,7 @@ impl Application {
     /// Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         refuse_default_secret_outside_dev(&config.settings)?;
+        refuse_unusable_signup(&config.settings)?;
         match crate::server::raise_open_file_limit() {
             Ok(limit) if (limit as usize) < config.settings.http_max_connections + 64 => {
                 tracing::warn!(
@@ -118,8 +122,17 @@ impl Application {
     /// lets in-flight requests and batches finish, and flushes the outbox (SPEC §5 rule 8).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let namespace = self.config.nats.namespace.clone();
-        let events =
-            OrderEventsActor::new(self.consumer_db.clone(), Outbox::new(namespace.clone())).start();
+        let pushes = StatusPublisher::new(self.jetstream.client(), &namespace);
+        // Subscribed before the first request, so no client of this instance misses a push.
+        let watchers = OrderWatchers::start(self.jetstream.client(), &namespace, shutdown.clone())
+            .await
+            .context("Failed to subscribe to order status pushes")?;
+        let events = OrderEventsActor::new(
+            self.consumer_db.clone(),
+            Outbox::new(namespace.clone()),
+            pushes.clone(),
+        )
+        .start();
         let confirmed = ConsumerRunner::new(
             self.jetstream.clone(),
             namespace.clone(),
@@ -152,12 +165,17 @@ impl Application {
             events.clone().recipient::<HandleBatch<DeadOrderCreated>>(),
             EVENT_BATCH,
         );
-        let consumers = [
-            tokio::spawn(confirmed.run(shutdown.clone())),
-            tokio::spawn(rejected.run(shutdown.clone())),
-            tokio::spawn(delivery.run(shutdown.clone())),
-            tokio::spawn(dead_orders.run(shutdown.clone())),
-        ];
+        let consumers = if self.config.settings.api_only {
+            tracing::info!("API only: this instance consumes no order events");
+            Vec::new()
+        } else {
+            vec![
+                tokio::spawn(confirmed.run(shutdown.clone())),
+                tokio::spawn(rejected.run(shutdown.clone())),
+                tokio::spawn(delivery.run(shutdown.clone())),
+                tokio::spawn(dead_orders.run(shutdown.clone())),
+            ]
+        };
 
         let state = AppState {
             db: self.db.clone(),
@@ -171,6 +189,13 @@ impl Application {
             catalogue: Default::default(),
             order_writer: OrderWriter::start(self.db.clone()),
             metrics: self.metrics,
+            watchers,
+            pushes,
+            live: api::live::LiveLimits::new(&self.config.settings, shutdown.clone()),
+            signup: api::auth::SignUpPolicy::new(
+                self.config.settings.merchant_signup(),
+                signup_token(&self.config.settings),
+            ),
         };
         let served = crate::server::serve(
             self.listener,
@@ -212,6 +237,38 @@ pub fn refuse_default_secret_outside_dev(settings: &OrderSettings) -> anyhow::Re
     if settings.jwt_secret.len() < MIN_PROD_JWT_SECRET_BYTES {
         anyhow::bail!("JWT_SECRET is shorter than {MIN_PROD_JWT_SECRET_BYTES} bytes: {HOW}");
     }
+    Ok(())
+}
+
+/// The operator token, when one is set (an empty variable is none).
+fn signup_token(settings: &OrderSettings) -> Option<String> {
+    settings
+        .merchant_signup_token
+        .clone()
+        .filter(|token| !token.is_empty())
+}
+
+/// `MERCHANT_SIGNUP=operator` needs a token nobody can guess, or nobody could sign up (or,
+/// with a weak one, anybody could).
+pub fn refuse_unusable_signup(settings: &OrderSettings) -> anyhow::Result<()> {
+    let policy = settings.merchant_signup();
+    if policy == MerchantSignup::Operator {
+        match signup_token(settings) {
+            None => anyhow::bail!(
+                "MERCHANT_SIGNUP=operator needs MERCHANT_SIGNUP_TOKEN: set one, e.g. \
+                 MERCHANT_SIGNUP_TOKEN=$(openssl rand -base64 48)"
+            ),
+            Some(token) if token.len() < MIN_SIGNUP_TOKEN_BYTES => anyhow::bail!(
+                "MERCHANT_SIGNUP_TOKEN is shorter than {MIN_SIGNUP_TOKEN_BYTES} bytes: e.g. \
+                 MERCHANT_SIGNUP_TOKEN=$(openssl rand -base64 48)"
+            ),
+            Some(_) => {}
+        }
+    }
+    if policy == MerchantSignup::Open && settings.profile == Profile::Prod {
+        tracing::warn!("MERCHANT_SIGNUP=open: anyone can create a merchant on this service");
+    }
+    tracing::info!(policy = policy.as_str(), "merchant sign-up");
     Ok(())
 }
 

@@ -92,6 +92,56 @@ pub async fn upsert_merchant(
         .await
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SignUpError {
+    #[error("a merchant with this name already exists")]
+    DuplicateName,
+    #[error("a user with this email already exists")]
+    DuplicateEmail,
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Creates a merchant and its first merchant user in the caller's transaction, so a refused
+/// login email leaves no merchant behind. Unlike [`upsert_merchant`] (the bootstrap's), an
+/// existing name is a refusal: sign-up never takes over a merchant.
+pub async fn insert_merchant_with_user(
+    txn: &impl ConnectionTrait,
+    merchant: &crate::domain::NewMerchant,
+    login_email: &str,
+    password_hash: String,
+) -> Result<(merchants::Model, users::Model), SignUpError> {
+    let inserted = merchants::Entity::insert(merchants::ActiveModel {
+        name: Set(merchant.name.clone()),
+        email: Set(merchant.alert_email.clone()),
+        currency: Set(merchant.currency.clone()),
+        ..Default::default()
+    })
+    .exec_with_returning(txn)
+    .await;
+    let merchant = match inserted {
+        Ok(merchant) => merchant,
+        // Two sign-ups racing for one name: the unique constraint decides.
+        Err(e) if is_unique_violation(&e, "merchants_name_key") => {
+            return Err(SignUpError::DuplicateName);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match insert_user(
+        txn,
+        login_email,
+        password_hash,
+        Role::Merchant,
+        Some(merchant.id),
+    )
+    .await
+    {
+        Ok(user) => Ok((merchant, user)),
+        Err(InsertUserError::DuplicateEmail) => Err(SignUpError::DuplicateEmail),
+        Err(InsertUserError::Database(e)) => Err(e.into()),
+    }
+}
+
 pub async fn find_merchant(
     db: &impl ConnectionTrait,
     merchant_id: i64,
@@ -462,6 +512,32 @@ pub async fn find_order(
         history,
         shipment,
     }))
+}
+
+/// The order's status changes after history entry `after`, oldest first; with `None`, only the
+/// latest (the current status). Ids grow with each order's changes: its row lock serialises them.
+pub async fn find_status_changes(
+    db: &impl ConnectionTrait,
+    order_id: Uuid,
+    after: Option<i64>,
+) -> Result<Vec<order_status_history::Model>, DbErr> {
+    let query = order_status_history::Entity::find()
+        .filter(order_status_history::Column::OrderId.eq(order_id));
+    match after {
+        Some(after) => {
+            query
+                .filter(order_status_history::Column::Id.gt(after))
+                .order_by_asc(order_status_history::Column::Id)
+                .all(db)
+                .await
+        }
+        None => Ok(query
+            .order_by_desc(order_status_history::Column::Id)
+            .one(db)
+            .await?
+            .into_iter()
+            .collect()),
+    }
 }
 
 /// Order id -> merchant id, for the given orders that exist.

@@ -4,7 +4,8 @@
 //!
 //! A shell: it turns each event into a [`Transition`] and lets [`settle`] apply a batch of them in
 //! one transaction, falling back to one transaction per event when the batch fails, so one bad
-//! event never holds up the others.
+//! event never holds up the others. After each commit the changes it made are pushed to every
+//! API instance ([`crate::push`]), for the clients following those orders.
 
 use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
@@ -21,6 +22,7 @@ use nats::topology::{
 use nats::{Decode, Envelope};
 
 use crate::domain::{OrderStatus, Settle};
+use crate::push::StatusPublisher;
 use crate::store;
 
 /// How long an event that overtook its predecessor waits before it is delivered again.
@@ -29,11 +31,12 @@ const NOT_YET_DELAY: std::time::Duration = std::time::Duration::from_millis(500)
 pub struct OrderEventsActor {
     db: DatabaseConnection,
     outbox: Outbox,
+    pushes: StatusPublisher,
 }
 
 impl OrderEventsActor {
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, pushes: StatusPublisher) -> Self {
+        Self { db, outbox, pushes }
     }
 }
 
@@ -83,6 +86,7 @@ impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
         Box::pin(settle(
             self.db.clone(),
             self.outbox.clone(),
+            self.pushes.clone(),
             ORDER_ORDERS_CONFIRMED.durable,
             transitions,
         ))
@@ -123,6 +127,7 @@ impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
         Box::pin(settle(
             self.db.clone(),
             self.outbox.clone(),
+            self.pushes.clone(),
             ORDER_ORDERS_REJECTED.durable,
             transitions,
         ))
@@ -163,6 +168,7 @@ impl Handler<HandleBatch<DeadOrderCreated>> for OrderEventsActor {
         Box::pin(settle(
             self.db.clone(),
             self.outbox.clone(),
+            self.pushes.clone(),
             ORDER_DEAD_ORDERS_CREATED.durable,
             transitions,
         ))
@@ -228,6 +234,7 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
         Box::pin(settle(
             self.db.clone(),
             self.outbox.clone(),
+            self.pushes.clone(),
             ORDER_DELIVERY.durable,
             transitions,
         ))
@@ -235,44 +242,57 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
 }
 
 /// Applies a batch in one transaction; if that fails, each transition in its own. Answers one
-/// outcome per transition, after the commit.
+/// outcome per transition, after the commit, and pushes what changed (after the commit too: a
+/// watcher that reads the order on a push sees the change).
 #[tracing::instrument(skip_all, fields(consumer, events = transitions.len()))]
 pub async fn settle(
     db: DatabaseConnection,
     outbox: Outbox,
+    pushes: StatusPublisher,
     consumer: &'static str,
     transitions: Vec<Transition>,
 ) -> Vec<Outcome> {
     match settle_in_one_transaction(&db, &outbox, consumer, &transitions).await {
-        Ok(outcomes) => outcomes,
+        Ok((outcomes, changed)) => {
+            pushes.publish(&changed).await;
+            outcomes
+        }
         Err(error) => {
             tracing::warn!(%error, "batch failed; settling one event at a time");
             let mut outcomes = Vec::with_capacity(transitions.len());
+            let mut changed = Vec::new();
             for transition in &transitions {
-                let outcome = settle_in_one_transaction(
+                let outcome = match settle_in_one_transaction(
                     &db,
                     &outbox,
                     consumer,
                     std::slice::from_ref(transition),
                 )
                 .await
-                .map(|mut o| o.remove(0))
-                .unwrap_or_else(|e| Outcome::Retry {
-                    reason: e.to_string(),
-                });
+                {
+                    Ok((mut outcome, applied)) => {
+                        changed.extend(applied);
+                        outcome.remove(0)
+                    }
+                    Err(e) => Outcome::Retry {
+                        reason: e.to_string(),
+                    },
+                };
                 outcomes.push(outcome);
             }
+            pushes.publish(&changed).await;
             outcomes
         }
     }
 }
 
+/// The outcomes, and the (order, new status) of every transition that applied.
 async fn settle_in_one_transaction(
     db: &DatabaseConnection,
     outbox: &Outbox,
     consumer: &str,
     transitions: &[Transition],
-) -> Result<Vec<Outcome>, DbErr> {
+) -> Result<(Vec<Outcome>, Vec<(Uuid, OrderStatus)>), DbErr> {
     let moves: Vec<store::Move> = transitions
         .iter()
         .map(|t| store::Move {
@@ -323,7 +343,13 @@ async fn settle_in_one_transaction(
                 .in_scope(|| tracing::debug!(status = %t.to, "order moved"));
         }
     }
-    Ok(transitions
+    let changed = transitions
+        .iter()
+        .zip(&settled)
+        .filter(|(_, settled)| matches!(settled, Some((_, Settle::Apply))))
+        .map(|(t, _)| (t.order_id, t.to))
+        .collect();
+    let outcomes = transitions
         .iter()
         .zip(settled)
         .map(|(t, settled)| match settled {
@@ -341,5 +367,6 @@ async fn settle_in_one_transaction(
             }
             Some((_, Settle::Apply)) => Outcome::Done,
         })
-        .collect())
+        .collect();
+    Ok((outcomes, changed))
 }

@@ -1,19 +1,22 @@
-//! `POST /auth/register`, `POST /auth/login`.
+//! `POST /auth/register`, `POST /auth/login`, `POST /auth/merchants` (merchant sign-up).
 
 use std::sync::LazyLock;
 
 use poem::Request;
 use poem::web::Data;
+use poem_openapi::param::Header;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use uuid::Uuid;
 
 use super::limits::AuthLimits;
 use super::problem::ApiError;
+use super::text::JsonString;
 use super::{ApiTags, AppState};
 use crate::auth::{self, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, Role};
-use crate::domain::FieldError;
-use crate::store::{self, InsertUserError};
+use crate::config::MerchantSignup;
+use crate::domain::{FieldError, NewMerchant};
+use crate::store::{self, InsertUserError, SignUpError};
 
 pub struct AuthApi;
 
@@ -21,9 +24,9 @@ pub struct AuthApi;
 #[oai(example, deny_unknown_fields)]
 pub struct Credentials {
     /// Login name; compared case-insensitively.
-    pub email: String,
+    pub email: JsonString,
     /// At least 8 characters.
-    pub password: String,
+    pub password: JsonString,
 }
 
 impl Example for Credentials {
@@ -56,6 +59,103 @@ pub struct AccessToken {
     pub expires_in: i64,
 }
 
+/// A new merchant and the login of its first merchant user.
+#[derive(Debug, Object)]
+#[oai(example, deny_unknown_fields)]
+pub struct MerchantSignUp {
+    /// The merchant's name, unique, 1 to 100 characters.
+    pub name: JsonString,
+    /// Where the merchant's low-stock alerts are sent.
+    pub alert_email: JsonString,
+    /// ISO 4217 code of its prices, e.g. `EUR`.
+    pub currency: JsonString,
+    /// The merchant user's login; compared case-insensitively, unique across all accounts.
+    pub email: JsonString,
+    /// At least 8 characters.
+    pub password: JsonString,
+}
+
+impl Example for MerchantSignUp {
+    fn example() -> Self {
+        Self {
+            name: "Corner Deli".into(),
+            alert_email: "kitchen@deli.example".into(),
+            currency: "EUR".into(),
+            email: "owner@deli.example".into(),
+            password: "correct-horse-battery".into(),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct Merchant {
+    pub id: i64,
+    pub name: String,
+    /// Low-stock alerts go here.
+    pub alert_email: String,
+    pub currency: String,
+}
+
+#[derive(Debug, Object)]
+pub struct MerchantAccount {
+    pub merchant: Merchant,
+    /// The merchant user: log in with its email to act for the merchant.
+    pub user: User,
+}
+
+#[derive(ApiResponse)]
+enum SignUpResponse {
+    /// The merchant and its merchant user exist; log in, then `POST /order/seed` gives it its
+    /// catalogue and stock.
+    #[oai(status = 201)]
+    Created(Json<MerchantAccount>),
+}
+
+/// Who may create merchants, and the operator token when one is asked for (README "Merchant
+/// sign-up").
+#[derive(Clone)]
+pub struct SignUpPolicy {
+    pub policy: MerchantSignup,
+    operator_token: Option<String>,
+}
+
+impl SignUpPolicy {
+    pub fn new(policy: MerchantSignup, operator_token: Option<String>) -> Self {
+        Self {
+            policy,
+            operator_token,
+        }
+    }
+
+    /// 403 unless this policy lets the caller (with `token` in `X-Operator-Token`) sign up.
+    fn admit(&self, token: Option<&str>) -> Result<(), ApiError> {
+        match self.policy {
+            MerchantSignup::Open => Ok(()),
+            MerchantSignup::Closed => Err(ApiError::forbidden(
+                "merchant sign-up is closed on this service (MERCHANT_SIGNUP=closed)",
+            )),
+            MerchantSignup::Operator => match (&self.operator_token, token) {
+                (Some(expected), Some(given)) if same_secret(expected, given) => Ok(()),
+                _ => Err(ApiError::forbidden(
+                    "merchant sign-up needs the operator token in X-Operator-Token",
+                )),
+            },
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how
+/// much of a guessed token was right.
+fn same_secret(expected: &str, given: &str) -> bool {
+    let (expected, given) = (expected.as_bytes(), given.as_bytes());
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
 #[derive(ApiResponse)]
 enum RegisterResponse {
     /// The customer account was created; log in to get a token.
@@ -86,13 +186,7 @@ fn control_characters(credentials: &Credentials) -> Vec<FieldError> {
 fn validate_credentials(credentials: &Credentials) -> Result<String, Vec<FieldError>> {
     let email = credentials.email.trim();
     let mut errors = control_characters(credentials);
-    let well_formed = errors.is_empty()
-        && email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.contains('@')
-        });
-    if !well_formed {
+    if errors.is_empty() && !crate::domain::is_email_address(email) {
         errors.push(FieldError::new(
             "email",
             "must be an email address like name@example.com",
@@ -143,7 +237,7 @@ impl AuthApi {
     ) -> Result<RegisterResponse, ApiError> {
         limits.check_client(client_ip(req))?;
         let email = validate_credentials(&body).map_err(ApiError::validation)?;
-        let password = body.0.password;
+        let password = body.0.password.0;
         let hash = limits
             .hash(move || auth::hash_password(&password))
             .await?
@@ -160,6 +254,86 @@ impl AuthApi {
             ))),
             Err(InsertUserError::Database(e)) => Err(e.into()),
         }
+    }
+
+    /// Sign up a merchant
+    ///
+    /// Creates a merchant (name, low-stock alert address, currency) and its merchant user, who
+    /// logs in with `email` and `password` and then seeds the merchant's own catalogue and stock
+    /// with `POST /order/seed`. Who may call it depends on `MERCHANT_SIGNUP`: anyone (`open`, the
+    /// dev default), only with the operator token in `X-Operator-Token` (`operator`), or nobody
+    /// (`closed`): 403 otherwise. Limited per client address like register (429). A taken name
+    /// or email is a 409.
+    #[oai(path = "/auth/merchants", method = "post")]
+    async fn sign_up_merchant(
+        &self,
+        req: &Request,
+        state: Data<&AppState>,
+        limits: Data<&AuthLimits>,
+        /// `MERCHANT_SIGNUP_TOKEN`, when the service asks for it (`MERCHANT_SIGNUP=operator`).
+        #[oai(name = "X-Operator-Token")]
+        operator_token: Header<Option<String>>,
+        body: Json<MerchantSignUp>,
+    ) -> Result<SignUpResponse, ApiError> {
+        limits.check_client(client_ip(req))?;
+        state.signup.admit(operator_token.0.as_deref())?;
+        let MerchantSignUp {
+            name,
+            alert_email,
+            currency,
+            email,
+            password,
+        } = body.0;
+        let merchant = NewMerchant::parse(&name, &alert_email, &currency);
+        let login = validate_credentials(&Credentials {
+            email,
+            password: password.clone(),
+        });
+        let (merchant, email) = match (merchant, login) {
+            (Ok(merchant), Ok(email)) => (merchant, email),
+            (merchant, login) => {
+                let mut errors = merchant.err().unwrap_or_default();
+                errors.extend(login.err().unwrap_or_default());
+                return Err(ApiError::validation(errors));
+            }
+        };
+        let hash = limits
+            .hash(move || auth::hash_password(&password))
+            .await?
+            .map_err(ApiError::internal)?;
+        let txn = sea_orm::TransactionTrait::begin(&state.db).await?;
+        let (created, user) =
+            match store::insert_merchant_with_user(&txn, &merchant, &email, hash).await {
+                Ok(created) => created,
+                Err(SignUpError::DuplicateName) => {
+                    return Err(ApiError::conflict(format!(
+                        "a merchant named {:?} already exists",
+                        merchant.name
+                    )));
+                }
+                Err(SignUpError::DuplicateEmail) => {
+                    return Err(ApiError::conflict(format!(
+                        "an account for {email} already exists"
+                    )));
+                }
+                Err(SignUpError::Database(e)) => return Err(e.into()),
+            };
+        txn.commit().await?;
+        tracing::info!(merchant_id = created.id, merchant = %created.name, policy = state.signup.policy.as_str(), "merchant signed up");
+        Ok(SignUpResponse::Created(Json(MerchantAccount {
+            merchant: Merchant {
+                id: created.id,
+                name: created.name,
+                alert_email: created.email,
+                currency: created.currency,
+            },
+            user: User {
+                id: user.id,
+                email: user.email,
+                role: user.role,
+                merchant_id: user.merchant_id,
+            },
+        })))
     }
 
     /// Log in
@@ -206,5 +380,32 @@ impl AuthApi {
             token_type: "Bearer".into(),
             expires_in: state.keys.ttl_secs,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_policy_admits_whom_it_says() {
+        let token = "t".repeat(40);
+        let open = SignUpPolicy::new(MerchantSignup::Open, None);
+        let operator = SignUpPolicy::new(MerchantSignup::Operator, Some(token.clone()));
+        let closed = SignUpPolicy::new(MerchantSignup::Closed, Some(token.clone()));
+        assert!(open.admit(None).is_ok());
+        assert!(operator.admit(Some(&token)).is_ok());
+        for (policy, given) in [
+            (&operator, None),
+            (&operator, Some("t")),
+            (&operator, Some(&*"u".repeat(40))),
+            (&closed, Some(&*token)),
+        ] {
+            assert!(
+                matches!(policy.admit(given), Err(ApiError::Forbidden(_))),
+                "{:?} with {given:?}",
+                policy.policy
+            );
+        }
     }
 }

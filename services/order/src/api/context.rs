@@ -63,6 +63,25 @@ impl<E: Endpoint> Middleware<E> for RequestContext {
     }
 }
 
+/// The request's slot of the in-flight limit, in its extensions (`Data<&InFlightSlot>`). A
+/// handler about to wait rather than work (`POST /order` with `Prefer: wait`) gives it back, so
+/// the limit meant for short requests counts work, not waiting; waiting has a bound of its own.
+#[derive(Clone)]
+pub struct InFlightSlot(
+    std::sync::Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
+);
+
+impl InFlightSlot {
+    /// Frees the slot now (it is freed when the handler returns anyway).
+    pub fn release(&self) {
+        // Only a permit is inside: a panicking holder cannot have broken anything.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+}
+
 pub struct RequestContextEndpoint<E> {
     inner: E,
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
@@ -154,6 +173,9 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
                                 }
                             }
                         };
+                        let permit =
+                            InFlightSlot(std::sync::Arc::new(std::sync::Mutex::new(permit)));
+                        req.extensions_mut().insert(permit.clone());
                         let call = IN_HANDLER.scope((), self.inner.call(req));
                         let result = match AssertUnwindSafe(call).catch_unwind().await {
                             Ok(result) => result.map(IntoResponse::into_response),
@@ -161,7 +183,7 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
                                 Err(poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))
                             }
                         };
-                        drop(permit);
+                        permit.release();
                         result
                     }
                 },

@@ -15,11 +15,13 @@ pub mod context;
 pub mod health;
 pub mod ingredients;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod orders;
 pub mod problem;
 pub mod security;
 pub mod spec;
+pub mod text;
 
 /// OpenAPI tags, in the order Swagger UI shows them.
 #[derive(Tags)]
@@ -50,6 +52,14 @@ pub struct AppState {
     pub order_writer: crate::order_writer::OrderWriter,
     /// What `GET /metrics` renders; `None` when the process installed no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// This instance's watchers of orders, woken by every instance's status pushes.
+    pub watchers: crate::push::OrderWatchers,
+    /// Announces the status changes this instance's handlers commit (an API cancel).
+    pub pushes: crate::push::StatusPublisher,
+    /// The bounds of event streams and `Prefer: wait`.
+    pub live: live::LiveLimits,
+    /// Who may create merchants.
+    pub signup: auth::SignUpPolicy,
 }
 
 impl AppState {
@@ -74,6 +84,7 @@ pub type Api = (
     auth::AuthApi,
     catalogue::CatalogueApi,
     orders::OrdersApi,
+    live::LiveApi,
     ingredients::IngredientsApi,
     health::HealthApi,
 );
@@ -85,6 +96,7 @@ pub fn service() -> OpenApiService<Api, ()> {
             auth::AuthApi,
             catalogue::CatalogueApi,
             orders::OrdersApi,
+            live::LiveApi,
             ingredients::IngredientsApi,
             health::HealthApi,
         ),
@@ -95,7 +107,9 @@ pub fn service() -> OpenApiService<Api, ()> {
         "Orders and ingredient stock for merchants who sell products made of ingredients.\n\n\
          Try it: `POST /auth/login` as the bootstrap merchant (see `.env.example`), Authorize \
          with the token, `POST /order/seed`; register a customer, log in, Authorize, \
-         `POST /order`, then `GET /order/{id}` until it is confirmed.\n\n\
+         `POST /order` (with `Prefer: wait=5` to get the outcome in the answer), then follow it \
+         with `GET /order/{id}/events` or `GET /order/{id}`. A new merchant signs up with \
+         `POST /auth/merchants`.\n\n\
          Every error is `application/problem+json` (RFC 9457) with the request id.",
     )
 }

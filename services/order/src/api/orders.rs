@@ -1,5 +1,7 @@
 //! `POST /order`, `GET /order/{id}`, `GET /orders`.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
@@ -12,7 +14,8 @@ use nats::Envelope;
 use nats::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
 use nats::events::{OrderCancelled, OrderCreated, OrderedLine, Shortage};
 
-use super::context::RequestId;
+use super::context::{InFlightSlot, RequestId};
+use super::live;
 use super::problem::ApiError;
 use super::security::BearerAuth;
 use super::{ApiTags, AppState};
@@ -142,12 +145,36 @@ pub struct OrderSummary {
 
 #[derive(ApiResponse)]
 enum PlaceOrderResponse {
-    /// Stored and acknowledged; stock processing will confirm or reject it.
+    /// Stored and acknowledged; stock processing will confirm or reject it. After a
+    /// `Prefer: wait` that ran out, with `Preference-Applied` saying how long the wait was.
     #[oai(status = 202)]
-    Accepted(Json<Order>, #[oai(header = "Location")] String),
-    /// The same Idempotency-Key and body were seen before: the first order, unchanged.
+    Accepted(
+        Json<Order>,
+        #[oai(header = "Location")] String,
+        /// `wait=N`: the server waited N seconds for the outcome.
+        #[oai(header = "Preference-Applied")]
+        Option<String>,
+    ),
+    /// `Prefer: wait=N` and stock decided within N seconds: the order `confirmed` or
+    /// `rejected` (or `cancelled` meanwhile).
+    #[oai(status = 201)]
+    Decided(
+        Json<Order>,
+        #[oai(header = "Location")] String,
+        /// `wait=N`, the wait honoured (N capped at 10).
+        #[oai(header = "Preference-Applied")]
+        String,
+    ),
+    /// The same Idempotency-Key and body were seen before: the first order as it is now (after
+    /// waiting for its outcome when `Prefer: wait` asked and it was still pending).
     #[oai(status = 200)]
-    Replayed(Json<Order>, #[oai(header = "Location")] String),
+    Replayed(
+        Json<Order>,
+        #[oai(header = "Location")] String,
+        /// `wait=N` when the server waited for the outcome.
+        #[oai(header = "Preference-Applied")]
+        Option<String>,
+    ),
 }
 
 #[derive(Debug, Clone, Copy, poem_openapi::Enum)]
@@ -218,19 +245,30 @@ impl OrdersApi {
     ///
     /// Stores the order as `pending` and answers at once (202 with a `Location`); stock
     /// processing then reserves every ingredient or none and the order becomes `confirmed` or
-    /// `rejected` (poll `GET /order/{id}`). Prices come from the catalogue, never from the
-    /// request. With an `Idempotency-Key`, a retry with the same body returns the first order
-    /// (200) and a different body under the same key is a 422.
+    /// `rejected` (follow it with `GET /order/{id}/events`, or poll `GET /order/{id}`). With
+    /// `Prefer: wait=N` (RFC 7240; N up to 10 seconds, more is capped at 10) the answer waits up
+    /// to N seconds for that outcome: 201 with the decided order, else the 202; both with
+    /// `Preference-Applied: wait=N`. When too many requests are waiting already
+    /// (`PREFER_WAIT_MAX_WAITERS`), the preference is not honoured: the 202 at once, without
+    /// `Preference-Applied`. Prices come from the catalogue, never from the request. With an
+    /// `Idempotency-Key`, a retry with the same body returns the first order (200) and a
+    /// different body under the same key is a 422.
     #[oai(path = "/order", method = "post")]
+    #[allow(clippy::too_many_arguments)] // one per extractor, as poem-openapi wants them
     async fn place(
         &self,
         state: Data<&AppState>,
         request_id: Data<&RequestId>,
         trace: Data<&nats::trace::TraceParent>,
+        in_flight: Data<&InFlightSlot>,
         auth: BearerAuth,
         /// Any string up to 255 characters, unique per attempt; resend it on retries.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
+        /// `wait=N`: wait up to N seconds (at most 10) for the order to be confirmed or rejected
+        /// and answer with it (RFC 7240). Other preferences are ignored.
+        #[oai(name = "Prefer")]
+        prefer: Header<Option<String>>,
         body: Json<PlaceOrder>,
     ) -> Result<PlaceOrderResponse, ApiError> {
         let key = idempotency_key.0.as_deref().map(str::trim);
@@ -260,6 +298,14 @@ impl OrdersApi {
         let currency = catalogue[&priced.lines[0].product_id].currency.clone();
 
         let order_id = Uuid::now_v7();
+        // A wait, when asked for and a waiter's place is free; the watch starts before the
+        // insert, so an outcome however quick is not missed.
+        let waiting = prefer
+            .0
+            .as_deref()
+            .and_then(live::requested_wait)
+            .and_then(|secs| state.live.waiter().map(|place| (secs, place)));
+        let mut watch = waiting.as_ref().map(|_| state.watchers.watch(order_id));
         let fingerprint = order.fingerprint();
         let customer_id = auth.0.sub;
         let event = Envelope::new(
@@ -331,7 +377,31 @@ impl OrdersApi {
                 };
                 metrics::counter!("larder_orders_total", "status" => OrderStatus::Pending.as_str())
                     .increment(1);
-                Ok(PlaceOrderResponse::Accepted(Json(view), location(order_id)))
+                let (Some((secs, _place)), Some(watch)) = (&waiting, &mut watch) else {
+                    return Ok(PlaceOrderResponse::Accepted(
+                        Json(view),
+                        location(order_id),
+                        None,
+                    ));
+                };
+                // Waiting is not work: the in-flight slot goes back, the waiter's place is held.
+                in_flight.release();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(*secs);
+                let order = live::wait_for_outcome(&state, watch, deadline).await?;
+                let applied = format!("wait={secs}");
+                if order.status == OrderStatus::Pending.as_str() {
+                    Ok(PlaceOrderResponse::Accepted(
+                        Json(order),
+                        location(order_id),
+                        Some(applied),
+                    ))
+                } else {
+                    Ok(PlaceOrderResponse::Decided(
+                        Json(order),
+                        location(order_id),
+                        applied,
+                    ))
+                }
             }
             Inserted::AlreadyExists {
                 order_id,
@@ -343,10 +413,31 @@ impl OrdersApi {
                         "was already used for an order with a different body",
                     ));
                 }
+                let Some((secs, _place)) = &waiting else {
+                    let details = load(&state, order_id).await?;
+                    return Ok(PlaceOrderResponse::Replayed(
+                        Json(details),
+                        location(order_id),
+                        None,
+                    ));
+                };
+                // The first order's id is known only now: watch it, then read it.
+                let mut watch = state.watchers.watch(order_id);
                 let details = load(&state, order_id).await?;
+                if details.status != OrderStatus::Pending.as_str() {
+                    return Ok(PlaceOrderResponse::Replayed(
+                        Json(details),
+                        location(order_id),
+                        None,
+                    ));
+                }
+                in_flight.release();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(*secs);
+                let details = live::wait_for_outcome(&state, &mut watch, deadline).await?;
                 Ok(PlaceOrderResponse::Replayed(
                     Json(details),
                     location(order_id),
+                    Some(format!("wait={secs}")),
                 ))
             }
         }
@@ -438,10 +529,11 @@ impl OrdersApi {
 
     /// Cancel an order
     ///
-    /// A `pending` order (stock has not decided yet) becomes `cancelled` at once. A `confirmed`
-    /// order's cancel is decided by delivery: only if it drops the undispatched shipment is the
-    /// order cancelled and its reserved stock released; if the courier already has it, 409 says
-    /// so and the order goes on to delivery. Cancelling a cancelled order again changes nothing
+    /// A `pending` or `confirmed` order's cancel is decided by delivery (a pending order may
+    /// already be confirmed by stock and on its way): only if it drops the undispatched shipment,
+    /// or remembers the order has none so none is ever made, is the order cancelled and whatever
+    /// stock it reserved released; if the courier already has it, 409 says so and the order goes
+    /// on to delivery. Cancelling a cancelled order again changes nothing
     /// (202). Once dispatched, delivered or rejected: 409. 503 with `Retry-After` when delivery
     /// does not answer in time (nothing changed: try again).
     #[oai(path = "/order/:id/cancel", method = "post")]
@@ -456,6 +548,7 @@ impl OrdersApi {
     ) -> Result<CancelResponse, ApiError> {
         let correlation_id = Some(request_id.0.0.clone());
         let mut delivery_agreed = false;
+        let mut cancelled_now = false;
         let txn = loop {
             let txn = state.db.begin().await?;
             let order = store::find_order_for_update(&txn, id.0)
@@ -479,7 +572,7 @@ impl OrdersApi {
                         .await?;
                     delivery_agreed = true;
                 }
-                Cancellation::Now | Cancellation::AskDelivery => {
+                Cancellation::AskDelivery => {
                     let who = if auth.0.sub == order.customer_id {
                         "customer"
                     } else {
@@ -503,6 +596,7 @@ impl OrdersApi {
                     )
                     .in_trace(Some(*trace.0));
                     state.outbox.enqueue(&txn, &event).await?;
+                    cancelled_now = true;
                     break txn;
                 }
                 Cancellation::Refused => {
@@ -513,8 +607,15 @@ impl OrdersApi {
             }
         };
         txn.commit().await?;
-        metrics::counter!("larder_orders_total", "status" => OrderStatus::Cancelled.as_str())
-            .increment(1);
+        if cancelled_now {
+            metrics::counter!("larder_orders_total", "status" => OrderStatus::Cancelled.as_str())
+                .increment(1);
+            // Clients following the order, on any instance, see it end.
+            state
+                .pushes
+                .publish(&[(id.0, OrderStatus::Cancelled)])
+                .await;
+        }
         Ok(CancelResponse::Accepted(Json(load(&state, id.0).await?)))
     }
 

@@ -15,7 +15,11 @@ use super::orders::{MAX_PAGE, MAX_PER_PAGE};
 /// whitespace or control characters. At most 254 characters.
 pub const EMAIL_PATTERN: &str =
     r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*$";
-pub const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_EMAIL_CHARS: usize = domain::MAX_EMAIL_CHARS;
+/// A merchant name as sign-up keeps it: no control characters, no whitespace at either end
+/// (it is trimmed, so such a name would not be the one stored).
+pub const MERCHANT_NAME_PATTERN: &str =
+    r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$";
 
 /// (schema, property, constraints merged into the property's schema).
 fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
@@ -41,6 +45,31 @@ fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
             json!({ "minimum": 1, "maximum": domain::MAX_QUANTITY }),
         ),
         ("Restock", "amount", json!({ "minimum": 1 })),
+        (
+            "MerchantSignUp",
+            "name",
+            json!({ "minLength": 1, "maxLength": domain::MAX_MERCHANT_NAME_CHARS, "pattern": MERCHANT_NAME_PATTERN }),
+        ),
+        (
+            "MerchantSignUp",
+            "alert_email",
+            json!({ "maxLength": MAX_EMAIL_CHARS, "pattern": EMAIL_PATTERN }),
+        ),
+        (
+            "MerchantSignUp",
+            "currency",
+            json!({ "pattern": "^[A-Z]{3}$" }),
+        ),
+        (
+            "MerchantSignUp",
+            "email",
+            json!({ "maxLength": MAX_EMAIL_CHARS, "pattern": EMAIL_PATTERN }),
+        ),
+        (
+            "MerchantSignUp",
+            "password",
+            json!({ "minLength": MIN_PASSWORD_CHARS, "maxLength": MAX_PASSWORD_CHARS, "pattern": "^[^\\x00]*$" }),
+        ),
     ]
 }
 
@@ -68,9 +97,37 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
     ]
 }
 
+/// (path, method, status, the schema of one event) of each `text/event-stream` response.
+/// poem-openapi describes a stream as an array of its items; before OpenAPI 3.2's `itemSchema`,
+/// a media type's `schema` describes one event, and that is how clients and schemathesis read
+/// it: an object of the SSE fields, whose `data` is JSON.
+fn event_stream_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    vec![(
+        "/order/{id}/events",
+        "get",
+        "200",
+        json!({
+            "type": "object",
+            "description": "One Server-Sent Event: `event: status`, `id`: the change's id (resume \
+                            after it with `Last-Event-ID`), `data`: the change as JSON.",
+            "required": ["event", "id", "data"],
+            "properties": {
+                "event": { "type": "string", "enum": ["status"] },
+                "id": { "type": "string", "pattern": "^[0-9]+$" },
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": { "$ref": "#/components/schemas/StatusEvent" },
+                },
+            },
+        }),
+    )]
+}
+
 /// Request bodies that refuse unknown fields (`deny_unknown_fields`): `additionalProperties: false`.
 const CLOSED_SCHEMAS: &[&str] = &[
     "Credentials",
+    "MerchantSignUp",
     "PlaceOrder",
     "OrderLineRequest",
     "CourierUpdate",
@@ -100,6 +157,24 @@ pub fn complete(spec: &str) -> Result<String, String> {
             .path(&["schema"])
             .ok_or_else(|| format!("no schema for {name} on {method} {path}"))?
             .merge(rules);
+    }
+    for (path, method, status, event) in event_stream_rules() {
+        let Some(Json::Object(fields)) = spec.path(&[
+            "paths",
+            path,
+            method,
+            "responses",
+            status,
+            "content",
+            "text/event-stream",
+        ]) else {
+            return Err(format!("no event stream on {method} {path} {status}"));
+        };
+        let (_, schema) = fields
+            .iter_mut()
+            .find(|(key, _)| key == "schema")
+            .ok_or_else(|| format!("no event stream schema on {method} {path}"))?;
+        *schema = Json::Leaf(event);
     }
     for schema in CLOSED_SCHEMAS {
         spec.path(&["components", "schemas", schema])

@@ -70,6 +70,21 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
     };
     let mut config = config;
     change(&mut config.settings);
+    let (port, shutdown, server) = start(config).await;
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        _test_db: db,
+        order_db,
+        nats,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+/// Runs an order service with `config` on a thread and actix system of its own; answers its
+/// port, its shutdown signal and its thread.
+async fn start(config: Config) -> (u16, CancellationToken, std::thread::JoinHandle<()>) {
     let shutdown = CancellationToken::new();
     let (port_tx, port_rx) = tokio::sync::oneshot::channel();
     let stop = shutdown.clone();
@@ -93,14 +108,43 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp 
         });
     });
     let port = port_rx.await.expect("the order service started");
-    TestApp {
+    (port, shutdown, server)
+}
+
+/// Another instance of the order service on `app`'s database and namespace (as a second
+/// `larder order` on another port would be), with some settings changed. Stopped on drop.
+pub struct OtherInstance {
+    pub address: String,
+    shutdown: CancellationToken,
+    server: Option<std::thread::JoinHandle<()>>,
+}
+
+pub async fn spawn_other_instance(
+    app: &TestApp,
+    change: impl FnOnce(&mut OrderSettings),
+) -> OtherInstance {
+    let mut config = config_for(app);
+    change(&mut config.settings);
+    let (port, shutdown, server) = start(config).await;
+    OtherInstance {
         address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
-        _test_db: db,
-        order_db,
-        nats,
         shutdown,
         server: Some(server),
+    }
+}
+
+impl OtherInstance {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+}
+
+impl Drop for OtherInstance {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
     }
 }
 
@@ -288,4 +332,112 @@ where
     Fut: Future<Output = bool>,
 {
     nats::testing::eventually(what, Duration::from_secs(10), check).await
+}
+
+/// Publishes `event` on the test's namespace as its producer would (with a fresh message id).
+pub async fn publish<E: nats::Event>(app: &TestApp, event: &nats::Envelope<E>) {
+    let message = async_nats::jetstream::message::PublishMessage::build()
+        .payload(serde_json::to_vec(event).unwrap().into())
+        .message_id(uuid::Uuid::new_v4().to_string());
+    app.nats
+        .jetstream
+        .send_publish(app.nats.namespace().subject(E::SUBJECT), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// One Server-Sent Event as a client sees it.
+#[derive(Debug)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// Reads a `text/event-stream` response event by event (keep-alive comments skipped).
+pub struct SseReader {
+    response: Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: Response) -> Self {
+        assert_eq!(response.status(), StatusCode::OK, "an event stream");
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "content type {content_type}"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event; `None` when the server ended the stream. Fails after 10 s.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(Duration::from_secs(10), self.next_unbounded())
+            .await
+            .expect("an event or the end of the stream within 10 s")
+    }
+
+    async fn next_unbounded(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !data.is_empty() {
+                    return Some(SseEvent {
+                        event,
+                        id,
+                        data: serde_json::from_str(&data).expect("JSON data"),
+                    });
+                }
+            }
+            match self.response.chunk().await.expect("the stream reads") {
+                Some(chunk) => self.buffer.push_str(std::str::from_utf8(&chunk).unwrap()),
+                None => return None,
+            }
+        }
+    }
+}
+
+/// A stand-in for the delivery service's `cancel-shipment` endpoint on this app's NATS: it
+/// agrees to every cancel, as delivery does for an order whose shipment has not left (or that
+/// has none yet). Without it (or after `stop()`), a cancel finds no delivery to ask: 503.
+pub async fn delivery_agreeing_to_cancels(app: &TestApp) -> nats::service::CommandService {
+    use nats::commands::{CancelShipment, ShipmentState};
+    let mut service = nats::service::CommandService::start(
+        &app.nats.client,
+        app.nats.namespace(),
+        nats::commands::services::DELIVERY,
+        "a test's delivery: agrees to every cancel",
+        "0.0.0",
+    )
+    .await
+    .expect("the stand-in delivery service starts");
+    service
+        .serve(|command: CancelShipment| async move {
+            Ok(ShipmentState {
+                id: uuid::Uuid::new_v4(),
+                order_id: command.order_id,
+                status: "cancelled".into(),
+                dispatched_at: None,
+                delivered_at: None,
+            })
+        })
+        .await
+        .expect("the stand-in serves cancel-shipment");
+    service
 }

@@ -1,5 +1,5 @@
-//! Cancelling: allowed while pending or confirmed, announced with `orders.cancelled`, refused
-//! once dispatched.
+//! Cancelling: allowed while pending or confirmed, when delivery agrees (here a stand-in that
+//! always does), announced with `orders.cancelled`, refused once dispatched.
 
 use async_nats::jetstream::message::PublishMessage;
 use nats::Envelope;
@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem, burgers, eventually, spawn_app};
+use crate::helpers::{
+    TestApp, assert_problem, burgers, delivery_agreeing_to_cancels, eventually, spawn_app,
+};
 
 async fn publish<E: nats::Event>(app: &TestApp, event: &Envelope<E>) {
     let message = PublishMessage::build()
@@ -58,6 +60,7 @@ async fn cancellations(app: &TestApp) -> Vec<Value> {
 #[tokio::test]
 async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announced() {
     let app = spawn_app().await;
+    let _delivery = delivery_agreeing_to_cancels(&app).await;
     let token = app.customer_token().await;
     let id = place(&app, &token).await;
 
@@ -99,6 +102,34 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
         "someone else's order",
     )
     .await;
+}
+
+/// A pending order may already be confirmed by stock and dispatched by delivery, whose events
+/// have not reached this service yet: its cancel is delivery's decision too, so with no
+/// delivery answering it is a 503 and the order stays as it is.
+#[tokio::test]
+async fn a_pending_order_is_not_cancelled_without_deliverys_word() {
+    let app = spawn_app().await;
+    let token = app.customer_token().await;
+    let id = place(&app, &token).await;
+
+    let response = app
+        .post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let order: Value = app
+        .client
+        .get(app.url(&format!("/order/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(order["status"], "pending");
+    assert!(cancellations(&app).await.is_empty(), "nothing announced");
 }
 
 #[tokio::test]
