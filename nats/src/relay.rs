@@ -8,6 +8,11 @@
 //! actor that runs rounds: woken by `LISTEN` on its service's channel (the schema's insert
 //! trigger notifies `larder_outbox_<schema>`, `migration::Service::outbox_channel`), with a
 //! fallback poll in case a wake-up is lost, and flushed on shutdown.
+//!
+//! Published rows are kept for [`KEEP_PUBLISHED`], then [`prune_published`] deletes them and
+//! vacuums the outbox, every [`PRUNE_EVERY`]: the table stays as small as what is in flight, so
+//! the claim never walks the index entries of rows published long ago (this project's
+//! PostgreSQL may run without autovacuum).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +30,12 @@ use sea_orm::{
 use entities::outbox;
 
 use crate::{NatsError, OutboxConfig};
+
+/// How long a published row stays in the outbox (for operators and for a relay that crashed
+/// between the server's ack and its commit: that row is still unpublished and goes again).
+pub const KEEP_PUBLISHED: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the relay deletes rows published more than [`KEEP_PUBLISHED`] ago and vacuums.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,6 +140,29 @@ pub async fn drain(
     }
 }
 
+/// Deletes the rows published more than `older_than` ago, then vacuums the outbox (skipped
+/// when another relay's vacuum holds it), so dead rows and their index entries go. Returns the
+/// rows deleted.
+pub async fn prune_published(
+    db: &DatabaseConnection,
+    older_than: std::time::Duration,
+) -> Result<u64, NatsError> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let deleted = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+            [older_than.as_secs_f64().into()],
+        ))
+        .await?
+        .rows_affected();
+    if deleted > 0 {
+        // Outside a transaction (VACUUM cannot run in one); the relay's role owns the table.
+        db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox").await?;
+    }
+    Ok(deleted)
+}
+
 fn header_map(headers: &serde_json::Value) -> HeaderMap {
     let mut map = HeaderMap::new();
     if let Some(object) = headers.as_object() {
@@ -150,6 +184,8 @@ pub struct OutboxRelay {
     channel: String,
     /// Set while a drain is queued, so a burst of notifications queues one drain, not thousands.
     drain_queued: Arc<AtomicBool>,
+    /// Set while a prune runs, so a slow one is not stacked on.
+    prune_running: Arc<AtomicBool>,
     /// The LISTEN loop. A tokio task rather than an actor future: the runtime drops it inside its
     /// own context at shutdown, which sqlx's listener needs.
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -170,6 +206,7 @@ impl OutboxRelay {
             config,
             channel: channel.into(),
             drain_queued: Arc::new(AtomicBool::new(false)),
+            prune_running: Arc::new(AtomicBool::new(false)),
             listener: None,
         }
     }
@@ -189,6 +226,20 @@ impl Actor for OutboxRelay {
         self.queue_drain(ctx);
         ctx.run_interval(self.config.poll_interval(), |relay, ctx| {
             relay.queue_drain(ctx)
+        });
+        ctx.run_interval(PRUNE_EVERY, |relay, _| {
+            if !relay.prune_running.swap(true, Ordering::AcqRel) {
+                let (db, running) = (relay.db.clone(), relay.prune_running.clone());
+                // A task of its own: a drain never waits for a prune, nor a prune for a drain.
+                tokio::spawn(async move {
+                    match prune_published(&db, KEEP_PUBLISHED).await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::debug!(deleted, "published outbox rows pruned"),
+                        Err(error) => tracing::warn!(%error, "outbox prune failed; will retry"),
+                    }
+                    running.store(false, Ordering::Release);
+                });
+            }
         });
         self.listener = Some(tokio::spawn(listen_for_inserts(
             self.db.clone(),
