@@ -2,8 +2,9 @@
 //! `orders.cancelled` (drop a shipment not yet dispatched) from the delivery consumers
 //! (SPEC §5 rules 1, 4 and 6).
 //!
-//! One transaction per batch, one per event if the batch fails, so one bad event never holds up
-//! the others; the reply (and so the ack) comes after the commit.
+//! One transaction per batch (one statement for a batch of new shipments), one per event if the
+//! batch fails, so one bad event never holds up the others; the reply (and so the ack) comes
+//! after the commit.
 
 use std::future::Future;
 
@@ -114,21 +115,15 @@ async fn create(
     let (db, settings) = (&db, &settings);
     let results = settle(&events, move |events| async move {
         let txn = db.begin().await?;
-        let now = Utc::now();
-        let mut inserted = Vec::with_capacity(events.len());
-        for event in events {
-            inserted.push(
-                store::insert_shipment(
-                    &txn,
-                    event.event_id,
-                    event.order_id,
-                    event.correlation_id.as_deref(),
-                    now,
-                    settings,
-                )
-                .await?,
-            );
-        }
+        let confirmations: Vec<store::Confirmation> = events
+            .iter()
+            .map(|event| store::Confirmation {
+                event_id: event.event_id,
+                order_id: event.order_id,
+                correlation_id: event.correlation_id.clone(),
+            })
+            .collect();
+        let inserted = store::insert_shipments(&txn, &confirmations, Utc::now(), settings).await?;
         txn.commit().await?;
         Ok(inserted)
     })
