@@ -21,9 +21,9 @@ use actix::prelude::*;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::future::join_all;
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement,
     TransactionTrait,
 };
 
@@ -48,10 +48,11 @@ pub struct RelayRound {
     pub duplicates: usize,
 }
 
-/// Claims up to `batch_size` unpublished rows (`FOR UPDATE SKIP LOCKED`, so several relays never
-/// claim the same row), publishes them all with their acks in flight, and marks the acknowledged
-/// ones published in the same transaction. A row whose publish failed stays unpublished and is
-/// retried with the same `Nats-Msg-Id`, so the server drops it if it had been stored after all.
+/// Claims up to `batch_size` unpublished rows and marks them published in one statement
+/// (`FOR UPDATE SKIP LOCKED`, so several relays never claim the same row), publishes them all with
+/// their acks in flight, and commits. A row whose publish failed is set back to unpublished in the
+/// same transaction and retried with the same `Nats-Msg-Id`, so the server drops it if it had been
+/// stored after all; if the relay dies before the commit, every claimed row stays unpublished.
 pub async fn publish_pending(
     db: &DatabaseConnection,
     js: &jetstream::Context,
@@ -59,17 +60,23 @@ pub async fn publish_pending(
 ) -> Result<RelayRound, NatsError> {
     let txn = db.begin().await?;
     // Never an `id > last_seen` cursor: a row committed late with an earlier key would be skipped.
-    let rows = outbox::Entity::find()
-        .filter(outbox::Column::PublishedAt.is_null())
-        .order_by_asc(outbox::Column::CreatedAt)
-        .limit(batch_size)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+    let mut rows = outbox::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE outbox SET published_at = now() WHERE id IN ( \
+             SELECT id FROM outbox WHERE published_at IS NULL ORDER BY created_at \
+             LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING *",
+            [(batch_size as i64).into()],
+        ))
         .all(&txn)
         .await?;
     if rows.is_empty() {
         txn.commit().await?;
         return Ok(RelayRound::default());
     }
+    // RETURNING has no order: publish in insertion order.
+    rows.sort_by_key(|row| row.created_at);
 
     let mut pending_acks = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -92,16 +99,17 @@ pub async fn publish_pending(
         claimed: rows.len(),
         ..Default::default()
     };
-    let mut published_ids = Vec::with_capacity(rows.len());
+    let mut failed_ids = Vec::new();
     let mut first_error = None;
     for (row, ack) in rows.iter().zip(acks) {
         match ack {
             Ok(ack) => {
                 round.duplicates += usize::from(ack.duplicate);
-                published_ids.push(row.id);
+                round.published += 1;
             }
             Err(source) => {
                 tracing::warn!(outbox_id = %row.id, subject = %row.subject, error = %source, "publish failed; will retry");
+                failed_ids.push(row.id);
                 first_error.get_or_insert(NatsError::Publish {
                     subject: row.subject.clone(),
                     source,
@@ -109,11 +117,10 @@ pub async fn publish_pending(
             }
         }
     }
-    round.published = published_ids.len();
-    if !published_ids.is_empty() {
+    if !failed_ids.is_empty() {
         outbox::Entity::update_many()
-            .col_expr(outbox::Column::PublishedAt, Expr::current_timestamp())
-            .filter(outbox::Column::Id.is_in(published_ids))
+            .col_expr(outbox::Column::PublishedAt, Expr::cust("NULL"))
+            .filter(outbox::Column::Id.is_in(failed_ids))
             .exec(&txn)
             .await?;
     }
@@ -147,7 +154,7 @@ pub async fn prune_published(
     db: &DatabaseConnection,
     older_than: std::time::Duration,
 ) -> Result<u64, NatsError> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use sea_orm::ConnectionTrait;
     let deleted = db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

@@ -271,15 +271,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     eprintln!();
 
+    // The CPU window ends when the settle wait saw the last order final.
+    let completed = count(
+        &db,
+        "SELECT count(*) FROM orders WHERE customer_id = $1 AND status <> 'pending'",
+        customer_id,
+    )
+    .await?;
+    let settled = Settled {
+        every_order_final: pending == 0,
+        cpu_per_order_ms: cpu.finish(completed as u64).await,
+    };
     let report = build_report(
         &db,
         args.mode,
         customer_id,
         &samples,
         offered_for,
-        pending == 0,
+        settled,
         &counters,
-        cpu,
     )
     .await?;
     print_table(&report);
@@ -500,27 +510,25 @@ async fn count(db: &DatabaseConnection, sql: &str, customer_id: Uuid) -> anyhow:
     Ok(row.try_get_by_index(0)?)
 }
 
+/// How the wait for the last orders ended.
+struct Settled {
+    every_order_final: bool,
+    cpu_per_order_ms: CpuPerOrder,
+}
+
 async fn build_report(
     db: &DatabaseConnection,
     mode: Mode,
     customer_id: Uuid,
     samples: &[Sample],
     offered_for: Duration,
-    every_order_final: bool,
+    settled: Settled,
     counters: &Counters,
-    cpu: cpu::CpuProbe,
 ) -> anyhow::Result<Report> {
-    // The window ends when the settle wait saw the last order final.
-    let cpu_per_order_ms = cpu
-        .finish(
-            count(
-                db,
-                "SELECT count(*) FROM orders WHERE customer_id = $1 AND status <> 'pending'",
-                customer_id,
-            )
-            .await? as u64,
-        )
-        .await;
+    let Settled {
+        every_order_final,
+        cpu_per_order_ms,
+    } = settled;
     let sent_at: HashMap<Uuid, DateTime<Utc>> = samples
         .iter()
         .filter_map(|s| s.order_id.map(|id| (id, s.sent_at)))
