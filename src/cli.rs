@@ -44,6 +44,23 @@ pub enum Command {
     Dlq(DlqArgs),
 }
 
+impl Command {
+    /// What this process calls itself in exported traces.
+    pub fn service_name(&self) -> &'static str {
+        match self {
+            Self::All(_) => "larder",
+            Self::Order(_) => "larder-order",
+            Self::Stock(_) => "larder-stock",
+            Self::Notification(_) => "larder-notification",
+            Self::Delivery(_) => "larder-delivery",
+            Self::Migrate(_) => "larder-migrate",
+            Self::Openapi => "larder-openapi",
+            Self::Bench(_) => "larder-bench",
+            Self::Dlq(_) => "larder-dlq",
+        }
+    }
+}
+
 /// Configuration every service shares.
 #[derive(Clone, Debug, Args)]
 pub struct Shared {

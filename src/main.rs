@@ -3,6 +3,6 @@ use larder::cli::Cli;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    larder::telemetry::init(cli.log_format);
+    let _traces = larder::telemetry::init(cli.log_format, cli.command.service_name());
     larder::run::execute(cli.command)
 }

@@ -24,12 +24,43 @@ pub enum LogFormat {
 /// skipping" notices (one set per service) — which show only when something is wrong.
 pub const DEFAULT_FILTER: &str = "info,sea_orm_migration=warn,sqlx::postgres::notice=warn";
 
+/// The OTLP exporter's own variables: either one turns export on (SPEC §6: off by default).
+const OTLP_ENDPOINT_VARS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+];
+
+/// Exports spans while alive; dropping it flushes what is buffered and stops the exporter.
+pub struct TraceExport(opentelemetry_sdk::trace::SdkTracerProvider);
+
+impl Drop for TraceExport {
+    fn drop(&mut self) {
+        if let Err(error) = self.0.shutdown() {
+            eprintln!("flushing traces failed: {error}");
+        }
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG` filters (default [`DEFAULT_FILTER`]). Pretty
-/// output has colour only on a terminal, and never with `NO_COLOR` set.
-pub fn init(format: LogFormat) {
+/// output has colour only on a terminal, and never with `NO_COLOR` set. When an OTLP endpoint is
+/// configured (`OTEL_EXPORTER_OTLP_ENDPOINT`, HTTP/protobuf, e.g. `http://127.0.0.1:4318`),
+/// spans are exported too, as `service` (`OTEL_SERVICE_NAME` wins); keep the returned guard
+/// for the process's life.
+pub fn init(format: LogFormat, service: &'static str) -> Option<TraceExport> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let registry = tracing_subscriber::registry().with(filter);
+    let (export, otel) = match otlp_tracer(service) {
+        Ok(Some((provider, tracer))) => (
+            Some(TraceExport(provider)),
+            Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+        ),
+        Ok(None) => (None, None),
+        Err(error) => {
+            eprintln!("traces will not be exported: {error:#}");
+            (None, None)
+        }
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     match format {
         LogFormat::Pretty => registry
             .with(fmt::layer().compact().with_ansi(colour(
@@ -37,7 +68,7 @@ pub fn init(format: LogFormat) {
                 std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
             )))
             .init(),
-        // Spans (request id, correlation id, order id) go into every line as fields.
+        // Spans (request id, correlation id, order id, trace id) go into every line as fields.
         LogFormat::Json => registry
             .with(
                 fmt::layer()
@@ -48,6 +79,41 @@ pub fn init(format: LogFormat) {
             )
             .init(),
     }
+    export
+}
+
+/// The OTLP/HTTP exporter and a tracer on it, when an endpoint is configured. The batch
+/// processor exports from a thread of its own (`OTEL_BSP_SCHEDULE_DELAY` and friends apply).
+fn otlp_tracer(
+    service: &'static str,
+) -> anyhow::Result<
+    Option<(
+        opentelemetry_sdk::trace::SdkTracerProvider,
+        opentelemetry_sdk::trace::Tracer,
+    )>,
+> {
+    use opentelemetry::trace::TracerProvider as _;
+    if !OTLP_ENDPOINT_VARS
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+    {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .context("Failed to build the OTLP exporter")?;
+    let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(name)
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer(service);
+    Ok(Some((provider, tracer)))
 }
 
 /// Latency buckets, in seconds: from a cache hit to a request that waited on a timeout.

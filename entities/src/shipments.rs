@@ -22,6 +22,9 @@ pub struct Model {
     pub delivered_at: Option<DateTimeWithTimeZone>,
     /// The request id of the confirmation that created it, carried into its delivery events.
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` of the confirmation that created it, for the delivery events.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

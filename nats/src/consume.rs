@@ -165,7 +165,13 @@ impl<E: Decode> ConsumerRunner<E> {
                 }
             };
             match E::decode(&message.payload) {
-                Ok(event) => {
+                Ok(mut event) => {
+                    event.set_trace(
+                        message
+                            .headers
+                            .as_ref()
+                            .and_then(crate::trace::TraceParent::from_headers),
+                    );
                     deliveries.push(Delivery {
                         event,
                         subject: message.subject.to_string(),

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
+use crate::trace::TraceParent;
+
 /// An event payload: its type name, schema version and subject.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The envelope's `type`, e.g. `order.created`.
@@ -28,6 +30,10 @@ pub struct Envelope<T> {
     /// The `X-Request-Id` of the request that caused this event, carried from event to event.
     pub correlation_id: Option<String>,
     pub data: T,
+    /// The trace it belongs to: not in the JSON, in the message's `traceparent` header
+    /// ([`crate::trace`]).
+    #[serde(skip)]
+    pub trace: Option<TraceParent>,
 }
 
 impl<T: Event> Envelope<T> {
@@ -40,7 +46,20 @@ impl<T: Event> Envelope<T> {
             occurred_at: Utc::now(),
             correlation_id,
             data,
+            trace: None,
         }
+    }
+
+    /// A new event caused by `cause`: its correlation id, and its trace with the current span
+    /// (the handler's span of `cause`, see [`crate::trace::event_span`]) as parent.
+    pub fn following<C>(data: T, cause: &Envelope<C>) -> Self {
+        Self::new(data, cause.correlation_id.clone()).in_trace(cause.trace)
+    }
+
+    /// This event in `trace`, with the current span as its parent.
+    pub fn in_trace(mut self, trace: Option<TraceParent>) -> Self {
+        self.trace = trace.map(|t| t.from_span(&tracing::Span::current()));
+        self
     }
 }
 
@@ -71,6 +90,8 @@ pub trait Decode: Sized + Send + 'static {
     fn decode(payload: &[u8]) -> Result<Self, DecodeError>;
     /// The envelope id: what the inbox records.
     fn event_id(&self) -> Uuid;
+    /// The trace of the message's `traceparent` header, for the envelope (see [`Envelope::trace`]).
+    fn set_trace(&mut self, trace: Option<TraceParent>);
 }
 
 /// The envelope with its data still raw: the first step of decoding.
@@ -117,6 +138,7 @@ impl RawEnvelope {
             occurred_at: self.occurred_at,
             correlation_id: self.correlation_id,
             data,
+            trace: None,
         })
     }
 }
@@ -128,6 +150,10 @@ impl<T: Event> Decode for Envelope<T> {
 
     fn event_id(&self) -> Uuid {
         self.id
+    }
+
+    fn set_trace(&mut self, trace: Option<TraceParent>) {
+        self.trace = trace;
     }
 }
 

@@ -195,6 +195,14 @@ impl Decode for DeliveryEvent {
             Self::Cancelled(e) => e.id,
         }
     }
+
+    fn set_trace(&mut self, trace: Option<crate::trace::TraceParent>) {
+        match self {
+            Self::Dispatched(e) => e.trace = trace,
+            Self::Delivered(e) => e.trace = trace,
+            Self::Cancelled(e) => e.trace = trace,
+        }
+    }
 }
 
 /// A dead letter of an `orders.created`: which order it was for, whatever else its payload
@@ -227,6 +235,9 @@ impl Decode for DeadOrderCreated {
     fn event_id(&self) -> Uuid {
         self.event_id
     }
+
+    /// A dead letter's trace is of no use to the order it rejects: the rejection starts afresh.
+    fn set_trace(&mut self, _: Option<crate::trace::TraceParent>) {}
 }
 
 #[cfg(test)]

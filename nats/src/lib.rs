@@ -9,6 +9,7 @@
 //! - [`consume`]: pull from a durable consumer, hand batches to an actor, ack only after it commits.
 //! - [`dlq`]: dead letters for poison messages and exhausted retries.
 //! - [`metrics`]: Prometheus gauges of consumers and outboxes.
+//! - [`trace`]: the W3C `traceparent` from event to event.
 //! - [`commands`], [`service`]: merchant commands served over NATS request/reply (the service
 //!   API: `nats micro ls`), and calling them with a timeout.
 //! - [`config`]: `NatsConfig` and a connect that waits for the server.
@@ -31,6 +32,7 @@ pub mod relay;
 pub mod service;
 pub mod testing;
 pub mod topology;
+pub mod trace;
 
 pub use config::{NatsConfig, OutboxConfig, connect, connect_jetstream};
 pub use envelope::{Decode, DecodeError, Envelope, Event};

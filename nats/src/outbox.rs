@@ -71,6 +71,9 @@ impl Outbox {
         let payload =
             serde_json::to_value(event).map_err(|e| DbErr::Custom(format!("encode event: {e}")))?;
         let mut headers = json!({ EVENT_TYPE_HEADER: event.kind });
+        if let Some(trace) = &event.trace {
+            headers[crate::trace::TRACEPARENT_HEADER] = json!(trace.to_string());
+        }
         if let Some(correlation_id) = &event.correlation_id {
             headers[CORRELATION_ID_HEADER] = json!(correlation_id);
         }

@@ -8,6 +8,11 @@
 //! actor that runs rounds: woken by `LISTEN` on its service's channel (the schema's insert
 //! trigger notifies `larder_outbox_<schema>`, `migration::Service::outbox_channel`), with a
 //! fallback poll in case a wake-up is lost, and flushed on shutdown.
+//!
+//! Published rows are kept for [`KEEP_PUBLISHED`], then [`prune_published`] deletes them and
+//! vacuums the outbox, every [`PRUNE_EVERY`]: the table stays as small as what is in flight, so
+//! the claim never walks the index entries of rows published long ago (this project's
+//! PostgreSQL may run without autovacuum).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,15 +21,21 @@ use actix::prelude::*;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::future::join_all;
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement,
     TransactionTrait,
 };
 
 use entities::outbox;
 
 use crate::{NatsError, OutboxConfig};
+
+/// How long a published row stays in the outbox (for operators and for a relay that crashed
+/// between the server's ack and its commit: that row is still unpublished and goes again).
+pub const KEEP_PUBLISHED: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the relay deletes rows published more than [`KEEP_PUBLISHED`] ago and vacuums.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,10 +48,11 @@ pub struct RelayRound {
     pub duplicates: usize,
 }
 
-/// Claims up to `batch_size` unpublished rows (`FOR UPDATE SKIP LOCKED`, so several relays never
-/// claim the same row), publishes them all with their acks in flight, and marks the acknowledged
-/// ones published in the same transaction. A row whose publish failed stays unpublished and is
-/// retried with the same `Nats-Msg-Id`, so the server drops it if it had been stored after all.
+/// Claims up to `batch_size` unpublished rows and marks them published in one statement
+/// (`FOR UPDATE SKIP LOCKED`, so several relays never claim the same row), publishes them all with
+/// their acks in flight, and commits. A row whose publish failed is set back to unpublished in the
+/// same transaction and retried with the same `Nats-Msg-Id`, so the server drops it if it had been
+/// stored after all; if the relay dies before the commit, every claimed row stays unpublished.
 pub async fn publish_pending(
     db: &DatabaseConnection,
     js: &jetstream::Context,
@@ -48,17 +60,23 @@ pub async fn publish_pending(
 ) -> Result<RelayRound, NatsError> {
     let txn = db.begin().await?;
     // Never an `id > last_seen` cursor: a row committed late with an earlier key would be skipped.
-    let rows = outbox::Entity::find()
-        .filter(outbox::Column::PublishedAt.is_null())
-        .order_by_asc(outbox::Column::CreatedAt)
-        .limit(batch_size)
-        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+    let mut rows = outbox::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE outbox SET published_at = now() WHERE id IN ( \
+             SELECT id FROM outbox WHERE published_at IS NULL ORDER BY created_at \
+             LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING *",
+            [(batch_size as i64).into()],
+        ))
         .all(&txn)
         .await?;
     if rows.is_empty() {
         txn.commit().await?;
         return Ok(RelayRound::default());
     }
+    // RETURNING has no order: publish in insertion order.
+    rows.sort_by_key(|row| row.created_at);
 
     let mut pending_acks = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -81,16 +99,17 @@ pub async fn publish_pending(
         claimed: rows.len(),
         ..Default::default()
     };
-    let mut published_ids = Vec::with_capacity(rows.len());
+    let mut failed_ids = Vec::new();
     let mut first_error = None;
     for (row, ack) in rows.iter().zip(acks) {
         match ack {
             Ok(ack) => {
                 round.duplicates += usize::from(ack.duplicate);
-                published_ids.push(row.id);
+                round.published += 1;
             }
             Err(source) => {
                 tracing::warn!(outbox_id = %row.id, subject = %row.subject, error = %source, "publish failed; will retry");
+                failed_ids.push(row.id);
                 first_error.get_or_insert(NatsError::Publish {
                     subject: row.subject.clone(),
                     source,
@@ -98,11 +117,10 @@ pub async fn publish_pending(
             }
         }
     }
-    round.published = published_ids.len();
-    if !published_ids.is_empty() {
+    if !failed_ids.is_empty() {
         outbox::Entity::update_many()
-            .col_expr(outbox::Column::PublishedAt, Expr::current_timestamp())
-            .filter(outbox::Column::Id.is_in(published_ids))
+            .col_expr(outbox::Column::PublishedAt, Expr::cust("NULL"))
+            .filter(outbox::Column::Id.is_in(failed_ids))
             .exec(&txn)
             .await?;
     }
@@ -129,6 +147,29 @@ pub async fn drain(
     }
 }
 
+/// Deletes the rows published more than `older_than` ago, then vacuums the outbox (skipped
+/// when another relay's vacuum holds it), so dead rows and their index entries go. Returns the
+/// rows deleted.
+pub async fn prune_published(
+    db: &DatabaseConnection,
+    older_than: std::time::Duration,
+) -> Result<u64, NatsError> {
+    use sea_orm::ConnectionTrait;
+    let deleted = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+            [older_than.as_secs_f64().into()],
+        ))
+        .await?
+        .rows_affected();
+    if deleted > 0 {
+        // Outside a transaction (VACUUM cannot run in one); the relay's role owns the table.
+        db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox").await?;
+    }
+    Ok(deleted)
+}
+
 fn header_map(headers: &serde_json::Value) -> HeaderMap {
     let mut map = HeaderMap::new();
     if let Some(object) = headers.as_object() {
@@ -150,6 +191,8 @@ pub struct OutboxRelay {
     channel: String,
     /// Set while a drain is queued, so a burst of notifications queues one drain, not thousands.
     drain_queued: Arc<AtomicBool>,
+    /// Set while a prune runs, so a slow one is not stacked on.
+    prune_running: Arc<AtomicBool>,
     /// The LISTEN loop. A tokio task rather than an actor future: the runtime drops it inside its
     /// own context at shutdown, which sqlx's listener needs.
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -170,6 +213,7 @@ impl OutboxRelay {
             config,
             channel: channel.into(),
             drain_queued: Arc::new(AtomicBool::new(false)),
+            prune_running: Arc::new(AtomicBool::new(false)),
             listener: None,
         }
     }
@@ -189,6 +233,20 @@ impl Actor for OutboxRelay {
         self.queue_drain(ctx);
         ctx.run_interval(self.config.poll_interval(), |relay, ctx| {
             relay.queue_drain(ctx)
+        });
+        ctx.run_interval(PRUNE_EVERY, |relay, _| {
+            if !relay.prune_running.swap(true, Ordering::AcqRel) {
+                let (db, running) = (relay.db.clone(), relay.prune_running.clone());
+                // A task of its own: a drain never waits for a prune, nor a prune for a drain.
+                tokio::spawn(async move {
+                    match prune_published(&db, KEEP_PUBLISHED).await {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::debug!(deleted, "published outbox rows pruned"),
+                        Err(error) => tracing::warn!(%error, "outbox prune failed; will retry"),
+                    }
+                    running.store(false, Ordering::Release);
+                });
+            }
         });
         let service = self
             .channel

@@ -163,6 +163,11 @@ impl Stack {
         Self::start_processes(&[], commands).await
     }
 
+    /// [`Stack::start_commands`] with extra environment for every process.
+    pub async fn start_commands_with(env: &[(&str, &str)], commands: &[&[&str]]) -> Self {
+        Self::start_processes(env, commands).await
+    }
+
     async fn start_processes(env: &[(&str, &str)], commands: &[&[&str]]) -> Self {
         Self::start_processes_on(
             TestNats::new().await,

@@ -12,3 +12,4 @@ mod merchant_commands;
 mod metrics;
 mod schemathesis;
 mod stock;
+mod traces;

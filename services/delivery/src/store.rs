@@ -1,12 +1,13 @@
 //! SeaORM queries on `shipments`, each in the caller's transaction, with the inbox record or the
 //! outbox events that go with the change (SPEC §5 rules 1 and 6).
 //!
-//! - [`insert_shipment`]: `orders.confirmed` -> one pending shipment per order.
+//! - [`insert_shipments`]: a batch of `orders.confirmed` -> one pending shipment per order, in
+//!   one statement ([`insert_shipment`] for one).
 //! - [`cancel_shipment`]: `orders.cancelled` -> a pending shipment is dropped; a cancellation that
 //!   overtook the confirmation is remembered, so no shipment is ever created for the order.
 //! - [`cancel_on_request`]: a confirmed order's cancel request -> dropped and announced, or
 //!   refused once dispatched.
-//! - [`claim_due`], [`advance_due`]: the durable timers.
+//! - [`claim_due`], [`advance_due`]: the durable timers; a round's steps in one statement.
 //! - [`force_next_step`]: a courier update from the order API.
 
 use chrono::{DateTime, Utc};
@@ -24,6 +25,7 @@ use nats::events::{DeliveryCancelled, DeliveryDelivered, DeliveryDispatched};
 use nats::inbox::{self, Recorded};
 use nats::outbox::Outbox;
 use nats::topology::{DELIVERY_ORDERS_CANCELLED, DELIVERY_ORDERS_CONFIRMED};
+use nats::trace::TraceParent;
 
 use crate::config::DeliverySettings;
 use crate::domain::{ForceRefusal, OnCancel, ShipmentStatus, plan_force};
@@ -44,11 +46,18 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// One `orders.confirmed` for [`insert_shipments`].
+#[derive(Clone, Debug)]
+pub struct Confirmation {
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    pub correlation_id: Option<String>,
+    /// The trace the shipment's events continue.
+    pub trace: Option<TraceParent>,
+}
+
 /// Creates the pending shipment of a confirmed order, its dispatch due after the dispatch delay,
-/// and records `event_id` in the `delivery-orders-confirmed` inbox, in the caller's transaction.
-///
-/// One shipment per order (`shipments_order_id_key`): a second confirmation of the order, or a
-/// confirmation after the order's cancellation was remembered, inserts nothing.
+/// in the caller's transaction: [`insert_shipments`] for one.
 pub async fn insert_shipment(
     txn: &DatabaseTransaction,
     event_id: Uuid,
@@ -57,28 +66,108 @@ pub async fn insert_shipment(
     now: DateTime<Utc>,
     settings: &DeliverySettings,
 ) -> Result<Inserted, DbErr> {
-    if inbox::record(txn, CONFIRMED_CONSUMER, event_id).await? == Recorded::Duplicate {
-        return Ok(Inserted::Duplicate);
-    }
-    let status = ShipmentStatus::Pending;
-    let inserted = insert_if_absent(
-        txn,
+    let confirmation = Confirmation {
+        event_id,
         order_id,
-        status,
-        status.next_step_at(now, settings),
-        now,
-        correlation_id,
-    )
-    .await?;
-    match inserted {
-        Some(shipment) => Ok(Inserted::New(shipment)),
-        None => {
-            let existing = find_shipment_by_order(txn, order_id)
-                .await?
-                .ok_or_else(|| DbErr::RecordNotFound(format!("the shipment of {order_id}")))?;
-            Ok(Inserted::Exists(status_of(&existing)?))
+        correlation_id: correlation_id.map(str::to_owned),
+        trace: None,
+    };
+    insert_shipments(txn, std::slice::from_ref(&confirmation), now, settings)
+        .await?
+        .pop()
+        .ok_or_else(|| DbErr::Custom("an insert gave no result".into()))
+}
+
+/// Creates the pending shipments of confirmed orders, their dispatch due after the dispatch
+/// delay, with one statement in the caller's transaction; one result per confirmation, in order.
+///
+/// One shipment per order (`shipments_order_id_key`): a second confirmation of the order, or a
+/// confirmation after the order's cancellation was remembered, inserts nothing. That natural key
+/// makes a redelivery a no-op by itself, so no inbox row is written: a repeated event answers
+/// [`Inserted::Exists`].
+pub async fn insert_shipments(
+    txn: &DatabaseTransaction,
+    confirmations: &[Confirmation],
+    now: DateTime<Utc>,
+    settings: &DeliverySettings,
+) -> Result<Vec<Inserted>, DbErr> {
+    if confirmations.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Each order once, in ascending order id: instances inserting overlapping batches take the
+    // unique index's locks in the same order.
+    let mut orders: Vec<&Confirmation> = Vec::with_capacity(confirmations.len());
+    for confirmation in confirmations {
+        if !orders.iter().any(|c| c.order_id == confirmation.order_id) {
+            orders.push(confirmation);
         }
     }
+    orders.sort_by_key(|c| c.order_id);
+    let rows: Vec<serde_json::Value> = orders
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": Uuid::now_v7(),
+                "order_id": c.order_id,
+                "correlation_id": c.correlation_id,
+                "traceparent": c.trace.map(|t| t.to_string()),
+            })
+        })
+        .collect();
+    let status = ShipmentStatus::Pending;
+    let inserted = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO shipments (id, order_id, status, next_step_at, created_at, updated_at, correlation_id, traceparent) \
+             SELECT v.id, v.order_id, $2, $3, $4, $4, v.correlation_id, v.traceparent \
+             FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, order_id uuid, correlation_id text, traceparent text) \
+             ORDER BY v.order_id \
+             ON CONFLICT ON CONSTRAINT shipments_order_id_key DO NOTHING \
+             RETURNING *",
+            [
+                serde_json::Value::Array(rows).into(),
+                status.as_str().into(),
+                Value::from(status.next_step_at(now, settings).map(|t| t.fixed_offset())),
+                now.fixed_offset().into(),
+            ],
+        ))
+        .await?
+        .iter()
+        .map(|row| shipments::Model::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut new: std::collections::HashMap<Uuid, shipments::Model> =
+        inserted.into_iter().map(|s| (s.order_id, s)).collect();
+    let existing_orders: Vec<Uuid> = orders
+        .iter()
+        .map(|c| c.order_id)
+        .filter(|id| !new.contains_key(id))
+        .collect();
+    let mut existing: std::collections::HashMap<Uuid, ShipmentStatus> =
+        std::collections::HashMap::new();
+    if !existing_orders.is_empty() {
+        for shipment in shipments::Entity::find()
+            .filter(shipments::Column::OrderId.is_in(existing_orders))
+            .all(txn)
+            .await?
+        {
+            existing.insert(shipment.order_id, status_of(&shipment)?);
+        }
+    }
+    confirmations
+        .iter()
+        .map(|c| {
+            // The first confirmation of a new shipment gets it; any other one finds it there.
+            if let Some(shipment) = new.remove(&c.order_id) {
+                existing.insert(c.order_id, status_of(&shipment)?);
+                Ok(Inserted::New(shipment))
+            } else {
+                existing
+                    .get(&c.order_id)
+                    .map(|status| Inserted::Exists(*status))
+                    .ok_or_else(|| DbErr::RecordNotFound(format!("the shipment of {}", c.order_id)))
+            }
+        })
+        .collect()
 }
 
 /// What an `orders.cancelled` did.
@@ -226,8 +315,9 @@ pub async fn claim_due(
 }
 
 /// One round of the timers: claims up to `limit` due shipments ([`claim_due`]) and takes the next
-/// step of each, with its event in the outbox, in the caller's transaction. Returns the shipments
-/// as they are now; fewer than `limit` means nothing else was due (or the rest is claimed).
+/// step of each, with its event in the outbox, in the caller's transaction: one statement for the
+/// steps and one per event type. Returns the shipments as they are now, in the order claimed;
+/// fewer than `limit` means nothing else was due (or the rest is claimed).
 pub async fn advance_due(
     txn: &DatabaseTransaction,
     outbox: &Outbox,
@@ -236,15 +326,94 @@ pub async fn advance_due(
     settings: &DeliverySettings,
 ) -> Result<Vec<shipments::Model>, DbErr> {
     let due = claim_due(txn, now, limit).await?;
-    let mut advanced = Vec::with_capacity(due.len());
-    for shipment in due {
-        let Some(next) = status_of(&shipment)?.next_step() else {
-            // Not claimable (see the query); a final shipment has no step to take.
+    let mut steps = Vec::with_capacity(due.len());
+    for shipment in &due {
+        let from = status_of(shipment)?;
+        // Not claimable (see the query); a final shipment has no step to take.
+        let Some(next) = from.next_step() else {
             continue;
         };
-        advanced.push(take_step(txn, outbox, shipment, next, now, settings).await?);
+        from.advance(next)
+            .map_err(|illegal| DbErr::Custom(illegal.to_string()))?;
+        steps.push(serde_json::json!({
+            "id": shipment.id,
+            "status": next.as_str(),
+            "next_step_at": next.next_step_at(now, settings),
+        }));
     }
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE shipments s SET status = v.status, next_step_at = v.next_step_at, updated_at = $2, \
+                 dispatched_at = CASE WHEN v.status = 'dispatched' THEN $2 ELSE s.dispatched_at END, \
+                 delivered_at = CASE WHEN v.status = 'delivered' THEN $2 ELSE s.delivered_at END \
+             FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, status text, next_step_at timestamptz) \
+             WHERE s.id = v.id \
+             RETURNING s.*",
+            [
+                serde_json::Value::Array(steps).into(),
+                now.fixed_offset().into(),
+            ],
+        ))
+        .await?;
+    let mut updated: std::collections::HashMap<Uuid, shipments::Model> = rows
+        .iter()
+        .map(|row| shipments::Model::from_query_result(row, "").map(|s| (s.id, s)))
+        .collect::<Result<_, _>>()?;
+    let advanced: Vec<shipments::Model> = due
+        .iter()
+        .filter_map(|claimed| updated.remove(&claimed.id))
+        .collect();
+    let (mut dispatched, mut delivered) = (Vec::new(), Vec::new());
+    for shipment in &advanced {
+        let (order_id, shipment_id) = (shipment.order_id, shipment.id);
+        // The confirmation's correlation id, kept on the row for the timer's later steps.
+        let correlation_id = shipment.correlation_id.clone();
+        let trace = shipment_trace(shipment);
+        let span = nats::trace::event_span!("shipment_step", order_id, trace);
+        let _in_step = span.enter();
+        match status_of(shipment)? {
+            ShipmentStatus::Dispatched => dispatched.push(
+                Envelope::new(
+                    DeliveryDispatched {
+                        order_id,
+                        shipment_id,
+                        at: now,
+                    },
+                    correlation_id,
+                )
+                .in_trace(trace),
+            ),
+            ShipmentStatus::Delivered => delivered.push(
+                Envelope::new(
+                    DeliveryDelivered {
+                        order_id,
+                        shipment_id,
+                        at: now,
+                    },
+                    correlation_id,
+                )
+                .in_trace(trace),
+            ),
+            other => {
+                return Err(DbErr::Custom(format!(
+                    "a shipment is never stepped to {other}, only dispatched or delivered"
+                )));
+            }
+        }
+        tracing::info!(%shipment_id, status = %shipment.status, "shipment advanced");
+    }
+    outbox.enqueue_all(txn, &dispatched).await?;
+    outbox.enqueue_all(txn, &delivered).await?;
     Ok(advanced)
+}
+
+/// The trace a shipment's events continue, kept on its row.
+fn shipment_trace(shipment: &shipments::Model) -> Option<TraceParent> {
+    shipment.traceparent.as_deref().and_then(TraceParent::parse)
 }
 
 /// Why [`force_next_step`] refused.
@@ -313,6 +482,8 @@ async fn take_step(
     // The confirmation's correlation id, kept on the row for the timer's later steps.
     let (order_id, shipment_id) = (updated.order_id, updated.id);
     let correlation_id = updated.correlation_id.clone();
+    let trace = shipment_trace(&updated);
+    let span = nats::trace::event_span!("shipment_step", order_id, trace);
     match to {
         ShipmentStatus::Dispatched => {
             let event = DeliveryDispatched {
@@ -320,9 +491,9 @@ async fn take_step(
                 shipment_id,
                 at: now,
             };
-            outbox
-                .enqueue(txn, &Envelope::new(event, correlation_id.clone()))
-                .await?;
+            let event =
+                span.in_scope(|| Envelope::new(event, correlation_id.clone()).in_trace(trace));
+            outbox.enqueue(txn, &event).await?;
         }
         ShipmentStatus::Delivered => {
             let event = DeliveryDelivered {
@@ -330,9 +501,9 @@ async fn take_step(
                 shipment_id,
                 at: now,
             };
-            outbox
-                .enqueue(txn, &Envelope::new(event, correlation_id.clone()))
-                .await?;
+            let event =
+                span.in_scope(|| Envelope::new(event, correlation_id.clone()).in_trace(trace));
+            outbox.enqueue(txn, &event).await?;
         }
         ShipmentStatus::Pending | ShipmentStatus::Cancelled => {
             return Err(DbErr::Custom(format!(

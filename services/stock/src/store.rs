@@ -167,18 +167,18 @@ pub async fn reserve_orders(
     let mut rejected = Vec::new();
     let mut low = Vec::new();
     for &i in &todo {
-        let Envelope {
-            data: order,
-            correlation_id,
-            ..
-        } = &orders[i];
+        let cause = &orders[i];
+        let order = &cause.data;
+        // The events this order causes continue its trace, with this span as their parent.
+        let span = nats::trace::event_span!("reserve", order.order_id, cause.trace);
+        let _in_order = span.enter();
         let merchant_levels = levels.entry(order.merchant_id).or_default();
         match domain::plan_reservation(&order.lines, merchant_levels) {
             Ok(reservation) => {
                 // SPEC §5 rule 3: one stock.low per crossing; the alerted flag stops the next.
                 for alert in domain::apply_reservation(merchant_levels, &reservation) {
                     let row = &rows[&alert.ingredient_id];
-                    low.push(Envelope::new(
+                    low.push(Envelope::following(
                         StockLow {
                             ingredient_id: row.id,
                             ingredient: row.name.clone(),
@@ -190,7 +190,7 @@ pub async fn reserve_orders(
                             merchant_email: row.merchant_email.clone(),
                             order_id: Some(order.order_id),
                         },
-                        correlation_id.clone(),
+                        cause,
                     ));
                 }
                 for IngredientAmount {
@@ -206,25 +206,27 @@ pub async fn reserve_orders(
                         reason: Reason::Reserve,
                     });
                 }
-                confirmed.push(Envelope::new(
+                confirmed.push(Envelope::following(
                     OrderConfirmed {
                         order_id: order.order_id,
                         merchant_id: order.merchant_id,
                         reserved: reservation.amounts,
                     },
-                    correlation_id.clone(),
+                    cause,
                 ));
+                tracing::debug!("reserved");
                 outcomes[i] = Reserved::Confirmed;
             }
             Err(Shortages(shortages)) => {
-                rejected.push(Envelope::new(
+                rejected.push(Envelope::following(
                     OrderRejected {
                         order_id: order.order_id,
                         merchant_id: order.merchant_id,
                         shortages,
                     },
-                    correlation_id.clone(),
+                    cause,
                 ));
+                tracing::debug!("rejected: short of stock");
                 outcomes[i] = Reserved::Rejected;
             }
         }

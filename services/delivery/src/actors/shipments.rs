@@ -2,8 +2,9 @@
 //! `orders.cancelled` (drop a shipment not yet dispatched) from the delivery consumers
 //! (SPEC §5 rules 1, 4 and 6).
 //!
-//! One transaction per batch, one per event if the batch fails, so one bad event never holds up
-//! the others; the reply (and so the ack) comes after the commit.
+//! One transaction per batch (one statement for a batch of new shipments), one per event if the
+//! batch fails, so one bad event never holds up the others; the reply (and so the ack) comes
+//! after the commit.
 
 use std::future::Future;
 
@@ -92,6 +93,10 @@ struct OrderEvent {
     event_id: Uuid,
     order_id: Uuid,
     correlation_id: Option<String>,
+    /// This order's span in the handler, in the order's trace.
+    span: tracing::Span,
+    /// The trace the shipment's events continue, with `span` as their parent.
+    trace: Option<nats::trace::TraceParent>,
 }
 
 /// One outcome per delivery, in order: `Done` once committed (or already handled), `Retry` for a
@@ -105,30 +110,31 @@ async fn create(
 ) -> Vec<Outcome> {
     let events: Vec<OrderEvent> = deliveries
         .iter()
-        .map(|d| OrderEvent {
-            event_id: d.event.id,
-            order_id: d.event.data.order_id,
-            correlation_id: d.event.correlation_id.clone(),
+        .map(|d| {
+            let span =
+                nats::trace::event_span!("shipment_create", d.event.data.order_id, d.event.trace);
+            OrderEvent {
+                event_id: d.event.id,
+                order_id: d.event.data.order_id,
+                correlation_id: d.event.correlation_id.clone(),
+                trace: d.event.trace.map(|t| t.from_span(&span)),
+                span,
+            }
         })
         .collect();
     let (db, settings) = (&db, &settings);
     let results = settle(&events, move |events| async move {
         let txn = db.begin().await?;
-        let now = Utc::now();
-        let mut inserted = Vec::with_capacity(events.len());
-        for event in events {
-            inserted.push(
-                store::insert_shipment(
-                    &txn,
-                    event.event_id,
-                    event.order_id,
-                    event.correlation_id.as_deref(),
-                    now,
-                    settings,
-                )
-                .await?,
-            );
-        }
+        let confirmations: Vec<store::Confirmation> = events
+            .iter()
+            .map(|event| store::Confirmation {
+                event_id: event.event_id,
+                order_id: event.order_id,
+                correlation_id: event.correlation_id.clone(),
+                trace: event.trace,
+            })
+            .collect();
+        let inserted = store::insert_shipments(&txn, &confirmations, Utc::now(), settings).await?;
         txn.commit().await?;
         Ok(inserted)
     })
@@ -141,7 +147,7 @@ async fn create(
         .map(|(event, result)| match result {
             Ok(Inserted::New(shipment)) => {
                 let due = shipment.next_step_at.map(|t| t.to_utc());
-                tracing::info!(order_id = %event.order_id, shipment_id = %shipment.id, ?due, "shipment created");
+                event.span.in_scope(|| tracing::info!(shipment_id = %shipment.id, ?due, "shipment created"));
                 if let Some(due) = due {
                     first_due = Some(first_due.map_or(due, |first| first.min(due)));
                 }
@@ -172,10 +178,16 @@ async fn cancel(
 ) -> Vec<Outcome> {
     let events: Vec<OrderEvent> = deliveries
         .iter()
-        .map(|d| OrderEvent {
-            event_id: d.event.id,
-            order_id: d.event.data.order_id,
-            correlation_id: d.event.correlation_id.clone(),
+        .map(|d| {
+            let span =
+                nats::trace::event_span!("shipment_create", d.event.data.order_id, d.event.trace);
+            OrderEvent {
+                event_id: d.event.id,
+                order_id: d.event.data.order_id,
+                correlation_id: d.event.correlation_id.clone(),
+                trace: d.event.trace.map(|t| t.from_span(&span)),
+                span,
+            }
         })
         .collect();
     let db = &db;

@@ -57,6 +57,8 @@ pub struct Transition {
     pub announce_cancel: Option<Option<String>>,
     /// What a delivery event says of the shipment.
     pub shipment: Option<store::ShipmentFact>,
+    /// The trace of the event (the order's, from its request on).
+    pub trace: Option<nats::trace::TraceParent>,
 }
 
 impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
@@ -78,6 +80,7 @@ impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
                 note: None,
                 announce_cancel: None,
                 shipment: None,
+                trace: d.event.trace,
             })
             .collect();
         Box::pin(settle(
@@ -117,6 +120,7 @@ impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
                     note: Some(format!("not enough {}", short.join(", "))),
                     announce_cancel: None,
                     shipment: None,
+                    trace: d.event.trace,
                 }
             })
             .collect();
@@ -157,6 +161,7 @@ impl Handler<HandleBatch<DeadOrderCreated>> for OrderEventsActor {
                     note: Some(format!("stock could not process the order: {reason}")),
                     announce_cancel: None,
                     shipment: None,
+                    trace: None,
                 }
             })
             .collect();
@@ -209,6 +214,11 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
                         fact(e.data.shipment_id, None, None),
                     ),
                 };
+                let trace = match &d.event {
+                    DeliveryEvent::Dispatched(e) => e.trace,
+                    DeliveryEvent::Delivered(e) => e.trace,
+                    DeliveryEvent::Cancelled(e) => e.trace,
+                };
                 Transition {
                     event_id: d.event.event_id(),
                     order_id,
@@ -217,6 +227,7 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
                     note: Some(note),
                     announce_cancel,
                     shipment: Some(shipment),
+                    trace,
                 }
             })
             .collect();
@@ -300,23 +311,26 @@ async fn settle_in_one_transaction(
     for (t, settled) in transitions.iter().zip(&settled) {
         if let (Some(correlation_id), Some((found, Settle::Apply))) = (&t.announce_cancel, settled)
         {
-            cancelled.push((t.order_id, *found, correlation_id.clone()));
+            cancelled.push((t.order_id, *found, correlation_id.clone(), t.trace));
         }
     }
     if !cancelled.is_empty() {
-        let ids: Vec<Uuid> = cancelled.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<Uuid> = cancelled.iter().map(|(id, _, _, _)| *id).collect();
         let merchants = store::merchants_of(&txn, &ids).await?;
         let events: Vec<Envelope<OrderCancelled>> = cancelled
             .into_iter()
-            .map(|(order_id, found, correlation_id)| {
-                Envelope::new(
-                    OrderCancelled {
-                        order_id,
-                        merchant_id: merchants[&order_id],
-                        release_stock: found == OrderStatus::Confirmed,
-                    },
-                    correlation_id,
-                )
+            .map(|(order_id, found, correlation_id, trace)| {
+                nats::trace::event_span!("order_cancel", order_id, trace).in_scope(|| {
+                    Envelope::new(
+                        OrderCancelled {
+                            order_id,
+                            merchant_id: merchants[&order_id],
+                            release_stock: found == OrderStatus::Confirmed,
+                        },
+                        correlation_id,
+                    )
+                    .in_trace(trace)
+                })
             })
             .collect();
         outbox.enqueue_all(&txn, &events).await?;
@@ -325,6 +339,8 @@ async fn settle_in_one_transaction(
     for (t, settled) in transitions.iter().zip(&settled) {
         if let Some((_, Settle::Apply)) = settled {
             metrics::counter!("larder_orders_total", "status" => t.to.as_str()).increment(1);
+            nats::trace::event_span!("order_status", t.order_id, t.trace)
+                .in_scope(|| tracing::debug!(status = %t.to, "order moved"));
         }
     }
     let changed = transitions

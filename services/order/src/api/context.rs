@@ -135,7 +135,18 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             request_id = %request_id.0,
             method = %req.method(),
             path = %req.uri().path(),
+            trace_id = tracing::field::Empty,
         );
+        // The caller's trace (W3C `traceparent`), else a new one: every event this request
+        // causes continues it.
+        let trace = req
+            .headers()
+            .get(nats::trace::TRACEPARENT_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(nats::trace::TraceParent::parse)
+            .unwrap_or_else(nats::trace::TraceParent::new_root);
+        nats::trace::continue_trace(&span, Some(trace));
+        req.extensions_mut().insert(trace);
         req.extensions_mut().insert(request_id.clone());
         async move {
             let started = std::time::Instant::now();

@@ -259,6 +259,7 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         request_id: Data<&RequestId>,
+        trace: Data<&nats::trace::TraceParent>,
         in_flight: Data<&InFlightSlot>,
         auth: BearerAuth,
         /// Any string up to 255 characters, unique per attempt; resend it on retries.
@@ -322,7 +323,8 @@ impl OrdersApi {
                     .collect(),
             },
             Some(request_id.0.0.clone()),
-        );
+        )
+        .in_trace(Some(*trace.0));
 
         // SPEC §5 rule 1: the order and its event commit together, in one statement, grouped
         // with the other orders arriving meanwhile.
@@ -539,6 +541,7 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         request_id: Data<&RequestId>,
+        trace: Data<&nats::trace::TraceParent>,
         auth: BearerAuth,
         /// The order id.
         id: Path<Uuid>,
@@ -590,7 +593,8 @@ impl OrdersApi {
                             release_stock: current == OrderStatus::Confirmed,
                         },
                         correlation_id.clone(),
-                    );
+                    )
+                    .in_trace(Some(*trace.0));
                     state.outbox.enqueue(&txn, &event).await?;
                     cancelled_now = true;
                     break txn;

@@ -18,6 +18,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod cpu;
+
+pub use cpu::CpuPerOrder;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// C concurrent clients, as fast as answers come.
@@ -40,6 +44,15 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/larder?sslmode=disable"
     )]
     pub database_url: String,
+    /// The stack's NATS servers (comma-separated), to find the nats-server processes whose CPU
+    /// counts.
+    #[arg(
+        id = "bench_nats_url",
+        long = "nats-url",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
     #[arg(long, value_enum, default_value_t = Mode::Closed)]
     pub mode: Mode,
     /// Closed loop: concurrent clients.
@@ -134,6 +147,8 @@ struct Report {
     confirmed: u64,
     rejected: u64,
     errors: u64,
+    /// CPU of the stack on this machine per completed order (the bench itself not counted).
+    cpu_per_order_ms: CpuPerOrder,
     consistency: Consistency,
 }
 
@@ -156,7 +171,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         client: client.clone(),
         base: Arc::from(args.base_url.trim_end_matches('/')),
     };
-    let mut options = sea_orm::ConnectOptions::new(&args.database_url);
+    // Named, so that the CPU probe can leave the bench's own backends out.
+    let separator = if args.database_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let mut options = sea_orm::ConnectOptions::new(format!(
+        "{}{separator}application_name={}",
+        args.database_url,
+        cpu::BENCH_APPLICATION_NAME
+    ));
     // The admin reads the order and stock schemas (each service's role sees only its own).
     options
         .sqlx_logging(false)
@@ -213,6 +238,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Act: offer orders.
     let counters = Arc::new(Counters::default());
     let progress = tokio::spawn(report_progress(counters.clone()));
+    let cpu = cpu::CpuProbe::start(&db, &args.nats_url).await;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration_secs);
     let samples = match args.mode {
@@ -245,13 +271,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     eprintln!();
 
+    // The CPU window ends when the settle wait saw the last order final.
+    let completed = count(
+        &db,
+        "SELECT count(*) FROM orders WHERE customer_id = $1 AND status <> 'pending'",
+        customer_id,
+    )
+    .await?;
+    let settled = Settled {
+        every_order_final: pending == 0,
+        cpu_per_order_ms: cpu.finish(completed as u64).await,
+    };
     let report = build_report(
         &db,
         args.mode,
         customer_id,
         &samples,
         offered_for,
-        pending == 0,
+        settled,
         &counters,
     )
     .await?;
@@ -473,15 +510,25 @@ async fn count(db: &DatabaseConnection, sql: &str, customer_id: Uuid) -> anyhow:
     Ok(row.try_get_by_index(0)?)
 }
 
+/// How the wait for the last orders ended.
+struct Settled {
+    every_order_final: bool,
+    cpu_per_order_ms: CpuPerOrder,
+}
+
 async fn build_report(
     db: &DatabaseConnection,
     mode: Mode,
     customer_id: Uuid,
     samples: &[Sample],
     offered_for: Duration,
-    every_order_final: bool,
+    settled: Settled,
     counters: &Counters,
 ) -> anyhow::Result<Report> {
+    let Settled {
+        every_order_final,
+        cpu_per_order_ms,
+    } = settled;
     let sent_at: HashMap<Uuid, DateTime<Utc>> = samples
         .iter()
         .filter_map(|s| s.order_id.map(|id| (id, s.sent_at)))
@@ -539,6 +586,7 @@ async fn build_report(
         confirmed,
         rejected,
         errors: counters.errors.load(Ordering::Relaxed),
+        cpu_per_order_ms,
         consistency: check_consistency(db, customer_id, every_order_final).await?,
     })
 }
@@ -622,6 +670,18 @@ fn print_table(r: &Report) {
     };
     p("accept latency (ms)", &r.accept_latency_ms);
     p("end-to-end latency (ms)", &r.end_to_end_latency_ms);
+    let cpu = &r.cpu_per_order_ms;
+    println!(
+        "CPU per completed order   {:.3} ms: larder {:.3} ({} processes), postgres {:.3} ({} backends), nats-server {:.3} ({}); over {:.1} s",
+        cpu.total_ms,
+        cpu.larder_ms,
+        cpu.larder_processes,
+        cpu.postgres_ms,
+        cpu.postgres_backends,
+        cpu.nats_ms,
+        cpu.nats_processes,
+        cpu.window_secs
+    );
     let c = &r.consistency;
     println!(
         "consistency               {} (final {}, stock >= 0 {}, movements = stock {}, reservations = confirmed {})",
