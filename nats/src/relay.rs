@@ -333,7 +333,9 @@ impl Handler<Drain> for OutboxRelay {
                     Ok(0) => {}
                     Ok(published) => tracing::debug!(published, "outbox drained"),
                     Err(error) => {
-                        tracing::warn!(error = %error, "outbox relay round failed; will retry")
+                        // With its cause: "database error" alone says nothing of which.
+                        let cause = std::error::Error::source(&error).map(ToString::to_string);
+                        tracing::warn!(%error, ?cause, "outbox relay round failed; will retry")
                     }
                 }
             }
