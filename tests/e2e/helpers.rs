@@ -354,13 +354,32 @@ impl Stack {
 
     /// Places an order of `quantity` burgers; returns its id.
     pub async fn order(&self, token: &str, burger: i64, quantity: i64) -> String {
+        self.order_with_header(
+            token,
+            burger,
+            quantity,
+            ("X-Request-Id", &Uuid::new_v4().to_string()),
+        )
+        .await
+    }
+
+    /// [`Stack::order`] with one request header of the caller's (`X-Request-Id`, `traceparent`).
+    pub async fn order_with_header(
+        &self,
+        token: &str,
+        burger: i64,
+        quantity: i64,
+        (name, value): (&str, &str),
+    ) -> String {
         let response = self
-            .post(
-                token,
-                "/order",
-                &json!({"products": [{"product_id": burger, "quantity": quantity}]}),
-            )
-            .await;
+            .client
+            .post(self.url("/order"))
+            .bearer_auth(token)
+            .header(name, value)
+            .json(&json!({"products": [{"product_id": burger, "quantity": quantity}]}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         response.json::<Value>().await.unwrap()["id"]
             .as_str()

@@ -12,20 +12,9 @@ async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_orde
     let burger = stack.seed(&merchant).await;
     let customer = stack.new_customer().await;
 
-    let response = stack
-        .client
-        .post(stack.url("/order"))
-        .bearer_auth(&customer)
-        .header("X-Request-Id", "e2e-flow-1")
-        .json(&json!({"products": [{"product_id": burger, "quantity": 2}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = stack
+        .order_with_header(&customer, burger, 2, ("X-Request-Id", "e2e-flow-1"))
+        .await;
     stack.wait_for_status(&customer, &id, "delivered").await;
 
     // Every event of its life carries the request's id (SPEC §3).

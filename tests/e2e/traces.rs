@@ -10,7 +10,7 @@ use poem::listener::{Acceptor, Listener};
 use poem::web::Data;
 use poem::{EndpointExt, Route, handler, post};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Stack, eventually};
@@ -62,20 +62,10 @@ async fn the_trace_of_a_post_order_continues_through_stock_order_and_delivery() 
     let customer = stack.new_customer().await;
 
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
-    let response = stack
-        .client
-        .post(stack.url("/order"))
-        .bearer_auth(&customer)
-        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-        .json(&json!({"products": [{"product_id": burger, "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let id = stack
+        .order_with_header(&customer, burger, 1, ("traceparent", &traceparent))
+        .await;
     stack.wait_for_status(&customer, &id, "delivered").await;
 
     // Every event of the order carries the trace in its headers.

@@ -99,6 +99,19 @@ struct OrderEvent {
     trace: Option<nats::trace::TraceParent>,
 }
 
+impl OrderEvent {
+    /// `event` of `order_id`, handled in `span` (opened in the event's trace).
+    fn new<T>(event: &Envelope<T>, order_id: Uuid, span: tracing::Span) -> Self {
+        Self {
+            event_id: event.id,
+            order_id,
+            correlation_id: event.correlation_id.clone(),
+            trace: event.trace.map(|t| t.from_span(&span)),
+            span,
+        }
+    }
+}
+
 /// One outcome per delivery, in order: `Done` once committed (or already handled), `Retry` for a
 /// database failure. Wakes the timer for the new shipments' dispatch.
 #[instrument(skip_all, fields(orders = deliveries.len()))]
@@ -111,15 +124,9 @@ async fn create(
     let events: Vec<OrderEvent> = deliveries
         .iter()
         .map(|d| {
-            let span =
-                nats::trace::event_span!("shipment_create", d.event.data.order_id, d.event.trace);
-            OrderEvent {
-                event_id: d.event.id,
-                order_id: d.event.data.order_id,
-                correlation_id: d.event.correlation_id.clone(),
-                trace: d.event.trace.map(|t| t.from_span(&span)),
-                span,
-            }
+            let order_id = d.event.data.order_id;
+            let span = nats::trace::event_span!("shipment_create", order_id, d.event.trace);
+            OrderEvent::new(&d.event, order_id, span)
         })
         .collect();
     let (db, settings) = (&db, &settings);
@@ -179,15 +186,9 @@ async fn cancel(
     let events: Vec<OrderEvent> = deliveries
         .iter()
         .map(|d| {
-            let span =
-                nats::trace::event_span!("shipment_create", d.event.data.order_id, d.event.trace);
-            OrderEvent {
-                event_id: d.event.id,
-                order_id: d.event.data.order_id,
-                correlation_id: d.event.correlation_id.clone(),
-                trace: d.event.trace.map(|t| t.from_span(&span)),
-                span,
-            }
+            let order_id = d.event.data.order_id;
+            let span = nats::trace::event_span!("shipment_cancel", order_id, d.event.trace);
+            OrderEvent::new(&d.event, order_id, span)
         })
         .collect();
     let db = &db;

@@ -1,7 +1,6 @@
 //! Cancelling: allowed while pending or confirmed, when delivery agrees (here a stand-in that
 //! always does), announced with `orders.cancelled`, refused once dispatched.
 
-use async_nats::jetstream::message::PublishMessage;
 use nats::Envelope;
 use nats::events::{DeliveryDispatched, OrderConfirmed};
 use reqwest::StatusCode;
@@ -9,22 +8,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, assert_problem, burgers, delivery_agreeing_to_cancels, eventually, spawn_app,
+    TestApp, assert_problem, burgers, delivery_agreeing_to_cancels, eventually, publish, spawn_app,
 };
-
-async fn publish<E: nats::Event>(app: &TestApp, event: &Envelope<E>) {
-    let message = PublishMessage::build()
-        .payload(serde_json::to_vec(event).unwrap().into())
-        .message_id(Uuid::new_v4().to_string());
-    let subject = app.nats.namespace().subject(E::SUBJECT);
-    app.nats
-        .jetstream
-        .send_publish(subject, message)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-}
 
 async fn place(app: &TestApp, token: &str) -> Uuid {
     let burger = app.seed().await;

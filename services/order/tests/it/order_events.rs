@@ -1,26 +1,12 @@
 //! The order service's consumers move orders forward, never back (SPEC §5 rule 4).
 
-use async_nats::jetstream::message::PublishMessage;
 use nats::Envelope;
 use nats::events::{DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage};
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, burgers, eventually, spawn_app};
-
-async fn publish<E: nats::Event>(app: &TestApp, event: &Envelope<E>) {
-    let message = PublishMessage::build()
-        .payload(serde_json::to_vec(event).unwrap().into())
-        .message_id(Uuid::new_v4().to_string());
-    app.nats
-        .jetstream
-        .send_publish(app.nats.namespace().subject(E::SUBJECT), message)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-}
+use crate::helpers::{TestApp, burgers, eventually, publish, spawn_app};
 
 async fn place(app: &TestApp) -> (String, Uuid) {
     let burger = app.seed().await;
