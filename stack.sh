@@ -683,7 +683,7 @@ start_nats() {
         args+=(-c "$STACK/nats.conf")
     else
         args+=(-js -sd "$STACK/nats")
-        note "nats-server $major.$minor has no sync_interval: JetStream fsyncs every 2 minutes (README: \"A JetStream cluster\")"
+        note "nats-server $major.$minor has no sync_interval: JetStream fsyncs every 2 minutes (README: \"Durability on power loss\")"
     fi
     if [[ -n "$NATS_MONITOR_PORT" ]] && port_open 127.0.0.1 "$NATS_MONITOR_PORT"; then
         free_port 18222
