@@ -26,6 +26,13 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeWithTimeZone,
     pub sent_at: Option<DateTimeWithTimeZone>,
+    /// What the alert said; `None` on rows older than these columns.
+    pub merchant_id: Option<i64>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub unit: Option<String>,
+    pub level: Option<i64>,
+    pub reference_level: Option<i64>,
+    pub percent: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -73,6 +73,7 @@ impl Refusal {
 pub mod services {
     pub const STOCK: &str = "stock";
     pub const DELIVERY: &str = "delivery";
+    pub const NOTIFICATION: &str = "notification";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,6 +211,44 @@ impl Command for ApplyCourierUpdate {
     const SUBJECT: &'static str = "svc.delivery.shipments.courier-update";
 }
 
+// ---------------------------------------------------------------------------------------------
+// Notification
+
+/// The merchant's newest low-stock alerts (at most `limit`), newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListAlerts {
+    pub merchant_id: i64,
+    pub limit: u32,
+}
+
+/// One low-stock alert and what became of its email.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The `stock.low` event's envelope id.
+    pub event_id: Uuid,
+    pub ingredient_id: i64,
+    pub ingredient: String,
+    pub unit: String,
+    /// The level, reference and whole percent when it fell below 50 %.
+    pub level: i64,
+    pub reference_level: i64,
+    pub percent: i64,
+    pub recipient: String,
+    /// `pending` (being sent, or waiting for the SMTP server), `sent` or `failed`.
+    pub email_status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub raised_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Command for ListAlerts {
+    type Reply = Vec<Alert>;
+    const SERVICE: &'static str = services::NOTIFICATION;
+    const ENDPOINT: &'static str = "list-alerts";
+    const SUBJECT: &'static str = "svc.notification.alerts.list";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +262,7 @@ mod tests {
             RestockIngredient::SUBJECT,
             ApplyCourierUpdate::SUBJECT,
             CancelShipment::SUBJECT,
+            ListAlerts::SUBJECT,
         ];
         for subject in subjects {
             for stream in STREAMS {

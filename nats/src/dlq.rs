@@ -123,6 +123,10 @@ pub struct DeadLetterRecord {
     pub payload_bytes: usize,
     /// The first [`PREVIEW_CHARS`] characters of the body (lossy UTF-8).
     pub payload_preview: String,
+    /// The envelope's `data.merchant_id` and `data.order_id`, when the body is an envelope
+    /// that has them: whom the dead letter concerns (none for an unparseable body).
+    pub merchant_id: Option<i64>,
+    pub order_id: Option<uuid::Uuid>,
 }
 
 /// Characters of the body a [`DeadLetterRecord`] shows.
@@ -141,7 +145,20 @@ impl DeadLetterRecord {
         if text.chars().nth(PREVIEW_CHARS).is_some() {
             payload_preview.push('…');
         }
+        // Only the two fields are read: the rest of the body may be anything.
+        #[derive(serde::Deserialize)]
+        struct Concerns {
+            merchant_id: Option<i64>,
+            order_id: Option<uuid::Uuid>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Body {
+            data: Concerns,
+        }
+        let concerns = serde_json::from_slice::<Body>(&message.payload).ok();
         Self {
+            merchant_id: concerns.as_ref().and_then(|c| c.data.merchant_id),
+            order_id: concerns.and_then(|c| c.data.order_id),
             sequence: message.sequence,
             consumer: header(CONSUMER_HEADER).unwrap_or_default(),
             subject: header(SUBJECT_HEADER).unwrap_or_default(),
@@ -243,6 +260,27 @@ pub async fn list(
     }
     records.reverse();
     Ok(records)
+}
+
+/// Dead letter `sequence`, or `None` when the namespace's `DLQ` stream holds no such message.
+pub async fn get(
+    js: &jetstream::Context,
+    ns: &Namespace,
+    sequence: u64,
+) -> Result<Option<DeadLetterRecord>, NatsError> {
+    let (name, stream) = dead_letter_stream(js, ns).await?;
+    match stored_dead_letter(&stream, &name, sequence).await {
+        Ok(message) => Ok(Some(DeadLetterRecord::from_stored(&message))),
+        Err(NatsError::ReadStream { source, .. })
+            if matches!(
+                source.downcast_ref::<DeadLetterError>(),
+                Some(DeadLetterError::NotFound(_))
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Whether a header of a stored dead letter goes back out with a replay: not the dead-letter

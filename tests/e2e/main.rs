@@ -4,6 +4,7 @@
 //! and inbox.
 
 mod cluster;
+mod console;
 mod faults;
 mod helpers;
 mod lifecycle;

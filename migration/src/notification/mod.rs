@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 pub(crate) mod m20261201_000001_create_notification_schema;
+pub(crate) mod m20261203_000002_add_alert_details;
 
 /// The notification service's migrations, oldest first.
 pub struct NotificationMigrator;
@@ -11,8 +12,9 @@ pub struct NotificationMigrator;
 #[async_trait::async_trait]
 impl MigratorTrait for NotificationMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261201_000001_create_notification_schema::Migration,
-        )]
+        vec![
+            Box::new(m20261201_000001_create_notification_schema::Migration),
+            Box::new(m20261203_000002_add_alert_details::Migration),
+        ]
     }
 }

@@ -78,7 +78,7 @@ async fn a_dead_letter_is_listed_then_replayed_onto_its_original_subject_with_a_
     let t = TestNats::new().await;
     let ns = t.namespace();
     let subject = ns.subject(subjects::ORDERS_CREATED);
-    let body = r#"{"id":"0191d7a0-0000-7000-8000-000000000001","type":"order.created"}"#;
+    let body = r#"{"id":"0191d7a0-0000-7000-8000-000000000001","type":"order.created","data":{"order_id":"0191d7a0-0000-7000-8000-0000000000aa","merchant_id":7}}"#;
     let mut headers = HeaderMap::new();
     headers.insert("Larder-Correlation-Id", "req-42");
     let original = publish_original(&t.jetstream, &subject, body, headers).await;
@@ -106,7 +106,20 @@ async fn a_dead_letter_is_listed_then_replayed_onto_its_original_subject_with_a_
             stored_at: record.stored_at,
             payload_bytes: body.len(),
             payload_preview: body.into(),
+            merchant_id: Some(7),
+            order_id: Some("0191d7a0-0000-7000-8000-0000000000aa".parse().unwrap()),
         }
+    );
+    assert_eq!(
+        dlq::get(&t.jetstream, ns, record.sequence).await.unwrap(),
+        Some(record.clone()),
+        "one dead letter is read by its sequence"
+    );
+    assert_eq!(
+        dlq::get(&t.jetstream, ns, record.sequence + 100)
+            .await
+            .unwrap(),
+        None
     );
     let age = chrono::Utc::now() - record.stored_at;
     assert!(

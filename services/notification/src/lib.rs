@@ -6,9 +6,11 @@
 //! - [`mailer`]: lettre's pooled SMTP transport; tells a dead server from a refusal.
 //! - [`store`]: the `notifications` rows, one per event: pending -> sent | failed.
 //! - [`actors`]: the notifier, the handler of the `stock.low` consumer.
+//! - [`commands`]: `list-alerts` over NATS request/reply, for the merchant's console.
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
 
 pub mod actors;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod mailer;

@@ -7,7 +7,9 @@ use actix::prelude::*;
 use anyhow::{Context as _, anyhow};
 use nats::NatsError;
 use nats::consume::ConsumerRunner;
+use nats::push::Pusher;
 use nats::relay::{FlushAndStop, OutboxRelay};
+use nats::service::CommandService;
 use nats::topology::ConsumerSpec;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
@@ -28,6 +30,8 @@ pub struct Application {
     relay: Addr<OutboxRelay>,
     notifier: Addr<NotifierActor>,
     runner: JoinHandle<Result<(), NatsError>>,
+    /// `list-alerts`, for the merchant's console.
+    commands: CommandService,
     /// Stops the runner and releases a delivery held by the circuit breaker.
     stop: CancellationToken,
 }
@@ -54,8 +58,13 @@ impl Application {
             settings,
             consumer,
             stop.clone(),
+            Pusher::new(jetstream.client(), &config.nats.namespace),
         ))
         .start();
+        let commands =
+            crate::commands::serve(&jetstream.client(), &config.nats.namespace, db.clone())
+                .await
+                .context("Failed to serve the notification commands on NATS")?;
         // Small batches: sending is slow, and the ack timers of pulled messages are running.
         let runner = ConsumerRunner::<StockLowEvent>::new(
             jetstream.clone(),
@@ -79,6 +88,7 @@ impl Application {
             relay,
             notifier,
             runner,
+            commands,
             stop,
         })
     }
@@ -96,6 +106,7 @@ impl Application {
             ended = &mut runner => ended,
         };
         self.stop.cancel();
+        self.commands.stop().await;
         let consumed = match consumed {
             Ok(Ok(())) if shutdown.is_cancelled() => Ok(()),
             Ok(Ok(())) => Err(anyhow!("The stock.low consumer stopped on its own")),

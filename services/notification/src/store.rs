@@ -3,7 +3,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -32,6 +32,11 @@ pub async fn insert_pending(
         ingredient_name: Set(event.data.ingredient.clone()),
         recipient: Set(event.data.merchant_email.clone()),
         status: Set(NotificationStatus::Pending.as_str().to_owned()),
+        merchant_id: Set(Some(event.data.merchant_id)),
+        unit: Set(Some(event.data.unit.clone())),
+        level: Set(Some(event.data.level)),
+        reference_level: Set(Some(event.data.reference_level)),
+        percent: Set(Some(event.data.percent)),
         ..Default::default()
     };
     notifications::Entity::insert(row)
@@ -117,5 +122,20 @@ pub async fn find_by_event(
     notifications::Entity::find()
         .filter(notifications::Column::EventId.eq(event_id))
         .one(db)
+        .await
+}
+
+/// The merchant's newest `limit` notifications, newest first (`notifications_merchant_idx`).
+pub async fn list_for_merchant(
+    db: &impl ConnectionTrait,
+    merchant_id: i64,
+    limit: u64,
+) -> Result<Vec<notifications::Model>, DbErr> {
+    notifications::Entity::find()
+        .filter(notifications::Column::MerchantId.eq(merchant_id))
+        .order_by_desc(notifications::Column::CreatedAt)
+        .order_by_desc(notifications::Column::Id)
+        .limit(limit)
+        .all(db)
         .await
 }

@@ -18,6 +18,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use nats::outbox::PreparedEvent;
 
+use crate::domain::OrderStatus;
+use crate::push::{Committed, StatusPublisher};
 use crate::store::{self, Inserted, NewOrder};
 
 /// The most orders one statement writes: large enough to amortise a round trip and a commit,
@@ -42,12 +44,13 @@ pub struct OrderWriter {
 }
 
 impl OrderWriter {
-    /// Starts the writer tasks on the current tokio runtime.
-    pub fn start(db: DatabaseConnection) -> Self {
+    /// Starts the writer tasks on the current tokio runtime. What they commit is announced with
+    /// `pushes` (new orders are `pending`), for the merchants' live feeds.
+    pub fn start(db: DatabaseConnection, pushes: StatusPublisher) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..WRITERS {
-            tokio::spawn(write_batches(db.clone(), queue.clone()));
+            tokio::spawn(write_batches(db.clone(), pushes.clone(), queue.clone()));
         }
         Self { jobs }
     }
@@ -69,7 +72,11 @@ impl OrderWriter {
     }
 }
 
-async fn write_batches(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn write_batches(
+    db: DatabaseConnection,
+    pushes: StatusPublisher,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         // Holding the lock only while taking a batch lets the other writer take the next one
@@ -78,18 +85,20 @@ async fn write_batches(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<J
         if received == 0 {
             return; // every sender is gone
         }
-        write_batch(&db, std::mem::take(&mut batch)).await;
+        let created = write_batch(&db, std::mem::take(&mut batch)).await;
+        pushes.publish(&created).await;
     }
 }
 
-async fn write_batch(db: &DatabaseConnection, batch: Vec<Job>) {
+/// Writes the batch, answers every job, and returns the orders it created.
+async fn write_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Committed> {
     let rows: Vec<(&NewOrder, &PreparedEvent)> =
         batch.iter().map(|job| (&job.order, &job.event)).collect();
+    let mut created = Vec::with_capacity(batch.len());
     match store::insert_orders_with_events(db, &rows).await {
         Ok(results) => {
             for (job, result) in batch.into_iter().zip(results) {
-                // A handler that gave up (client gone) no longer listens; its order is written.
-                let _ = job.answer.send(Ok(result));
+                answer(job, Ok(result), &mut created);
             }
         }
         Err(error) if batch.len() > 1 => {
@@ -98,12 +107,25 @@ async fn write_batch(db: &DatabaseConnection, batch: Vec<Job>) {
                 let result = store::insert_orders_with_events(db, &[(&job.order, &job.event)])
                     .await
                     .map(|mut results| results.remove(0));
-                let _ = job.answer.send(result);
+                answer(job, result, &mut created);
             }
         }
         Err(error) => {
             let job = batch.into_iter().next().expect("one job");
-            let _ = job.answer.send(Err(error));
+            answer(job, Err(error), &mut created);
         }
     }
+    created
+}
+
+fn answer(job: Job, result: Result<Inserted, DbErr>, created: &mut Vec<Committed>) {
+    if let Ok(Inserted::CreatedAt(_)) = result {
+        created.push(Committed {
+            order_id: job.order.id,
+            merchant_id: job.order.priced.merchant_id,
+            status: OrderStatus::Pending,
+        });
+    }
+    // A handler that gave up (client gone) no longer listens; its order is written.
+    let _ = job.answer.send(result);
 }

@@ -24,7 +24,7 @@ use crate::config::{
     DEV_JWT_SECRET, MIN_SIGNUP_TOKEN_BYTES, MerchantSignup, OrderSettings, Profile,
 };
 use crate::order_writer::OrderWriter;
-use crate::push::{OrderWatchers, StatusPublisher};
+use crate::push::{Listeners, StatusPublisher};
 use crate::{Config, store};
 
 /// How long an API request waits for a database connection before it answers 503.
@@ -124,7 +124,7 @@ impl Application {
         let namespace = self.config.nats.namespace.clone();
         let pushes = StatusPublisher::new(self.jetstream.client(), &namespace);
         // Subscribed before the first request, so no client of this instance misses a push.
-        let watchers = OrderWatchers::start(self.jetstream.client(), &namespace, shutdown.clone())
+        let listeners = Listeners::start(self.jetstream.client(), &namespace, shutdown.clone())
             .await
             .context("Failed to subscribe to order status pushes")?;
         let events = OrderEventsActor::new(
@@ -187,9 +187,9 @@ impl Application {
             ),
             service_request_timeout: self.config.settings.service_request_timeout(),
             catalogue: Default::default(),
-            order_writer: OrderWriter::start(self.db.clone()),
+            order_writer: OrderWriter::start(self.db.clone(), pushes.clone()),
             metrics: self.metrics,
-            watchers,
+            listeners,
             pushes,
             live: api::live::LiveLimits::new(&self.config.settings, shutdown.clone()),
             signup: api::auth::SignUpPolicy::new(

@@ -252,6 +252,27 @@ pub async fn list_products(
         .await
 }
 
+/// Products on offer, by merchant then id (at most `limit`), each with its merchant.
+pub async fn list_offers(
+    db: &impl ConnectionTrait,
+    merchant_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<(products::Model, merchants::Model)>, DbErr> {
+    let mut query = products::Entity::find().find_also_related(merchants::Entity);
+    if let Some(merchant_id) = merchant_id {
+        query = query.filter(products::Column::MerchantId.eq(merchant_id));
+    }
+    Ok(query
+        .order_by_asc(products::Column::MerchantId)
+        .order_by_asc(products::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|(product, merchant)| Some((product, merchant?)))
+        .collect())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orders
 
@@ -545,6 +566,9 @@ pub async fn merchants_of(
     db: &impl ConnectionTrait,
     order_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, i64>, DbErr> {
+    if order_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     Ok(orders::Entity::find()
         .filter(orders::Column::Id.is_in(order_ids.iter().copied()))
         .all(db)
@@ -674,14 +698,15 @@ pub struct ShipmentFact {
 /// entries and the inbox records of every applied or ignored move are written set-wise. A move
 /// that came too early (`NotYet`) is not recorded, so its redelivery is processed.
 ///
-/// Returns, per move in order, the status it found and how it settled; `None` for an unknown order.
+/// Returns, per move in order, the status it found and how it settled (`None` for an unknown
+/// order), and the merchant of every order found.
 pub async fn advance_orders(
     db: &impl ConnectionTrait,
     consumer: &str,
     moves: &[Move],
-) -> Result<Vec<Option<(OrderStatus, Settle)>>, DbErr> {
+) -> Result<Advanced, DbErr> {
     if moves.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Advanced::default());
     }
     let mut ids: Vec<Uuid> = moves.iter().map(|m| m.order_id).collect();
     ids.sort_unstable();
@@ -778,7 +803,19 @@ pub async fn advance_orders(
         .await?;
     }
     nats::inbox::record_all(db, consumer, &recorded).await?;
-    Ok(results)
+    Ok(Advanced {
+        settled: results,
+        merchants: locked.iter().map(|o| (o.id, o.merchant_id)).collect(),
+    })
+}
+
+/// What [`advance_orders`] did.
+#[derive(Debug, Default)]
+pub struct Advanced {
+    /// Per move, in order: the status it found and how it settled; `None` for an unknown order.
+    pub settled: Vec<Option<(OrderStatus, Settle)>>,
+    /// Order id -> merchant id, for the orders found.
+    pub merchants: HashMap<Uuid, i64>,
 }
 
 /// When the order entered each status, for responses.

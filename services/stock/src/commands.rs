@@ -5,6 +5,7 @@ use nats::Namespace;
 use nats::commands::{
     IngredientLevel, ListIngredients, Refusal, RestockIngredient, SeedIngredients,
 };
+use nats::push::{self, Pusher, StockChanged};
 use nats::service::{CommandService, ServiceError};
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 
@@ -18,6 +19,7 @@ pub async fn serve(
     client: &async_nats::Client,
     namespace: &Namespace,
     db: DatabaseConnection,
+    pushes: Pusher,
 ) -> Result<CommandService, ServiceError> {
     let mut service = CommandService::start(
         client,
@@ -28,10 +30,16 @@ pub async fn serve(
     )
     .await?;
     let seeding = db.clone();
+    let seeded = pushes.clone();
     service
         .serve(move |command: SeedIngredients| {
-            let db = seeding.clone();
-            async move { seed(&db, command).await }
+            let (db, pushes) = (seeding.clone(), seeded.clone());
+            async move {
+                let merchant_id = command.merchant_id;
+                let levels = seed(&db, command).await?;
+                announce(&pushes, merchant_id).await;
+                Ok(levels)
+            }
         })
         .await?;
     let listing = db.clone();
@@ -43,11 +51,24 @@ pub async fn serve(
         .await?;
     service
         .serve(move |command: RestockIngredient| {
-            let db = db.clone();
-            async move { restock(&db, command).await }
+            let (db, pushes) = (db.clone(), pushes.clone());
+            async move {
+                let merchant_id = command.merchant_id;
+                let level = restock(&db, command).await?;
+                announce(&pushes, merchant_id).await;
+                Ok(level)
+            }
         })
         .await?;
     Ok(service)
+}
+
+/// Tells the merchant's live consoles its levels changed (after the commit).
+async fn announce(pushes: &Pusher, merchant_id: i64) {
+    let changed = StockChanged {
+        merchant_ids: vec![merchant_id],
+    };
+    pushes.publish(push::STOCK_CHANGED, &changed).await;
 }
 
 pub async fn seed(

@@ -7,6 +7,7 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use nats::consume::ConsumerRunner;
 use nats::outbox::Outbox;
+use nats::push::Pusher;
 use nats::relay::{FlushAndStop, OutboxRelay};
 use nats::service::CommandService;
 use nats::topology::{self, ConsumerSpec};
@@ -51,10 +52,12 @@ impl Application {
             migration::Service::Stock.outbox_channel(),
         )
         .start();
+        let pushes = Pusher::new(jetstream.client(), &namespace);
         let reservations =
-            ReservationActor::new(db.clone(), Outbox::new(namespace.clone())).start();
-        let releases = ReleaseActor::new(db.clone()).start();
-        let commands = crate::commands::serve(&jetstream.client(), &namespace, db.clone())
+            ReservationActor::new(db.clone(), Outbox::new(namespace.clone()), pushes.clone())
+                .start();
+        let releases = ReleaseActor::new(db.clone(), pushes.clone()).start();
+        let commands = crate::commands::serve(&jetstream.client(), &namespace, db.clone(), pushes)
             .await
             .context("Failed to serve the merchant commands")?;
         Ok(Self {

@@ -35,6 +35,7 @@ use uuid::Uuid;
 use nats::Envelope;
 use nats::consume::{Delivery, HandleBatch, Outcome};
 use nats::events::StockLow;
+use nats::push::{self, AlertsChanged, Pusher};
 use nats::topology::ConsumerSpec;
 
 use crate::config::NotificationSettings;
@@ -57,6 +58,8 @@ pub struct Notifier {
     spec: ConsumerSpec,
     smtp_timeout: Duration,
     shutdown: CancellationToken,
+    /// Tells the merchants' live consoles that their alerts changed.
+    pushes: Pusher,
 }
 
 /// The breaker, locked; publishes its state as `larder_smtp_breaker_open` (0 closed, 1 open or
@@ -110,6 +113,7 @@ impl Notifier {
         settings: &NotificationSettings,
         spec: ConsumerSpec,
         shutdown: CancellationToken,
+        pushes: Pusher,
     ) -> Self {
         Self {
             db,
@@ -121,6 +125,7 @@ impl Notifier {
             spec,
             smtp_timeout: settings.smtp_timeout(),
             shutdown,
+            pushes,
         }
     }
 
@@ -129,14 +134,23 @@ impl Notifier {
         BreakerGuard(self.breaker.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// One email at a time, in stream order.
+    /// One email at a time, in stream order; then the merchants' consoles are told.
     pub async fn handle_batch(&self, deliveries: Vec<Delivery<StockLowEvent>>) -> Vec<Outcome> {
         let received = Instant::now();
         let mut outcomes = Vec::with_capacity(deliveries.len());
         for delivery in &deliveries {
             outcomes.push(self.handle(delivery, received).await);
         }
+        self.announce(&deliveries).await;
         outcomes
+    }
+
+    /// Pushes that these deliveries' alerts changed (a new row, an email's outcome).
+    async fn announce(&self, deliveries: &[Delivery<StockLowEvent>]) {
+        let changed = AlertsChanged {
+            merchant_ids: push::distinct(deliveries.iter().map(|d| d.event.data.merchant_id)),
+        };
+        self.pushes.publish(push::ALERTS_CHANGED, &changed).await;
     }
 
     #[tracing::instrument(skip_all, fields(
@@ -156,7 +170,10 @@ impl Notifier {
                 tracing::info!("already sent; nothing to do");
                 return Outcome::Done;
             }
-            Ok(NotificationStatus::Pending | NotificationStatus::Failed) => {}
+            Ok(NotificationStatus::Pending | NotificationStatus::Failed) => {
+                // The alert is shown at once, even if its email waits for the SMTP server.
+                self.announce(std::slice::from_ref(delivery)).await;
+            }
             Err(error) => return database_retry(&error),
         }
 

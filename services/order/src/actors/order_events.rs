@@ -22,7 +22,7 @@ use nats::topology::{
 use nats::{Decode, Envelope};
 
 use crate::domain::{OrderStatus, Settle};
-use crate::push::StatusPublisher;
+use crate::push::{Committed, StatusPublisher};
 use crate::store;
 
 /// How long an event that overtook its predecessor waits before it is delivered again.
@@ -292,7 +292,7 @@ async fn settle_in_one_transaction(
     outbox: &Outbox,
     consumer: &str,
     transitions: &[Transition],
-) -> Result<(Vec<Outcome>, Vec<(Uuid, OrderStatus)>), DbErr> {
+) -> Result<(Vec<Outcome>, Vec<Committed>), DbErr> {
     let moves: Vec<store::Move> = transitions
         .iter()
         .map(|t| store::Move {
@@ -305,7 +305,8 @@ async fn settle_in_one_transaction(
         })
         .collect();
     let txn = db.begin().await?;
-    let settled = store::advance_orders(&txn, consumer, &moves).await?;
+    let store::Advanced { settled, merchants } =
+        store::advance_orders(&txn, consumer, &moves).await?;
     // A cancel delivery accepted releases the stock, announced in the same transaction.
     let mut cancelled = Vec::new();
     for (t, settled) in transitions.iter().zip(&settled) {
@@ -315,8 +316,6 @@ async fn settle_in_one_transaction(
         }
     }
     if !cancelled.is_empty() {
-        let ids: Vec<Uuid> = cancelled.iter().map(|(id, _, _, _)| *id).collect();
-        let merchants = store::merchants_of(&txn, &ids).await?;
         let events: Vec<Envelope<OrderCancelled>> = cancelled
             .into_iter()
             .map(|(order_id, found, correlation_id, trace)| {
@@ -347,7 +346,11 @@ async fn settle_in_one_transaction(
         .iter()
         .zip(&settled)
         .filter(|(_, settled)| matches!(settled, Some((_, Settle::Apply))))
-        .map(|(t, _)| (t.order_id, t.to))
+        .map(|(t, _)| Committed {
+            order_id: t.order_id,
+            merchant_id: merchants[&t.order_id],
+            status: t.to,
+        })
         .collect();
     let outcomes = transitions
         .iter()

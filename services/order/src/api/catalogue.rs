@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use nats::commands::{IngredientLevel, IngredientSeed, SeedIngredients};
 use poem::web::Data;
+use poem_openapi::param::Query;
 use poem_openapi::{Object, OpenApi, payload::Json};
 use sea_orm::TransactionTrait;
 
@@ -44,8 +45,51 @@ pub struct RecipeLine {
     pub unit: String,
 }
 
+/// The most products `GET /products` lists.
+pub const MAX_OFFERS: u64 = 200;
+
+/// A product on offer, with who sells it.
+#[derive(Debug, Object)]
+pub struct Offer {
+    /// Use this id in `POST /order`.
+    pub id: i64,
+    pub name: String,
+    /// Price in minor units (cents).
+    pub price_cents: i64,
+    pub currency: String,
+    pub merchant_id: i64,
+    pub merchant: String,
+}
+
 #[OpenApi(tag = "ApiTags::Catalogue")]
 impl CatalogueApi {
+    /// List products
+    ///
+    /// Anyone. The products on offer (at most 200), by merchant then id, with their price and
+    /// merchant: what a customer orders with `POST /order` (one merchant per order).
+    #[oai(path = "/products", method = "get")]
+    async fn products(
+        &self,
+        state: Data<&AppState>,
+        /// Only this merchant's products.
+        merchant_id: Query<Option<i64>>,
+    ) -> Result<Json<Vec<Offer>>, ApiError> {
+        let offers = store::list_offers(&state.db, merchant_id.0, MAX_OFFERS).await?;
+        Ok(Json(
+            offers
+                .into_iter()
+                .map(|(product, merchant)| Offer {
+                    id: product.id,
+                    name: product.name,
+                    price_cents: product.price_cents,
+                    currency: merchant.currency,
+                    merchant_id: merchant.id,
+                    merchant: merchant.name,
+                })
+                .collect(),
+        ))
+    }
+
     /// Seed the burger catalogue
     ///
     /// Idempotent. For the caller's merchant: ingredients Beef 20 kg, Cheese 5 kg, Onion 1 kg

@@ -70,6 +70,13 @@ impl LiveLimits {
         }
     }
 
+    /// A place among the open event streams (`SSE_MAX_STREAMS`), or 503.
+    pub fn stream(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::unavailable("too many event streams are open: retry in a moment")
+        })
+    }
+
     /// A place among the waiters, if one is free.
     pub fn waiter(&self) -> Option<OwnedSemaphorePermit> {
         self.waiters.clone().try_acquire_owned().ok()
@@ -141,16 +148,9 @@ impl LiveApi {
         #[oai(name = "Last-Event-ID")]
         last_event_id: Header<Option<i64>>,
     ) -> Result<EventsResponse, ApiError> {
-        let permit = state
-            .live
-            .streams
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                ApiError::unavailable("too many event streams are open: retry in a moment")
-            })?;
+        let permit = state.live.stream()?;
         // Watch before reading: a change committed after the read is then pushed to us.
-        let watch = state.watchers.watch(id.0);
+        let watch = state.listeners.orders.watch(id.0);
         let order = store::find_order_summary(&state.db, id.0)
             .await?
             .filter(|order| may_see(&auth, order))

@@ -11,6 +11,7 @@ use crate::auth::TokenKeys;
 
 pub mod auth;
 pub mod catalogue;
+pub mod console;
 pub mod context;
 pub mod health;
 pub mod ingredients;
@@ -34,6 +35,8 @@ pub enum ApiTags {
     Orders,
     /// Ingredient levels and restocking (merchant).
     Ingredients,
+    /// What the merchant console shows: the live feed, alerts, dead letters (merchant).
+    Console,
     /// Liveness and readiness.
     Health,
 }
@@ -52,8 +55,9 @@ pub struct AppState {
     pub order_writer: crate::order_writer::OrderWriter,
     /// What `GET /metrics` renders; `None` when the process installed no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// This instance's watchers of orders, woken by every instance's status pushes.
-    pub watchers: crate::push::OrderWatchers,
+    /// This instance's watchers of orders and merchant feeds, woken by every instance's and
+    /// service's pushes.
+    pub listeners: crate::push::Listeners,
     /// Announces the status changes this instance's handlers commit (an API cancel).
     pub pushes: crate::push::StatusPublisher,
     /// The bounds of event streams and `Prefer: wait`.
@@ -86,6 +90,7 @@ pub type Api = (
     orders::OrdersApi,
     live::LiveApi,
     ingredients::IngredientsApi,
+    console::ConsoleApi,
     health::HealthApi,
 );
 
@@ -98,6 +103,7 @@ pub fn service() -> OpenApiService<Api, ()> {
             orders::OrdersApi,
             live::LiveApi,
             ingredients::IngredientsApi,
+            console::ConsoleApi,
             health::HealthApi,
         ),
         "Larder",
@@ -120,14 +126,51 @@ pub fn spec_json() -> String {
     spec::complete(&service().spec()).expect("every spec rule finds its target (tested)")
 }
 
-/// The whole HTTP application: the API, Swagger UI at `/docs`, the spec at `/openapi.json`,
-/// `/` redirecting to `/docs` (until a console lives there), behind the request middleware, with
-/// the limits of `settings`.
+/// The merchant console (README "The merchant console"): a page, a script and a style sheet,
+/// checked in and compiled into the binary, so there is nothing to build or serve apart.
+fn console_page() -> Route {
+    fn asset(content_type: &'static str, body: &'static str) -> impl Endpoint + use<> {
+        poem::get(poem::endpoint::make_sync(move |_| {
+            poem::Response::builder()
+                .content_type(content_type)
+                // Served from the binary: a new version is a new process, so revalidate.
+                .header(poem::http::header::CACHE_CONTROL, "no-cache")
+                .body(body)
+        }))
+    }
+    Route::new()
+        .at(
+            "/",
+            asset(
+                "text/html; charset=utf-8",
+                include_str!("../../console/index.html"),
+            ),
+        )
+        .at(
+            "/console.js",
+            asset(
+                "text/javascript; charset=utf-8",
+                include_str!("../../console/console.js"),
+            ),
+        )
+        .at(
+            "/console.css",
+            asset(
+                "text/css; charset=utf-8",
+                include_str!("../../console/console.css"),
+            ),
+        )
+}
+
+/// The whole HTTP application: the API, Swagger UI at `/docs`, the spec at `/openapi.json`, the
+/// merchant console at `/console/` (where `/` leads), behind the request middleware, with the
+/// limits of `settings`.
 pub fn app(state: AppState, settings: &crate::config::OrderSettings) -> impl Endpoint + use<> {
     let api = service();
     let spec = spec_json();
     Route::new()
         .nest("/docs", api.swagger_ui())
+        .nest("/console", console_page())
         .at(
             "/openapi.json",
             poem::endpoint::make_sync(move |_| {
@@ -146,7 +189,7 @@ pub fn app(state: AppState, settings: &crate::config::OrderSettings) -> impl End
         // Not a route: the API nested at `/` also matches `/` itself, before any `.at("/")`.
         .around(|ep, req| async move {
             if req.uri().path() == "/" {
-                return Ok(poem::web::Redirect::see_other("/docs/").into_response());
+                return Ok(poem::web::Redirect::see_other("/console/").into_response());
             }
             ep.call(req).await.map(IntoResponse::into_response)
         })

@@ -23,6 +23,7 @@ use crate::auth::Role;
 use crate::domain::{
     self, Cancellation, FieldError, OrderStatus, PricingError, RequestedLine, ValidOrder,
 };
+use crate::push;
 use crate::store::{self, Inserted, NewOrder, OrderDetails, OrderScope};
 
 pub struct OrdersApi;
@@ -141,6 +142,19 @@ pub struct OrderSummary {
     pub total_cents: i64,
     pub currency: String,
     pub created_at: DateTime<Utc>,
+}
+
+impl From<entities::orders::Model> for OrderSummary {
+    fn from(o: entities::orders::Model) -> Self {
+        Self {
+            id: o.id,
+            status: o.status,
+            merchant_id: o.merchant_id,
+            total_cents: o.total_cents,
+            currency: o.currency,
+            created_at: o.created_at.with_timezone(&Utc),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -305,7 +319,9 @@ impl OrdersApi {
             .as_deref()
             .and_then(live::requested_wait)
             .and_then(|secs| state.live.waiter().map(|place| (secs, place)));
-        let mut watch = waiting.as_ref().map(|_| state.watchers.watch(order_id));
+        let mut watch = waiting
+            .as_ref()
+            .map(|_| state.listeners.orders.watch(order_id));
         let fingerprint = order.fingerprint();
         let customer_id = auth.0.sub;
         let event = Envelope::new(
@@ -422,7 +438,7 @@ impl OrdersApi {
                     ));
                 };
                 // The first order's id is known only now: watch it, then read it.
-                let mut watch = state.watchers.watch(order_id);
+                let mut watch = state.listeners.orders.watch(order_id);
                 let details = load(&state, order_id).await?;
                 if details.status != OrderStatus::Pending.as_str() {
                     return Ok(PlaceOrderResponse::Replayed(
@@ -510,17 +526,7 @@ impl OrdersApi {
         )
         .await?;
         Ok(Json(OrderPage {
-            items: items
-                .into_iter()
-                .map(|o| OrderSummary {
-                    id: o.id,
-                    status: o.status,
-                    merchant_id: o.merchant_id,
-                    total_cents: o.total_cents,
-                    currency: o.currency,
-                    created_at: o.created_at.with_timezone(&Utc),
-                })
-                .collect(),
+            items: items.into_iter().map(OrderSummary::from).collect(),
             page: page.0,
             per_page: per_page.0,
             total,
@@ -548,7 +554,8 @@ impl OrdersApi {
     ) -> Result<CancelResponse, ApiError> {
         let correlation_id = Some(request_id.0.0.clone());
         let mut delivery_agreed = false;
-        let mut cancelled_now = false;
+        // The order's merchant, once this request has cancelled it.
+        let mut cancelled_now = None;
         let txn = loop {
             let txn = state.db.begin().await?;
             let order = store::find_order_for_update(&txn, id.0)
@@ -596,7 +603,7 @@ impl OrdersApi {
                     )
                     .in_trace(Some(*trace.0));
                     state.outbox.enqueue(&txn, &event).await?;
-                    cancelled_now = true;
+                    cancelled_now = Some(order.merchant_id);
                     break txn;
                 }
                 Cancellation::Refused => {
@@ -607,13 +614,17 @@ impl OrdersApi {
             }
         };
         txn.commit().await?;
-        if cancelled_now {
+        if let Some(merchant_id) = cancelled_now {
             metrics::counter!("larder_orders_total", "status" => OrderStatus::Cancelled.as_str())
                 .increment(1);
             // Clients following the order, on any instance, see it end.
             state
                 .pushes
-                .publish(&[(id.0, OrderStatus::Cancelled)])
+                .publish(&[push::Committed {
+                    order_id: id.0,
+                    merchant_id,
+                    status: OrderStatus::Cancelled,
+                }])
                 .await;
         }
         Ok(CancelResponse::Accepted(Json(load(&state, id.0).await?)))

@@ -102,26 +102,50 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
 /// a media type's `schema` describes one event, and that is how clients and schemathesis read
 /// it: an object of the SSE fields, whose `data` is JSON.
 fn event_stream_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
-    vec![(
-        "/order/{id}/events",
-        "get",
-        "200",
-        json!({
-            "type": "object",
-            "description": "One Server-Sent Event: `event: status`, `id`: the change's id (resume \
-                            after it with `Last-Event-ID`), `data`: the change as JSON.",
-            "required": ["event", "id", "data"],
-            "properties": {
-                "event": { "type": "string", "enum": ["status"] },
-                "id": { "type": "string", "pattern": "^[0-9]+$" },
-                "data": {
-                    "type": "string",
-                    "contentMediaType": "application/json",
-                    "contentSchema": { "$ref": "#/components/schemas/StatusEvent" },
+    vec![
+        (
+            "/merchant/events",
+            "get",
+            "200",
+            json!({
+                "type": "object",
+                "description": "One Server-Sent Event: `event`: the kind of `data`, `data`: the \
+                                event as JSON (its `kind` repeats `event`).",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {
+                        "type": "string",
+                        "enum": ["orders", "order", "ingredients", "alerts", "dead_letters"],
+                    },
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": { "$ref": "#/components/schemas/FeedEvent" },
+                    },
                 },
-            },
-        }),
-    )]
+            }),
+        ),
+        (
+            "/order/{id}/events",
+            "get",
+            "200",
+            json!({
+                "type": "object",
+                "description": "One Server-Sent Event: `event: status`, `id`: the change's id (resume \
+                                after it with `Last-Event-ID`), `data`: the change as JSON.",
+                "required": ["event", "id", "data"],
+                "properties": {
+                    "event": { "type": "string", "enum": ["status"] },
+                    "id": { "type": "string", "pattern": "^[0-9]+$" },
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": { "$ref": "#/components/schemas/StatusEvent" },
+                    },
+                },
+            }),
+        ),
+    ]
 }
 
 /// Request bodies that refuse unknown fields (`deny_unknown_fields`): `additionalProperties: false`.

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use nats::outbox::PreparedEvent;
 use order::domain::{PricedLine, PricedOrder};
 use order::order_writer::OrderWriter;
+use order::push::StatusPublisher;
 use order::store::{self, Inserted, NewOrder};
 
 use crate::helpers::*;
@@ -125,7 +126,8 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
     assert_eq!(count(&app.order_db, "SELECT count(*) FROM orders").await, 0);
 
     // The writer: whether they share a batch or not, each order gets its own answer.
-    let writer = OrderWriter::start(app.order_db.clone());
+    let pushes = StatusPublisher::new(app.nats.client.clone(), app.nats.namespace());
+    let writer = OrderWriter::start(app.order_db.clone(), pushes);
     let orders: Vec<_> = (0..30)
         .map(|i| {
             new_order(

@@ -54,7 +54,7 @@ fn every_operation_has_a_summary_a_description_and_its_errors() {
 }
 
 #[tokio::test]
-async fn the_root_redirects_to_swagger_ui() {
+async fn the_root_leads_to_the_console_which_is_served_with_its_assets() {
     let app = spawn_app().await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -62,7 +62,23 @@ async fn the_root_redirects_to_swagger_ui() {
         .unwrap();
     let root = client.get(app.url("/")).send().await.unwrap();
     assert_eq!(root.status(), reqwest::StatusCode::SEE_OTHER);
-    assert_eq!(root.headers()["location"], "/docs/");
+    assert_eq!(root.headers()["location"], "/console/");
+    for (path, content_type, mark) in [
+        ("/console/", "text/html", "console.js"),
+        ("/console/console.js", "text/javascript", "/merchant/events"),
+        ("/console/console.css", "text/css", ".gauge"),
+    ] {
+        let asset = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(asset.status(), reqwest::StatusCode::OK, "{path}");
+        let served_type = asset.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            served_type.starts_with(content_type),
+            "{path}: {served_type}"
+        );
+        let policy = asset.headers()["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'self'"), "{path}: {policy}");
+        assert!(asset.text().await.unwrap().contains(mark), "{path}");
+    }
     // The API itself is still there beside it.
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);

@@ -11,17 +11,19 @@ use tracing::instrument;
 use nats::Envelope;
 use nats::consume::{Delivery, HandleBatch, Outcome};
 use nats::events::OrderCancelled;
+use nats::push::{self, Pusher, StockChanged};
 
 use crate::actors::Stop;
 use crate::store::{self, Released};
 
 pub struct ReleaseActor {
     db: DatabaseConnection,
+    pushes: Pusher,
 }
 
 impl ReleaseActor {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, pushes: Pusher) -> Self {
+        Self { db, pushes }
     }
 }
 
@@ -37,7 +39,7 @@ impl Handler<HandleBatch<Envelope<OrderCancelled>>> for ReleaseActor {
         HandleBatch(deliveries): HandleBatch<Envelope<OrderCancelled>>,
         _: &mut Self::Context,
     ) -> Self::Result {
-        Box::pin(release(self.db.clone(), deliveries))
+        Box::pin(release(self.db.clone(), self.pushes.clone(), deliveries))
     }
 }
 
@@ -54,12 +56,17 @@ impl Handler<Stop> for ReleaseActor {
 #[instrument(skip_all, fields(orders = deliveries.len()))]
 async fn release(
     db: DatabaseConnection,
+    pushes: Pusher,
     deliveries: Vec<Delivery<Envelope<OrderCancelled>>>,
 ) -> Vec<Outcome> {
     let events: Vec<Envelope<OrderCancelled>> = deliveries.into_iter().map(|d| d.event).collect();
     let mut outcomes = vec![Outcome::Done; events.len()];
+    let mut released_merchants = Vec::new();
     match release_in_transaction(&db, &events).await {
-        Ok(released) => log_outcomes(&events, &released),
+        Ok(released) => {
+            log_outcomes(&events, &released);
+            released_merchants.extend(merchants_released(&events, &released));
+        }
         Err(error) if events.len() == 1 => {
             tracing::warn!(order_id = %events[0].data.order_id, %error, "release failed; will retry");
             outcomes[0] = retry(&error);
@@ -68,7 +75,11 @@ async fn release(
             tracing::warn!(%error, "batch release failed; releasing one order per transaction");
             for (outcome, event) in outcomes.iter_mut().zip(&events) {
                 match release_in_transaction(&db, std::slice::from_ref(event)).await {
-                    Ok(released) => log_outcomes(std::slice::from_ref(event), &released),
+                    Ok(released) => {
+                        log_outcomes(std::slice::from_ref(event), &released);
+                        released_merchants
+                            .extend(merchants_released(std::slice::from_ref(event), &released));
+                    }
                     Err(error) => {
                         tracing::warn!(order_id = %event.data.order_id, %error, "release failed; will retry");
                         *outcome = retry(&error);
@@ -77,7 +88,25 @@ async fn release(
             }
         }
     }
+    if !released_merchants.is_empty() {
+        let changed = StockChanged {
+            merchant_ids: push::distinct(released_merchants),
+        };
+        pushes.publish(push::STOCK_CHANGED, &changed).await;
+    }
     outcomes
+}
+
+/// The merchants whose levels a committed batch raised: those of the orders it released.
+fn merchants_released<'a>(
+    events: &'a [Envelope<OrderCancelled>],
+    released: &'a [Released],
+) -> impl Iterator<Item = i64> + 'a {
+    events
+        .iter()
+        .zip(released)
+        .filter(|(_, released)| **released == Released::Released)
+        .map(|(event, _)| event.data.merchant_id)
 }
 
 /// SPEC §5 rule 1: the release and the inbox record commit together.

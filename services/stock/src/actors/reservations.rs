@@ -14,6 +14,7 @@ use nats::Envelope;
 use nats::consume::{Delivery, HandleBatch, Outcome};
 use nats::events::OrderCreated;
 use nats::outbox::Outbox;
+use nats::push::{self, Pusher, StockChanged};
 
 use crate::actors::Stop;
 use crate::domain;
@@ -22,11 +23,12 @@ use crate::store::{self, Reserved};
 pub struct ReservationActor {
     db: DatabaseConnection,
     outbox: Outbox,
+    pushes: Pusher,
 }
 
 impl ReservationActor {
-    pub fn new(db: DatabaseConnection, outbox: Outbox) -> Self {
-        Self { db, outbox }
+    pub fn new(db: DatabaseConnection, outbox: Outbox, pushes: Pusher) -> Self {
+        Self { db, outbox, pushes }
     }
 }
 
@@ -43,7 +45,12 @@ impl Handler<HandleBatch<Envelope<OrderCreated>>> for ReservationActor {
         HandleBatch(deliveries): HandleBatch<Envelope<OrderCreated>>,
         _: &mut Self::Context,
     ) -> Self::Result {
-        Box::pin(reserve(self.db.clone(), self.outbox.clone(), deliveries))
+        Box::pin(reserve(
+            self.db.clone(),
+            self.outbox.clone(),
+            self.pushes.clone(),
+            deliveries,
+        ))
     }
 }
 
@@ -61,6 +68,7 @@ impl Handler<Stop> for ReservationActor {
 async fn reserve(
     db: DatabaseConnection,
     outbox: Outbox,
+    pushes: Pusher,
     deliveries: Vec<Delivery<Envelope<OrderCreated>>>,
 ) -> Vec<Outcome> {
     let mut outcomes = vec![Outcome::Done; deliveries.len()];
@@ -86,8 +94,12 @@ async fn reserve(
         return outcomes;
     }
 
+    let mut confirmed_merchants = Vec::new();
     match reserve_in_transaction(&db, &outbox, &orders).await {
-        Ok(reserved) => log_outcomes(&orders, &reserved),
+        Ok(reserved) => {
+            log_outcomes(&orders, &reserved);
+            confirmed_merchants.extend(merchants_confirmed(&orders, &reserved));
+        }
         Err(error) if orders.len() == 1 => {
             tracing::warn!(order_id = %orders[0].data.order_id, %error, "reservation failed; will retry");
             outcomes[positions[0]] = retry(&error);
@@ -96,7 +108,11 @@ async fn reserve(
             tracing::warn!(%error, "batch reservation failed; reserving one order per transaction");
             for (position, order) in positions.into_iter().zip(&orders) {
                 match reserve_in_transaction(&db, &outbox, std::slice::from_ref(order)).await {
-                    Ok(reserved) => log_outcomes(std::slice::from_ref(order), &reserved),
+                    Ok(reserved) => {
+                        log_outcomes(std::slice::from_ref(order), &reserved);
+                        confirmed_merchants
+                            .extend(merchants_confirmed(std::slice::from_ref(order), &reserved));
+                    }
                     Err(error) => {
                         tracing::warn!(order_id = %order.data.order_id, %error, "reservation failed; will retry");
                         outcomes[position] = retry(&error);
@@ -105,7 +121,25 @@ async fn reserve(
             }
         }
     }
+    if !confirmed_merchants.is_empty() {
+        let changed = StockChanged {
+            merchant_ids: push::distinct(confirmed_merchants),
+        };
+        pushes.publish(push::STOCK_CHANGED, &changed).await;
+    }
     outcomes
+}
+
+/// The merchants whose levels a committed batch lowered: those of its confirmed orders.
+fn merchants_confirmed<'a>(
+    orders: &'a [Envelope<OrderCreated>],
+    reserved: &'a [Reserved],
+) -> impl Iterator<Item = i64> + 'a {
+    orders
+        .iter()
+        .zip(reserved)
+        .filter(|(_, reserved)| **reserved == Reserved::Confirmed)
+        .map(|(order, _)| order.data.merchant_id)
 }
 
 /// SPEC §5 rule 1: the effects, the events and the inbox records commit together.
