@@ -54,7 +54,8 @@ Usage: ./stack.sh COMMAND [ARGS]
 Commands:
   run          install what is missing, start or reuse PostgreSQL, NATS and the SMTP inbox,
                build and migrate, then run every service (`larder all`) until Ctrl-C
-  test [ARGS]  the same infrastructure (and maildev, which the tests start themselves), then
+  test [ARGS]  the same infrastructure (and maildev, which the tests start themselves, and
+               Chromium with playwright-core for the console's browser test), then
                `cargo test --workspace ARGS` (e.g. `./stack.sh test -- --nocapture`, `-p order`)
   up           the infrastructure only, until Ctrl-C
   check        say what run/test would reuse or start, and why; installs and starts nothing
@@ -553,7 +554,22 @@ maildev_bin() {
     printf '%s' "$bin"
 }
 
-# `test` always needs maildev, nats-server and PostgreSQL's server binaries (the notification and
+# The browser test's Node packages (playwright-core, pinned by tests/console/package-lock.json),
+# installed once into tests/console/node_modules.
+install_browser_test() {
+    local dir="$ROOT/tests/console"
+    if [[ ! -d "$dir/node_modules/playwright-core" ]]; then
+        say "installing the browser test's Node packages (npm ci in tests/console)"
+        heartbeat_start "npm ci"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+            die "npm ci in tests/console failed"
+        heartbeat_stop
+    fi
+    CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+    export CHROMIUM
+}
+
+# `test` always needs maildev, Chromium and the browser test's packages, nats-server and PostgreSQL's server binaries (the notification and
 # end-to-end tests start their own maildev, the fault and cluster tests their own nats-servers,
 # the fault suite a PostgreSQL of its own, on free ports, whatever already listens); run/up only
 # when the script starts that service itself.
@@ -569,8 +585,14 @@ install_missing() {
     if [[ "$NATS_STATE" == start || "$MODE" == test ]] && ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
         pkgs+=(nats-server)
     fi
-    if ((need_maildev)) && [[ -z "$(maildev_bin)" ]] && ! command -v npm >/dev/null 2>&1; then
+    # npm installs maildev; `test` also runs the browser test with node and npm's packages.
+    if ! command -v npm >/dev/null 2>&1 &&
+        { [[ "$MODE" == test ]] || { ((need_maildev)) && [[ -z "$(maildev_bin)" ]]; }; }; then
         pkgs+=(nodejs npm)
+    fi
+    # The console's browser test drives Debian's Chromium (Playwright cannot fetch its own here).
+    if [[ "$MODE" == test ]] && [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
+        pkgs+=(chromium)
     fi
     if ((${#pkgs[@]})); then
         apt_install "${pkgs[@]}"
@@ -589,6 +611,9 @@ install_missing() {
     if ((need_maildev)); then
         MAILDEV="$(maildev_bin)"
         export MAILDEV
+    fi
+    if [[ "$MODE" == test ]]; then
+        install_browser_test
     fi
     if ! command -v cargo >/dev/null 2>&1; then
         die "cargo not found: install Rust (https://rustup.rs) first"

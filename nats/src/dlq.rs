@@ -269,6 +269,15 @@ pub async fn get(
     sequence: u64,
 ) -> Result<Option<DeadLetterRecord>, NatsError> {
     let (name, stream) = dead_letter_stream(js, ns).await?;
+    let state = stream
+        .get_info()
+        .await
+        .map_err(|e| read_error(&name, e))?
+        .state;
+    // The server answers a sequence outside the stream with an error of its own: none here.
+    if sequence < state.first_sequence.max(1) || sequence > state.last_sequence {
+        return Ok(None);
+    }
     match stored_dead_letter(&stream, &name, sequence).await {
         Ok(message) => Ok(Some(DeadLetterRecord::from_stored(&message))),
         Err(NatsError::ReadStream { source, .. })

@@ -46,6 +46,7 @@ try {
   await signup.locator("[name=password]").fill("grill-password");
   await signup.locator("button[type=submit]").click();
   await merchant.locator("#feed-state[data-state=live]").waitFor(WAIT);
+  await signup.waitFor({ ...WAIT, state: "hidden" });
 
   step("it seeds its catalogue and sees its ingredients full and armed");
   await merchant.locator("#seed").click();
@@ -64,6 +65,7 @@ try {
   await login.locator("[name=email]").fill(`eater-${suffix}@example.com`);
   await login.locator("[name=password]").fill("password-123");
   await customer.locator("#customer-register").click();
+  await login.waitFor({ ...WAIT, state: "hidden" });
   const burger = customer.locator("form.product", { hasText: shop });
   await burger.waitFor(WAIT);
   // 1 kg of onion at 20 g a burger: three orders of 10 leave 400 g, 40 %.

@@ -222,13 +222,17 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
 }
 
 #[tokio::test]
-async fn stock_and_delivery_answer_service_discovery_with_their_names_and_versions() {
+async fn stock_delivery_and_notification_answer_service_discovery_with_their_names_and_versions() {
     let stack = Stack::start_separately().await;
     let client = &stack.nats.client;
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await.unwrap();
     let ns = stack.nats.namespace();
-    let expected = [ns.durable("stock"), ns.durable("delivery")];
+    let expected = [
+        ns.durable("stock"),
+        ns.durable("delivery"),
+        ns.durable("notification"),
+    ];
     let mut seen = std::collections::BTreeMap::new();
     // A PING is a broadcast: every instance of every service answers; collect for a while.
     let give_up = Instant::now() + Duration::from_secs(30);

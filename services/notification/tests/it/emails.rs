@@ -1,3 +1,7 @@
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use nats::commands::ListAlerts;
 use uuid::Uuid;
 
 use crate::helpers::{MERCHANT_EMAIL, MailDev, beef_is_low, eventually, spawn_app, test_settings};
@@ -91,6 +95,75 @@ async fn two_events_send_two_emails() {
         "{subjects:?}"
     );
     assert_eq!(maildev.emails().await.len(), 2);
+
+    app.stop().await;
+}
+
+#[actix::test]
+async fn the_merchants_alerts_are_served_over_nats_with_the_emails_outcome_and_each_change_pushed()
+{
+    let maildev = MailDev::start().await;
+    let app = spawn_app(test_settings(maildev.smtp_port)).await;
+    let namespace = app.nats.namespace().clone();
+    let mut pushes = app
+        .nats
+        .client
+        .subscribe(namespace.subject(nats::push::ALERTS_CHANGED))
+        .await
+        .unwrap();
+    app.nats.client.flush().await.unwrap();
+    let event = beef_is_low();
+
+    app.publish(&event).await;
+    app.notification_when(&event, "the notification to be sent", |row| {
+        row.status == "sent"
+    })
+    .await;
+
+    let list = |merchant_id| {
+        let (client, namespace) = (app.nats.client.clone(), namespace.clone());
+        async move {
+            nats::service::call(
+                &client,
+                &namespace,
+                &ListAlerts {
+                    merchant_id,
+                    limit: 10,
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("notification answers list-alerts")
+        }
+    };
+    let alerts = list(event.data.merchant_id).await;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.event_id, event.id);
+    assert_eq!(
+        (alert.ingredient.as_str(), alert.unit.as_str()),
+        ("Beef", "g")
+    );
+    assert_eq!(
+        (alert.level, alert.reference_level, alert.percent),
+        (9_850, 20_000, 49)
+    );
+    assert_eq!(alert.recipient, MERCHANT_EMAIL);
+    assert_eq!(alert.email_status, "sent");
+    assert_eq!(alert.attempts, 1);
+    assert!(alert.sent_at.is_some());
+    assert!(
+        list(event.data.merchant_id + 1).await.is_empty(),
+        "another merchant has none"
+    );
+
+    // The row's creation and the email's outcome were pushed, for this merchant.
+    let pushed = tokio::time::timeout(Duration::from_secs(5), pushes.next())
+        .await
+        .expect("a push within 5 s")
+        .unwrap();
+    let changed: nats::push::AlertsChanged = serde_json::from_slice(&pushed.payload).unwrap();
+    assert_eq!(changed.merchant_ids, vec![event.data.merchant_id]);
 
     app.stop().await;
 }

@@ -89,6 +89,12 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
             json!({ "minimum": 1, "maximum": MAX_PER_PAGE }),
         ),
         (
+            "/dead-letters/{sequence}/replay",
+            "post",
+            "sequence",
+            json!({ "minimum": 1, "maximum": u64::MAX }),
+        ),
+        (
             "/order",
             "post",
             "Idempotency-Key",
