@@ -1,7 +1,10 @@
-//! The consumer runner: pulls from a durable consumer, decodes, hands batches to an actor, and
-//! settles each message by what the actor answers (SPEC §5 rules 1 and 7).
+//! The consumer runner: pulls from a durable consumer, decodes, hands batches to a handler
+//! ([`HandleEvents`]), and settles each message by what the handler answers (SPEC §5 rules 1
+//! and 7).
 //!
-//! - The actor replies after its transaction commits, so an ack always follows a commit.
+//! - The handler answers after its transaction commits, so an ack always follows a commit.
+//! - A handler is a plain type; an actor that owns state can be one through its
+//!   [`Recipient`] (the adapter below).
 //! - [`Outcome::Retry`] Naks with the consumer's retry delay (a plain Nak would redeliver at
 //!   once); on the last delivery the message is dead-lettered instead.
 //! - While the handler works on a batch, the runner sends progress acks, so a short ack wait
@@ -54,26 +57,51 @@ pub enum Outcome {
     Reject { reason: String },
 }
 
-/// A batch of deliveries for an actor; it answers one [`Outcome`] per delivery, in order.
+/// What a [`ConsumerRunner`] hands its batches to. It answers one [`Outcome`] per delivery, in
+/// order, once its effects are committed; the runner keeps the batch's messages (progress acks)
+/// however long that takes.
+pub trait HandleEvents<E>: Send + Sync + 'static {
+    fn handle(&self, batch: Vec<Delivery<E>>) -> impl Future<Output = Vec<Outcome>> + Send;
+}
+
+/// A batch of deliveries for an actor that handles events ([`HandleEvents`] through its
+/// [`Recipient`]); it answers one [`Outcome`] per delivery, in order.
 #[derive(Message)]
 #[rtype(result = "Vec<Outcome>")]
 pub struct HandleBatch<E: Decode>(pub Vec<Delivery<E>>);
 
-/// Pulls one durable consumer for one handler actor.
-pub struct ConsumerRunner<E: Decode> {
+/// An actor that handles events: a mailbox that is gone answers `Retry` for the whole batch.
+impl<E: Decode> HandleEvents<E> for Recipient<HandleBatch<E>> {
+    async fn handle(&self, batch: Vec<Delivery<E>>) -> Vec<Outcome> {
+        let count = batch.len();
+        match self.send(HandleBatch(batch)).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => vec![
+                Outcome::Retry {
+                    reason: format!("handler unavailable: {error}"),
+                };
+                count
+            ],
+        }
+    }
+}
+
+/// Pulls one durable consumer for one handler.
+pub struct ConsumerRunner<E: Decode, H> {
     js: jetstream::Context,
     namespace: Namespace,
     spec: ConsumerSpec,
-    handler: Recipient<HandleBatch<E>>,
+    handler: H,
     batch_size: usize,
+    events: std::marker::PhantomData<fn() -> E>,
 }
 
-impl<E: Decode> ConsumerRunner<E> {
+impl<E: Decode, H: HandleEvents<E>> ConsumerRunner<E, H> {
     pub fn new(
         js: jetstream::Context,
         namespace: Namespace,
         spec: ConsumerSpec,
-        handler: Recipient<HandleBatch<E>>,
+        handler: H,
         batch_size: usize,
     ) -> Self {
         Self {
@@ -82,6 +110,7 @@ impl<E: Decode> ConsumerRunner<E> {
             spec,
             handler,
             batch_size: batch_size.max(1),
+            events: std::marker::PhantomData,
         }
     }
 
@@ -201,7 +230,7 @@ impl<E: Decode> ConsumerRunner<E> {
         // While the handler works, progress acks keep the batch ours: the consumer's ack wait is
         // short, so that a dead instance's messages come back quickly, not so a slow handler
         // loses them.
-        let reply = self.handler.send(HandleBatch(deliveries));
+        let reply = self.handler.handle(deliveries);
         tokio::pin!(reply);
         let mut progress = tokio::time::interval_at(
             tokio::time::Instant::now() + self.spec.ack_wait / 3,
@@ -220,8 +249,8 @@ impl<E: Decode> ConsumerRunner<E> {
             }
         };
         let outcomes = match answered {
-            Ok(outcomes) if outcomes.len() == count => outcomes,
-            Ok(outcomes) => {
+            outcomes if outcomes.len() == count => outcomes,
+            outcomes => {
                 tracing::error!(
                     consumer = self.spec.durable,
                     expected = count,
@@ -231,15 +260,6 @@ impl<E: Decode> ConsumerRunner<E> {
                 vec![
                     Outcome::Retry {
                         reason: "handler answered the wrong number of outcomes".into()
-                    };
-                    count
-                ]
-            }
-            Err(error) => {
-                tracing::warn!(consumer = self.spec.durable, %error, "handler unavailable");
-                vec![
-                    Outcome::Retry {
-                        reason: format!("handler unavailable: {error}")
                     };
                     count
                 ]

@@ -6,7 +6,9 @@
 //! - [`envelope`], [`events`]: the versioned event envelope and every event payload.
 //! - [`outbox`], [`relay`]: write events in the caller's transaction; an actor publishes them.
 //! - [`inbox`]: record a consumed event id in the caller's transaction; tells duplicates apart.
-//! - [`consume`]: pull from a durable consumer, hand batches to an actor, ack only after it commits.
+//! - [`consume`]: pull from a durable consumer, hand batches to a handler, ack only after it
+//!   commits.
+//! - [`lifecycle`]: one way for every service to run its consumers and stop in order.
 //! - [`dlq`]: dead letters for poison messages and exhausted retries.
 //! - [`metrics`]: Prometheus gauges of consumers and outboxes.
 //! - [`trace`]: the W3C `traceparent` from event to event.
@@ -24,6 +26,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod inbox;
+pub mod lifecycle;
 pub mod metrics;
 pub mod namespace;
 pub mod outbox;

@@ -350,6 +350,25 @@ impl Handler<Drain> for OutboxRelay {
 #[rtype(result = "Result<usize, NatsError>")]
 pub struct FlushAndStop;
 
+/// Why the last flush did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    #[error("the outbox relay had already stopped")]
+    Stopped,
+    #[error("the outbox could not be flushed")]
+    Failed(#[source] NatsError),
+}
+
+/// Publishes what is left in the outbox and stops the relay: the last step of a service's
+/// shutdown (see [`crate::lifecycle`]).
+pub async fn flush_and_stop(relay: &Addr<OutboxRelay>) -> Result<usize, FlushError> {
+    relay
+        .send(FlushAndStop)
+        .await
+        .map_err(|_| FlushError::Stopped)?
+        .map_err(FlushError::Failed)
+}
+
 impl Handler<FlushAndStop> for OutboxRelay {
     type Result = AtomicResponse<Self, Result<usize, NatsError>>;
 

@@ -3,6 +3,7 @@
 //!
 //! One filter subject per consumer, so it runs on nats-server 2.9 (Debian's) as well as newer.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
@@ -60,7 +61,7 @@ pub const DEAD_LETTERS: StreamSpec = StreamSpec {
 pub const STREAMS: [StreamSpec; 4] = [ORDERS, STOCK, DELIVERY, DEAD_LETTERS];
 
 /// A durable pull consumer, shared by every instance of the service that owns it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumerSpec {
     /// Kebab case: `<service>-<subject>`.
     pub durable: &'static str,
@@ -71,7 +72,8 @@ pub struct ConsumerSpec {
     /// The runner's retry schedule: after delivery `n` failed, it Naks with entry `n - 1` as the
     /// delay (the last entry repeats). The server has no backoff of its own: with one, it
     /// stretches a Nak's delay on later deliveries by the difference of backoff steps.
-    pub backoff_secs: &'static [u64],
+    /// A service may build its own (notification, from its settings).
+    pub backoff_secs: Cow<'static, [u64]>,
     /// How long a delivery may stay unacked before the server hands it to another instance. The
     /// runner sends progress acks while a handler works, so this only bounds how long messages
     /// held by an instance that died wait: keep it short.
@@ -106,7 +108,7 @@ pub const STOCK_ORDERS_CREATED: ConsumerSpec = ConsumerSpec {
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CREATED,
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -115,7 +117,7 @@ pub const STOCK_ORDERS_CANCELLED: ConsumerSpec = ConsumerSpec {
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CANCELLED,
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -124,7 +126,7 @@ pub const ORDER_ORDERS_CONFIRMED: ConsumerSpec = ConsumerSpec {
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CONFIRMED,
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -133,7 +135,7 @@ pub const ORDER_ORDERS_REJECTED: ConsumerSpec = ConsumerSpec {
     stream: ORDERS,
     filter_subject: subjects::ORDERS_REJECTED,
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -142,7 +144,7 @@ pub const ORDER_DELIVERY: ConsumerSpec = ConsumerSpec {
     stream: DELIVERY,
     filter_subject: subjects::DELIVERY_ALL,
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -151,7 +153,7 @@ pub const DELIVERY_ORDERS_CONFIRMED: ConsumerSpec = ConsumerSpec {
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CONFIRMED,
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -160,7 +162,7 @@ pub const DELIVERY_ORDERS_CANCELLED: ConsumerSpec = ConsumerSpec {
     stream: ORDERS,
     filter_subject: subjects::ORDERS_CANCELLED,
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -171,7 +173,7 @@ pub const ORDER_DEAD_ORDERS_CREATED: ConsumerSpec = ConsumerSpec {
     stream: DEAD_LETTERS,
     filter_subject: "dlq.stock-orders-created",
     max_deliver: DB_MAX_DELIVER,
-    backoff_secs: DB_RETRY_SECS,
+    backoff_secs: Cow::Borrowed(DB_RETRY_SECS),
     ack_wait: DB_ACK_WAIT,
     max_ack_pending: 10_000,
 };
@@ -182,7 +184,7 @@ pub const NOTIFICATION_STOCK_LOW: ConsumerSpec = ConsumerSpec {
     stream: STOCK,
     filter_subject: subjects::STOCK_LOW,
     max_deliver: 6,
-    backoff_secs: &[30, 60, 120, 240, 480],
+    backoff_secs: Cow::Borrowed(&[30, 60, 120, 240, 480]),
     ack_wait: Duration::from_secs(10),
     max_ack_pending: 64,
 };

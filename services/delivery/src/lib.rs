@@ -4,7 +4,8 @@
 //! - [`config`]: the service's `Config` and the courier delays.
 //! - [`domain`]: the shipment's statuses and steps, pure.
 //! - [`store`]: shipments in PostgreSQL, with the inbox and outbox rows that go with each change.
-//! - [`actors`]: the consumers' shipments actor and the delivery timer.
+//! - [`handlers`]: the consumers' shipments handler.
+//! - [`actors`]: the delivery timer.
 //! - [`commands`]: the courier update, served over NATS (service `delivery`) for the order API.
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
 
@@ -12,6 +13,7 @@ pub mod actors;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod handlers;
 pub mod startup;
 pub mod store;
 

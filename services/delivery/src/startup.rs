@@ -1,28 +1,28 @@
-//! Builds the delivery service (database, JetStream, outbox relay, actors, the courier-update
-//! command) and runs its consumers until shutdown.
+//! Builds the delivery service (database, JetStream, outbox relay, the timer, the shipments
+//! handler, the courier-update command) and runs its consumers until shutdown.
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use nats::consume::{ConsumerRunner, HandleBatch};
 use nats::events::{OrderCancelled, OrderConfirmed};
+use nats::lifecycle::{self, Gone, Lifecycle};
 use nats::outbox::Outbox;
-use nats::relay::{FlushAndStop, OutboxRelay};
+use nats::relay::{self, OutboxRelay};
 use nats::service::CommandService;
-use nats::topology::{self, ConsumerSpec};
-use nats::{Decode, Envelope, Namespace, NatsError};
+use nats::topology;
+use nats::{Envelope, Namespace};
 use sea_orm::DatabaseConnection;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
-use crate::actors::{DeliveryTimer, ShipmentsActor, Stop};
+use crate::actors::DeliveryTimer;
+use crate::handlers::Shipments;
 
 /// Order events settled per transaction.
 const EVENT_BATCH: usize = 64;
-/// How long shutdown waits for an actor to report itself stopped.
-const ACTOR_STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the timer's round in progress.
+const TIMER_STOP_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The delivery service, built and ready to run.
 pub struct Application {
@@ -31,7 +31,8 @@ pub struct Application {
     namespace: Namespace,
     relay: Addr<OutboxRelay>,
     timer: Addr<DeliveryTimer>,
-    shipments: Addr<ShipmentsActor>,
+    timer_gone: Gone,
+    shipments: Shipments,
     commands: CommandService,
 }
 
@@ -58,14 +59,15 @@ impl Application {
             migration::Service::Delivery.outbox_channel(),
         )
         .start();
+        let (gone_guard, timer_gone) = lifecycle::gone_signal();
         let timer = DeliveryTimer::new(
             db.clone(),
             Outbox::new(namespace.clone()),
             config.settings.clone(),
+            gone_guard,
         )
         .start();
-        let shipments =
-            ShipmentsActor::new(db.clone(), config.settings.clone(), timer.clone()).start();
+        let shipments = Shipments::new(db.clone(), config.settings.clone(), timer.clone());
         let commands = crate::commands::serve(
             &jetstream.client(),
             &namespace,
@@ -80,100 +82,33 @@ impl Application {
             namespace,
             relay,
             timer,
+            timer_gone,
             shipments,
             commands,
         })
     }
 
     /// Consumes `orders.confirmed` and `orders.cancelled` until `shutdown` is cancelled, then shuts
-    /// down gracefully (SPEC §5 rule 8): stop pulling and finish the batches in hand, stop the
-    /// actors (the timer after its round in progress), flush the outbox. A consumer that stops
-    /// on its own (it cannot pull) stops the service with an error.
+    /// down gracefully (SPEC §5 rule 8, [`nats::lifecycle`]): stop pulling and finish the
+    /// batches in hand, stop serving commands, stop the timer after its round in progress (a
+    /// step due later waits in the database for the next instance), flush the outbox. A
+    /// consumer that stops on its own (it cannot pull) stops the service with an error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let consuming = shutdown.child_token();
-        let runners = [
-            self.spawn_runner(
-                topology::DELIVERY_ORDERS_CONFIRMED,
-                self.shipments
-                    .clone()
-                    .recipient::<HandleBatch<Envelope<OrderConfirmed>>>(),
-                &consuming,
-            ),
-            self.spawn_runner(
-                topology::DELIVERY_ORDERS_CANCELLED,
-                self.shipments
-                    .clone()
-                    .recipient::<HandleBatch<Envelope<OrderCancelled>>>(),
-                &consuming,
-            ),
-        ];
-        // A runner cancels `consuming` when it ends, whether asked to or not.
-        consuming.cancelled().await;
-        let mut first_error = None;
-        for (durable, runner) in runners {
-            let failure = match runner.await {
-                Ok(Ok(())) if shutdown.is_cancelled() => None,
-                Ok(Ok(())) => Some(anyhow::anyhow!("the {durable} consumer stopped on its own")),
-                Ok(Err(error)) => Some(
-                    anyhow::Error::new(error).context(format!("the {durable} consumer failed")),
-                ),
-                Err(error) => Some(
-                    anyhow::Error::new(error).context(format!("the {durable} consumer panicked")),
-                ),
-            };
-            if let Some(failure) = failure {
-                tracing::error!(error = ?failure, "consumer stopped");
-                first_error.get_or_insert(failure);
-            }
-        }
-
-        // The runners have answered for every message they pulled: the shipments actor is idle.
-        // The timer finishes its round in progress; a step due later waits in the database for
-        // the next instance.
-        self.commands.stop().await;
-        stop(&self.shipments).await;
-        stop(&self.timer).await;
-        self.relay
-            .send(FlushAndStop)
-            .await
-            .context("The outbox relay stopped early")?
-            .context("Failed to flush the outbox")?;
-        first_error.map_or(Ok(()), Err)
-    }
-
-    fn spawn_runner<E: Decode>(
-        &self,
-        spec: ConsumerSpec,
-        handler: Recipient<HandleBatch<E>>,
-        consuming: &CancellationToken,
-    ) -> (&'static str, JoinHandle<Result<(), NatsError>>) {
-        let runner = ConsumerRunner::new(
-            self.jetstream.clone(),
-            self.namespace.clone(),
-            spec,
-            handler,
+        let mut lifecycle = Lifecycle::new(self.jetstream.clone(), self.namespace, &shutdown);
+        lifecycle.consume::<Envelope<OrderConfirmed>, _>(
+            topology::DELIVERY_ORDERS_CONFIRMED,
+            self.shipments.clone(),
             EVENT_BATCH,
         );
-        let consuming = consuming.clone();
-        let handle = tokio::spawn(async move {
-            let result = runner.run(consuming.clone()).await;
-            consuming.cancel();
-            result
-        });
-        (spec.durable, handle)
-    }
-}
-
-/// Stops an actor and waits (bounded) until it has.
-async fn stop<A>(addr: &Addr<A>)
-where
-    A: Actor<Context = Context<A>> + Handler<Stop>,
-{
-    if addr.send(Stop).await.is_err() {
-        return;
-    }
-    let deadline = tokio::time::Instant::now() + ACTOR_STOP_DEADLINE;
-    while addr.connected() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        lifecycle.consume::<Envelope<OrderCancelled>, _>(
+            topology::DELIVERY_ORDERS_CANCELLED,
+            self.shipments,
+            EVENT_BATCH,
+        );
+        let consumed = lifecycle.until_stopped().await;
+        self.commands.stop().await;
+        lifecycle::stop_actor(&self.timer, self.timer_gone, TIMER_STOP_DEADLINE).await;
+        relay::flush_and_stop(&self.relay).await?;
+        Ok(consumed?)
     }
 }

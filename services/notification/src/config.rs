@@ -1,8 +1,6 @@
 //! The notification service's configuration.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use migration::database::DatabaseConfig;
@@ -176,30 +174,10 @@ impl NotificationSettings {
             domain::retry_schedule_secs(self.retry_base_secs, self.retry_max_secs, max_deliver);
         ConsumerSpec {
             max_deliver,
-            backoff_secs: intern(schedule),
+            backoff_secs: schedule.into(),
             ..topology::NOTIFICATION_STOCK_LOW
         }
     }
-}
-
-/// `ConsumerSpec::backoff_secs` is `&'static`: each distinct schedule is leaked once and reused,
-/// so building many applications (tests) leaks nothing more. It goes when the consumer
-/// runner takes an owned schedule.
-fn intern(schedule: Vec<u64>) -> &'static [u64] {
-    static SCHEDULES: LazyLock<Mutex<HashSet<&'static [u64]>>> = LazyLock::new(|| {
-        Mutex::new(HashSet::from([
-            topology::NOTIFICATION_STOCK_LOW.backoff_secs
-        ]))
-    });
-    let mut schedules = SCHEDULES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(existing) = schedules.get(schedule.as_slice()) {
-        return existing;
-    }
-    let leaked: &'static [u64] = Box::leak(schedule.into_boxed_slice());
-    schedules.insert(leaked);
-    leaked
 }
 
 #[derive(Clone, Debug)]
@@ -255,11 +233,6 @@ mod tests {
         };
         let spec = settings.consumer_spec();
         assert_eq!(spec.max_deliver, 3);
-        assert_eq!(spec.backoff_secs, &[1, 1]);
-        // Interned: the same schedule is the same slice.
-        assert!(std::ptr::eq(
-            spec.backoff_secs,
-            settings.consumer_spec().backoff_secs
-        ));
+        assert_eq!(spec.backoff_secs[..], [1, 1]);
     }
 }

@@ -8,7 +8,7 @@
 //! - [`order_writer`]: group commit for `POST /order`: concurrent orders share one statement.
 //! - [`store`]: the SQL, with the idempotency and forward-only rules beside it.
 //! - [`api`]: the OpenAPI operations, one module per tag; errors as problem+json.
-//! - [`actors`]: the consumers that move orders forward on stock and delivery events.
+//! - [`handlers`]: the consumers' handlers that move orders forward on stock and delivery events.
 //! - [`push`]: status pushes between instances, for clients following an order live.
 //! - [`server`]: the HTTP accept loop: header, idle and grace timeouts, the connection cap.
 //! - [`startup`]: `Application::build(config)`, `port()`, `run_until_stopped(shutdown)`.
@@ -17,12 +17,12 @@
 // are the cold path, so the larger `Result` costs nothing that matters.
 #![allow(clippy::result_large_err)]
 
-pub mod actors;
 pub mod api;
 pub mod auth;
 pub mod catalogue_cache;
 pub mod config;
 pub mod domain;
+pub mod handlers;
 pub mod order_writer;
 pub mod push;
 pub mod server;

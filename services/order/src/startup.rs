@@ -6,10 +6,10 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use migration::database::DatabaseConfig;
 use nats::Envelope;
-use nats::consume::{ConsumerRunner, HandleBatch};
 use nats::events::{DeadOrderCreated, DeliveryEvent, OrderConfirmed, OrderRejected};
+use nats::lifecycle::Lifecycle;
 use nats::outbox::Outbox;
-use nats::relay::{FlushAndStop, OutboxRelay};
+use nats::relay::{self, OutboxRelay};
 use nats::topology::{
     ORDER_CONSUMERS, ORDER_DEAD_ORDERS_CREATED, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED,
     ORDER_ORDERS_REJECTED,
@@ -17,12 +17,12 @@ use nats::topology::{
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
-use crate::actors::order_events::OrderEventsActor;
 use crate::api::{self, AppState};
 use crate::auth::{self, Role, TokenKeys};
 use crate::config::{
     DEV_JWT_SECRET, MIN_SIGNUP_TOKEN_BYTES, MerchantSignup, OrderSettings, Profile,
 };
+use crate::handlers::order_events::OrderEvents;
 use crate::order_writer::OrderWriter;
 use crate::push::{Listeners, StatusPublisher};
 use crate::{Config, store};
@@ -127,55 +127,32 @@ impl Application {
         let listeners = Listeners::start(self.jetstream.client(), &namespace, shutdown.clone())
             .await
             .context("Failed to subscribe to order status pushes")?;
-        let events = OrderEventsActor::new(
+        let events = OrderEvents::new(
             self.consumer_db.clone(),
             Outbox::new(namespace.clone()),
             pushes.clone(),
-        )
-        .start();
-        let confirmed = ConsumerRunner::new(
-            self.jetstream.clone(),
-            namespace.clone(),
-            ORDER_ORDERS_CONFIRMED,
-            events
-                .clone()
-                .recipient::<HandleBatch<Envelope<OrderConfirmed>>>(),
-            EVENT_BATCH,
         );
-        let rejected = ConsumerRunner::new(
-            self.jetstream.clone(),
-            namespace.clone(),
-            ORDER_ORDERS_REJECTED,
-            events
-                .clone()
-                .recipient::<HandleBatch<Envelope<OrderRejected>>>(),
-            EVENT_BATCH,
-        );
-        let delivery = ConsumerRunner::new(
-            self.jetstream.clone(),
-            namespace.clone(),
-            ORDER_DELIVERY,
-            events.clone().recipient::<HandleBatch<DeliveryEvent>>(),
-            EVENT_BATCH,
-        );
-        let dead_orders = ConsumerRunner::new(
-            self.jetstream.clone(),
-            namespace.clone(),
-            ORDER_DEAD_ORDERS_CREATED,
-            events.clone().recipient::<HandleBatch<DeadOrderCreated>>(),
-            EVENT_BATCH,
-        );
-        let consumers = if self.config.settings.api_only {
+        let mut lifecycle = Lifecycle::new(self.jetstream.clone(), namespace.clone(), &shutdown);
+        if self.config.settings.api_only {
             tracing::info!("API only: this instance consumes no order events");
-            Vec::new()
         } else {
-            vec![
-                tokio::spawn(confirmed.run(shutdown.clone())),
-                tokio::spawn(rejected.run(shutdown.clone())),
-                tokio::spawn(delivery.run(shutdown.clone())),
-                tokio::spawn(dead_orders.run(shutdown.clone())),
-            ]
-        };
+            lifecycle.consume::<Envelope<OrderConfirmed>, _>(
+                ORDER_ORDERS_CONFIRMED,
+                events.clone(),
+                EVENT_BATCH,
+            );
+            lifecycle.consume::<Envelope<OrderRejected>, _>(
+                ORDER_ORDERS_REJECTED,
+                events.clone(),
+                EVENT_BATCH,
+            );
+            lifecycle.consume::<DeliveryEvent, _>(ORDER_DELIVERY, events.clone(), EVENT_BATCH);
+            lifecycle.consume::<DeadOrderCreated, _>(
+                ORDER_DEAD_ORDERS_CREATED,
+                events,
+                EVENT_BATCH,
+            );
+        }
 
         let state = AppState {
             db: self.db.clone(),
@@ -197,26 +174,19 @@ impl Application {
                 signup_token(&self.config.settings),
             ),
         };
+        // The server stops with the consumers (a consumer that fails stops it too).
         let served = crate::server::serve(
             self.listener,
             api::app(state, &self.config.settings),
             self.config.settings.http_limits(),
-            shutdown.clone(),
+            lifecycle.stopping(),
         )
         .await;
         // The server also ends on its own error: stop the rest with it.
         shutdown.cancel();
-        for consumer in consumers {
-            consumer
-                .await
-                .context("A consumer panicked")?
-                .context("A consumer failed")?;
-        }
-        self.relay
-            .send(FlushAndStop)
-            .await
-            .context("The outbox relay stopped early")?
-            .context("Failed to flush the outbox")?;
+        let consumed = lifecycle.until_stopped().await;
+        relay::flush_and_stop(&self.relay).await?;
+        consumed?;
         served.context("The HTTP server failed")
     }
 }

@@ -6,13 +6,13 @@
 //! - [`store`]: the SQL: reservation and release batches (one transaction each, with outbox and
 //!   inbox), and seed / list / restock.
 //! - [`commands`]: the merchant commands served over NATS (service `stock`): seed, list, restock.
-//! - [`actors`]: `ReservationActor` (`orders.created`) and `ReleaseActor` (`orders.cancelled`).
+//! - [`handlers`]: `ReserveOrders` (`orders.created`) and `ReleaseOrders` (`orders.cancelled`).
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
 
-pub mod actors;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod handlers;
 pub mod startup;
 pub mod store;
 

@@ -14,9 +14,9 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 
 use nats::outbox::Outbox;
 
-use crate::actors::Stop;
 use crate::config::DeliverySettings;
 use crate::store;
+use nats::lifecycle::{GoneGuard, Stop};
 
 /// The fallback poll.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -30,15 +30,23 @@ pub struct DeliveryTimer {
     settings: DeliverySettings,
     /// Set while a round is queued, so a burst of wake-ups queues one round, not many.
     round_queued: bool,
+    /// Dropped with the timer: tells shutdown it is gone.
+    _gone: GoneGuard,
 }
 
 impl DeliveryTimer {
-    pub fn new(db: DatabaseConnection, outbox: Outbox, settings: DeliverySettings) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        outbox: Outbox,
+        settings: DeliverySettings,
+        gone: GoneGuard,
+    ) -> Self {
         Self {
             db,
             outbox,
             settings,
             round_queued: false,
+            _gone: gone,
         }
     }
 

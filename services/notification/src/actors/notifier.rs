@@ -35,6 +35,7 @@ use uuid::Uuid;
 use nats::Envelope;
 use nats::consume::{Delivery, HandleBatch, Outcome};
 use nats::events::StockLow;
+use nats::lifecycle::{GoneGuard, Stop};
 use nats::push::{self, AlertsChanged, Pusher};
 use nats::topology::ConsumerSpec;
 
@@ -379,12 +380,15 @@ fn database_error(error: &DbErr) -> String {
 /// message (so [`Stop`] waits for the batch in hand).
 pub struct NotifierActor {
     notifier: Arc<Notifier>,
+    /// Dropped with the actor (and its SMTP pool): tells shutdown it is gone.
+    _gone: GoneGuard,
 }
 
 impl NotifierActor {
-    pub fn new(notifier: Notifier) -> Self {
+    pub fn new(notifier: Notifier, gone: GoneGuard) -> Self {
         Self {
             notifier: Arc::new(notifier),
+            _gone: gone,
         }
     }
 }
@@ -407,11 +411,6 @@ impl Handler<HandleBatch<StockLowEvent>> for NotifierActor {
         ))
     }
 }
-
-/// Stops the actor (and drops its SMTP pool inside the runtime).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Stop;
 
 impl Handler<Stop> for NotifierActor {
     type Result = ();

@@ -2,6 +2,7 @@
 //! JetStream namespace (see `helpers::spawn_app`).
 
 mod cancellation;
+mod handlers;
 mod helpers;
 mod poison;
 mod redelivery;

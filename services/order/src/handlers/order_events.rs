@@ -2,16 +2,15 @@
 //! `delivery.cancelled` completes a confirmed order's cancel that delivery accepted: the order is
 //! cancelled and `orders.cancelled` goes out in the same transaction, so stock releases.
 //!
-//! A shell: it turns each event into a [`Transition`] and lets [`settle`] apply a batch of them in
+//! A plain handler: it turns each event into a [`Transition`] and lets [`settle`] apply a batch of them in
 //! one transaction, falling back to one transaction per event when the batch fails, so one bad
 //! event never holds up the others. After each commit the changes it made are pushed to every
 //! API instance ([`crate::push`]), for the clients following those orders.
 
-use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use uuid::Uuid;
 
-use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::consume::{Delivery, HandleEvents, Outcome};
 use nats::events::{
     DeadOrderCreated, DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected,
 };
@@ -28,20 +27,17 @@ use crate::store;
 /// How long an event that overtook its predecessor waits before it is delivered again.
 const NOT_YET_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
-pub struct OrderEventsActor {
+#[derive(Clone)]
+pub struct OrderEvents {
     db: DatabaseConnection,
     outbox: Outbox,
     pushes: StatusPublisher,
 }
 
-impl OrderEventsActor {
+impl OrderEvents {
     pub fn new(db: DatabaseConnection, outbox: Outbox, pushes: StatusPublisher) -> Self {
         Self { db, outbox, pushes }
     }
-}
-
-impl Actor for OrderEventsActor {
-    type Context = Context<Self>;
 }
 
 /// One event's effect on one order.
@@ -61,16 +57,9 @@ pub struct Transition {
     pub trace: Option<nats::trace::TraceParent>,
 }
 
-impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(
-        &mut self,
-        batch: HandleBatch<Envelope<OrderConfirmed>>,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+impl HandleEvents<Envelope<OrderConfirmed>> for OrderEvents {
+    async fn handle(&self, batch: Vec<Delivery<Envelope<OrderConfirmed>>>) -> Vec<Outcome> {
         let transitions = batch
-            .0
             .iter()
             .map(|d| Transition {
                 event_id: d.event.id,
@@ -83,26 +72,20 @@ impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for OrderEventsActor {
                 trace: d.event.trace,
             })
             .collect();
-        Box::pin(settle(
-            self.db.clone(),
-            self.outbox.clone(),
-            self.pushes.clone(),
+        settle(
+            &self.db,
+            &self.outbox,
+            &self.pushes,
             ORDER_ORDERS_CONFIRMED.durable,
             transitions,
-        ))
+        )
+        .await
     }
 }
 
-impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(
-        &mut self,
-        batch: HandleBatch<Envelope<OrderRejected>>,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+impl HandleEvents<Envelope<OrderRejected>> for OrderEvents {
+    async fn handle(&self, batch: Vec<Delivery<Envelope<OrderRejected>>>) -> Vec<Outcome> {
         let transitions = batch
-            .0
             .iter()
             .map(|d| {
                 let short: Vec<&str> = d
@@ -124,29 +107,23 @@ impl Handler<HandleBatch<Envelope<OrderRejected>>> for OrderEventsActor {
                 }
             })
             .collect();
-        Box::pin(settle(
-            self.db.clone(),
-            self.outbox.clone(),
-            self.pushes.clone(),
+        settle(
+            &self.db,
+            &self.outbox,
+            &self.pushes,
             ORDER_ORDERS_REJECTED.durable,
             transitions,
-        ))
+        )
+        .await
     }
 }
 
 /// Stock dead-lettered the order's `orders.created` (it can never be processed, or every retry
 /// failed): a pending order is rejected with the reason, so nothing stays pending forever. The
 /// dead letter stays in the DLQ stream for the operator.
-impl Handler<HandleBatch<DeadOrderCreated>> for OrderEventsActor {
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(
-        &mut self,
-        batch: HandleBatch<DeadOrderCreated>,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
+impl HandleEvents<DeadOrderCreated> for OrderEvents {
+    async fn handle(&self, batch: Vec<Delivery<DeadOrderCreated>>) -> Vec<Outcome> {
         let transitions = batch
-            .0
             .iter()
             .map(|d| {
                 let reason = d
@@ -165,22 +142,20 @@ impl Handler<HandleBatch<DeadOrderCreated>> for OrderEventsActor {
                 }
             })
             .collect();
-        Box::pin(settle(
-            self.db.clone(),
-            self.outbox.clone(),
-            self.pushes.clone(),
+        settle(
+            &self.db,
+            &self.outbox,
+            &self.pushes,
             ORDER_DEAD_ORDERS_CREATED.durable,
             transitions,
-        ))
+        )
+        .await
     }
 }
 
-impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(&mut self, batch: HandleBatch<DeliveryEvent>, _: &mut Context<Self>) -> Self::Result {
+impl HandleEvents<DeliveryEvent> for OrderEvents {
+    async fn handle(&self, batch: Vec<Delivery<DeliveryEvent>>) -> Vec<Outcome> {
         let transitions = batch
-            .0
             .iter()
             .map(|d: &Delivery<DeliveryEvent>| {
                 let fact = |shipment_id, dispatched_at, delivered_at| store::ShipmentFact {
@@ -231,13 +206,14 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
                 }
             })
             .collect();
-        Box::pin(settle(
-            self.db.clone(),
-            self.outbox.clone(),
-            self.pushes.clone(),
+        settle(
+            &self.db,
+            &self.outbox,
+            &self.pushes,
             ORDER_DELIVERY.durable,
             transitions,
-        ))
+        )
+        .await
     }
 }
 
@@ -246,13 +222,13 @@ impl Handler<HandleBatch<DeliveryEvent>> for OrderEventsActor {
 /// watcher that reads the order on a push sees the change).
 #[tracing::instrument(skip_all, fields(consumer, events = transitions.len()))]
 pub async fn settle(
-    db: DatabaseConnection,
-    outbox: Outbox,
-    pushes: StatusPublisher,
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    pushes: &StatusPublisher,
     consumer: &'static str,
     transitions: Vec<Transition>,
 ) -> Vec<Outcome> {
-    match settle_in_one_transaction(&db, &outbox, consumer, &transitions).await {
+    match settle_in_one_transaction(db, outbox, consumer, &transitions).await {
         Ok((outcomes, changed)) => {
             pushes.publish(&changed).await;
             outcomes
@@ -263,8 +239,8 @@ pub async fn settle(
             let mut changed = Vec::new();
             for transition in &transitions {
                 let outcome = match settle_in_one_transaction(
-                    &db,
-                    &outbox,
+                    db,
+                    outbox,
                     consumer,
                     std::slice::from_ref(transition),
                 )

@@ -1,64 +1,41 @@
-//! The reservation actor: handles batches of `orders.created` from the `stock-orders-created`
-//! consumer (SPEC §5 rules 1-3).
+//! Reservations: batches of `orders.created` from the `stock-orders-created` consumer (SPEC §5
+//! rules 1-3).
 //!
 //! A batch is reserved in one transaction (every order hits the same few ingredient rows, so a
 //! transaction per order would serialise on their locks). If the batch fails, each order gets a
 //! transaction of its own, so one bad order never sinks the others. The reply, which the consumer
 //! runner turns into acks, comes after the commit.
 
-use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 
 use nats::Envelope;
-use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::consume::{Delivery, HandleEvents, Outcome};
 use nats::events::OrderCreated;
 use nats::outbox::Outbox;
 use nats::push::{self, Pusher, StockChanged};
 
-use crate::actors::Stop;
 use crate::domain;
 use crate::store::{self, Reserved};
 
-pub struct ReservationActor {
+/// Handles the `stock-orders-created` consumer's batches. Holds no state of its own: one value
+/// per runner, cheap to clone.
+#[derive(Clone)]
+pub struct ReserveOrders {
     db: DatabaseConnection,
     outbox: Outbox,
     pushes: Pusher,
 }
 
-impl ReservationActor {
+impl ReserveOrders {
     pub fn new(db: DatabaseConnection, outbox: Outbox, pushes: Pusher) -> Self {
         Self { db, outbox, pushes }
     }
 }
 
-impl Actor for ReservationActor {
-    type Context = Context<Self>;
-}
-
-impl Handler<HandleBatch<Envelope<OrderCreated>>> for ReservationActor {
-    // The future touches no actor state: batches could overlap (the runner sends one at a time).
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(
-        &mut self,
-        HandleBatch(deliveries): HandleBatch<Envelope<OrderCreated>>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        Box::pin(reserve(
-            self.db.clone(),
-            self.outbox.clone(),
-            self.pushes.clone(),
-            deliveries,
-        ))
-    }
-}
-
-impl Handler<Stop> for ReservationActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
+impl HandleEvents<Envelope<OrderCreated>> for ReserveOrders {
+    async fn handle(&self, deliveries: Vec<Delivery<Envelope<OrderCreated>>>) -> Vec<Outcome> {
+        reserve(&self.db, &self.outbox, &self.pushes, deliveries).await
     }
 }
 
@@ -66,9 +43,9 @@ impl Handler<Stop> for ReservationActor {
 /// an order no stock could ever satisfy the shape of, `Retry` for a database failure.
 #[instrument(skip_all, fields(orders = deliveries.len()))]
 async fn reserve(
-    db: DatabaseConnection,
-    outbox: Outbox,
-    pushes: Pusher,
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    pushes: &Pusher,
     deliveries: Vec<Delivery<Envelope<OrderCreated>>>,
 ) -> Vec<Outcome> {
     let mut outcomes = vec![Outcome::Done; deliveries.len()];
@@ -95,7 +72,7 @@ async fn reserve(
     }
 
     let mut confirmed_merchants = Vec::new();
-    match reserve_in_transaction(&db, &outbox, &orders).await {
+    match reserve_in_transaction(db, outbox, &orders).await {
         Ok(reserved) => {
             log_outcomes(&orders, &reserved);
             confirmed_merchants.extend(merchants_confirmed(&orders, &reserved));
@@ -107,7 +84,7 @@ async fn reserve(
         Err(error) => {
             tracing::warn!(%error, "batch reservation failed; reserving one order per transaction");
             for (position, order) in positions.into_iter().zip(&orders) {
-                match reserve_in_transaction(&db, &outbox, std::slice::from_ref(order)).await {
+                match reserve_in_transaction(db, outbox, std::slice::from_ref(order)).await {
                     Ok(reserved) => {
                         log_outcomes(std::slice::from_ref(order), &reserved);
                         confirmed_merchants

@@ -1,4 +1,4 @@
-//! The shipments actor: handles batches of `orders.confirmed` (create the order's shipment) and
+//! The shipments handler: batches of `orders.confirmed` (create the order's shipment) and
 //! `orders.cancelled` (drop a shipment not yet dispatched) from the delivery consumers
 //! (SPEC §5 rules 1, 4 and 6).
 //!
@@ -15,16 +15,16 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use nats::Envelope;
-use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::consume::{Delivery, HandleEvents, Outcome};
 use nats::events::{OrderCancelled, OrderConfirmed};
 
-use crate::actors::Stop;
 use crate::actors::timer::{DeliveryTimer, WakeAt};
 use crate::config::DeliverySettings;
 use crate::store::{self, Cancelled, Inserted};
 
-/// Creates and cancels shipments for the `delivery-orders-*` consumers.
-pub struct ShipmentsActor {
+/// Creates and cancels shipments for the `delivery-orders-*` consumers. Cheap to clone.
+#[derive(Clone)]
+pub struct Shipments {
     db: DatabaseConnection,
     settings: DeliverySettings,
     /// Told when a new shipment's dispatch is due, so it happens on time rather than at the
@@ -32,7 +32,7 @@ pub struct ShipmentsActor {
     timer: Addr<DeliveryTimer>,
 }
 
-impl ShipmentsActor {
+impl Shipments {
     pub fn new(
         db: DatabaseConnection,
         settings: DeliverySettings,
@@ -46,48 +46,19 @@ impl ShipmentsActor {
     }
 }
 
-impl Actor for ShipmentsActor {
-    type Context = Context<Self>;
-}
-
-impl Handler<HandleBatch<Envelope<OrderConfirmed>>> for ShipmentsActor {
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(
-        &mut self,
-        HandleBatch(deliveries): HandleBatch<Envelope<OrderConfirmed>>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        Box::pin(create(
-            self.db.clone(),
-            self.settings.clone(),
-            self.timer.clone(),
-            deliveries,
-        ))
+impl HandleEvents<Envelope<OrderConfirmed>> for Shipments {
+    async fn handle(&self, deliveries: Vec<Delivery<Envelope<OrderConfirmed>>>) -> Vec<Outcome> {
+        create(&self.db, &self.settings, &self.timer, deliveries).await
     }
 }
 
-impl Handler<HandleBatch<Envelope<OrderCancelled>>> for ShipmentsActor {
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(
-        &mut self,
-        HandleBatch(deliveries): HandleBatch<Envelope<OrderCancelled>>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        Box::pin(cancel(self.db.clone(), deliveries))
+impl HandleEvents<Envelope<OrderCancelled>> for Shipments {
+    async fn handle(&self, deliveries: Vec<Delivery<Envelope<OrderCancelled>>>) -> Vec<Outcome> {
+        cancel(&self.db, deliveries).await
     }
 }
 
-impl Handler<Stop> for ShipmentsActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-/// The part of an order event this actor needs.
+/// The part of an order event this handler needs.
 #[derive(Clone, Debug)]
 struct OrderEvent {
     event_id: Uuid,
@@ -116,9 +87,9 @@ impl OrderEvent {
 /// database failure. Wakes the timer for the new shipments' dispatch.
 #[instrument(skip_all, fields(orders = deliveries.len()))]
 async fn create(
-    db: DatabaseConnection,
-    settings: DeliverySettings,
-    timer: Addr<DeliveryTimer>,
+    db: &DatabaseConnection,
+    settings: &DeliverySettings,
+    timer: &Addr<DeliveryTimer>,
     deliveries: Vec<Delivery<Envelope<OrderConfirmed>>>,
 ) -> Vec<Outcome> {
     let events: Vec<OrderEvent> = deliveries
@@ -129,7 +100,6 @@ async fn create(
             OrderEvent::new(&d.event, order_id, span)
         })
         .collect();
-    let (db, settings) = (&db, &settings);
     let results = settle(&events, move |events| async move {
         let txn = db.begin().await?;
         let confirmations: Vec<store::Confirmation> = events
@@ -180,7 +150,7 @@ async fn create(
 /// One outcome per delivery, in order, as for [`create`].
 #[instrument(skip_all, fields(orders = deliveries.len()))]
 async fn cancel(
-    db: DatabaseConnection,
+    db: &DatabaseConnection,
     deliveries: Vec<Delivery<Envelope<OrderCancelled>>>,
 ) -> Vec<Outcome> {
     let events: Vec<OrderEvent> = deliveries
@@ -191,7 +161,7 @@ async fn cancel(
             OrderEvent::new(&d.event, order_id, span)
         })
         .collect();
-    let db = &db;
+
     let results = settle(&events, move |events| async move {
         let txn = db.begin().await?;
         let now = Utc::now();

@@ -1,53 +1,35 @@
-//! The release actor: handles batches of `orders.cancelled` from the `stock-orders-cancelled`
-//! consumer, putting back exactly what each order reserved, once (SPEC §5 rules 1, 2 and 4).
+//! Releases: batches of `orders.cancelled` from the `stock-orders-cancelled` consumer, putting
+//! back exactly what each order reserved, once (SPEC §5 rules 1, 2 and 4).
 //!
 //! Like reservations: one transaction per batch, one per event if the batch fails, the reply
 //! (and so the ack) after the commit.
 
-use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 
 use nats::Envelope;
-use nats::consume::{Delivery, HandleBatch, Outcome};
+use nats::consume::{Delivery, HandleEvents, Outcome};
 use nats::events::OrderCancelled;
 use nats::push::{self, Pusher, StockChanged};
 
-use crate::actors::Stop;
 use crate::store::{self, Released};
 
-pub struct ReleaseActor {
+/// Handles the `stock-orders-cancelled` consumer's batches. Holds no state of its own.
+#[derive(Clone)]
+pub struct ReleaseOrders {
     db: DatabaseConnection,
     pushes: Pusher,
 }
 
-impl ReleaseActor {
+impl ReleaseOrders {
     pub fn new(db: DatabaseConnection, pushes: Pusher) -> Self {
         Self { db, pushes }
     }
 }
 
-impl Actor for ReleaseActor {
-    type Context = Context<Self>;
-}
-
-impl Handler<HandleBatch<Envelope<OrderCancelled>>> for ReleaseActor {
-    type Result = ResponseFuture<Vec<Outcome>>;
-
-    fn handle(
-        &mut self,
-        HandleBatch(deliveries): HandleBatch<Envelope<OrderCancelled>>,
-        _: &mut Self::Context,
-    ) -> Self::Result {
-        Box::pin(release(self.db.clone(), self.pushes.clone(), deliveries))
-    }
-}
-
-impl Handler<Stop> for ReleaseActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
+impl HandleEvents<Envelope<OrderCancelled>> for ReleaseOrders {
+    async fn handle(&self, deliveries: Vec<Delivery<Envelope<OrderCancelled>>>) -> Vec<Outcome> {
+        release(&self.db, &self.pushes, deliveries).await
     }
 }
 
@@ -55,14 +37,14 @@ impl Handler<Stop> for ReleaseActor {
 /// database failure.
 #[instrument(skip_all, fields(orders = deliveries.len()))]
 async fn release(
-    db: DatabaseConnection,
-    pushes: Pusher,
+    db: &DatabaseConnection,
+    pushes: &Pusher,
     deliveries: Vec<Delivery<Envelope<OrderCancelled>>>,
 ) -> Vec<Outcome> {
     let events: Vec<Envelope<OrderCancelled>> = deliveries.into_iter().map(|d| d.event).collect();
     let mut outcomes = vec![Outcome::Done; events.len()];
     let mut released_merchants = Vec::new();
-    match release_in_transaction(&db, &events).await {
+    match release_in_transaction(db, &events).await {
         Ok(released) => {
             log_outcomes(&events, &released);
             released_merchants.extend(merchants_released(&events, &released));
@@ -74,7 +56,7 @@ async fn release(
         Err(error) => {
             tracing::warn!(%error, "batch release failed; releasing one order per transaction");
             for (outcome, event) in outcomes.iter_mut().zip(&events) {
-                match release_in_transaction(&db, std::slice::from_ref(event)).await {
+                match release_in_transaction(db, std::slice::from_ref(event)).await {
                     Ok(released) => {
                         log_outcomes(std::slice::from_ref(event), &released);
                         released_merchants

@@ -1,3 +1,0 @@
-//! The order service's actors: one per file.
-
-pub mod order_events;
