@@ -89,13 +89,14 @@ pub async fn publish(
     Ok(())
 }
 
-/// Why a dead letter could not be read or replayed. Carried as the source of
-/// [`NatsError::ReadStream`]; downcast it (`source.downcast_ref::<DeadLetterError>()`) to tell a
-/// wrong sequence from a broken server.
+/// Why a dead letter could not be read or replayed: a wrong sequence (match the variants), or
+/// the server ([`DeadLetterError::Nats`]).
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
     #[error("no dead letter at sequence {0}")]
     NotFound(u64),
+    #[error(transparent)]
+    Nats(#[from] NatsError),
     #[error("message {0} of the dead-letter stream has no {SUBJECT_HEADER} header")]
     NotADeadLetter(u64),
     #[error(
@@ -214,15 +215,13 @@ async fn stored_dead_letter(
     stream: &jetstream::stream::Stream,
     name: &str,
     sequence: u64,
-) -> Result<StreamMessage, NatsError> {
+) -> Result<StreamMessage, DeadLetterError> {
     stream
         .get_raw_message(sequence)
         .await
         .map_err(|e| match e.kind() {
-            RawMessageErrorKind::NoMessageFound => {
-                read_error(name, DeadLetterError::NotFound(sequence))
-            }
-            _ => read_error(name, e),
+            RawMessageErrorKind::NoMessageFound => DeadLetterError::NotFound(sequence),
+            _ => read_error(name, e).into(),
         })
 }
 
@@ -233,7 +232,7 @@ pub async fn list(
     js: &jetstream::Context,
     ns: &Namespace,
     limit: usize,
-) -> Result<Vec<DeadLetterRecord>, NatsError> {
+) -> Result<Vec<DeadLetterRecord>, DeadLetterError> {
     let (name, stream) = dead_letter_stream(js, ns).await?;
     let state = stream
         .get_info()
@@ -249,11 +248,8 @@ pub async fn list(
     while records.len() < limit && sequence >= state.first_sequence && sequence > 0 {
         match stored_dead_letter(&stream, &name, sequence).await {
             Ok(message) => records.push(DeadLetterRecord::from_stored(&message)),
-            Err(NatsError::ReadStream { source, .. })
-                if matches!(
-                    source.downcast_ref::<DeadLetterError>(),
-                    Some(DeadLetterError::NotFound(_))
-                ) => {}
+            // Deleted from the stream: skipped.
+            Err(DeadLetterError::NotFound(_)) => {}
             Err(error) => return Err(error),
         }
         sequence -= 1;
@@ -267,7 +263,7 @@ pub async fn get(
     js: &jetstream::Context,
     ns: &Namespace,
     sequence: u64,
-) -> Result<Option<DeadLetterRecord>, NatsError> {
+) -> Result<Option<DeadLetterRecord>, DeadLetterError> {
     let (name, stream) = dead_letter_stream(js, ns).await?;
     let state = stream
         .get_info()
@@ -280,14 +276,7 @@ pub async fn get(
     }
     match stored_dead_letter(&stream, &name, sequence).await {
         Ok(message) => Ok(Some(DeadLetterRecord::from_stored(&message))),
-        Err(NatsError::ReadStream { source, .. })
-            if matches!(
-                source.downcast_ref::<DeadLetterError>(),
-                Some(DeadLetterError::NotFound(_))
-            ) =>
-        {
-            Ok(None)
-        }
+        Err(DeadLetterError::NotFound(_)) => Ok(None),
         Err(error) => Err(error),
     }
 }
@@ -309,7 +298,7 @@ pub async fn replay(
     js: &jetstream::Context,
     ns: &Namespace,
     sequence: u64,
-) -> Result<ReplayedTo, NatsError> {
+) -> Result<ReplayedTo, DeadLetterError> {
     let (name, stream) = dead_letter_stream(js, ns).await?;
     let stored = stored_dead_letter(&stream, &name, sequence).await?;
     let subject = stored
@@ -317,15 +306,12 @@ pub async fn replay(
         .get(SUBJECT_HEADER)
         .map(|value| value.as_str().to_owned())
         .filter(|subject| !subject.is_empty())
-        .ok_or_else(|| read_error(&name, DeadLetterError::NotADeadLetter(sequence)))?;
+        .ok_or(DeadLetterError::NotADeadLetter(sequence))?;
     // Never outside the namespace, and never back into the dead-letter stream itself.
     let local = ns.strip_subject(&subject);
     let dlq_root = DEAD_LETTERS.subjects.trim_end_matches('>');
     if local.is_none_or(|local| local.starts_with(dlq_root)) {
-        return Err(read_error(
-            &name,
-            DeadLetterError::ForeignSubject { sequence, subject },
-        ));
+        return Err(DeadLetterError::ForeignSubject { sequence, subject });
     }
 
     let mut headers = HeaderMap::new();

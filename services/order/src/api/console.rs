@@ -14,7 +14,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
-use nats::NatsError;
 use nats::commands::{Alert, ListAlerts, ListIngredients};
 use nats::dlq::{self, DeadLetterError, DeadLetterRecord};
 use poem::web::Data;
@@ -376,18 +375,16 @@ async fn concerning(
         .collect())
 }
 
-/// The bus did not answer (503), or the sequence is not a replayable dead letter (409).
-fn bus_error(error: NatsError) -> ApiError {
-    let refusal = match &error {
-        NatsError::ReadStream { source, .. } => source.downcast_ref::<DeadLetterError>(),
-        _ => None,
-    };
-    match refusal {
-        Some(DeadLetterError::NotFound(sequence)) => {
+/// The bus did not answer (503), or the sequence is not a replayable dead letter (404, 409).
+fn bus_error(error: DeadLetterError) -> ApiError {
+    match error {
+        DeadLetterError::NotFound(sequence) => {
             ApiError::not_found(format!("no dead letter {sequence}"))
         }
-        Some(refusal) => ApiError::conflict(refusal.to_string()),
-        None => {
+        DeadLetterError::NotADeadLetter(_) | DeadLetterError::ForeignSubject { .. } => {
+            ApiError::conflict(error.to_string())
+        }
+        DeadLetterError::Nats(error) => {
             tracing::warn!(%error, "the dead-letter stream could not be read");
             ApiError::unavailable("NATS is not answering: try again in a moment")
         }
