@@ -1,9 +1,9 @@
 //! The command line. Every option also reads an environment variable (see `.env.example`).
 
 use clap::{Args, Parser, Subcommand};
+use larder_bus::{NatsConfig, OutboxConfig};
 use migration::Service;
 use migration::database::{DatabaseConfig, ServiceDatabases};
-use nats::{NatsConfig, OutboxConfig};
 
 use crate::telemetry::LogFormat;
 

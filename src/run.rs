@@ -69,14 +69,14 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
 
 async fn dead_letters(args: crate::cli::DlqArgs) -> anyhow::Result<()> {
     use crate::cli::DlqCommand;
-    let client = nats::connect(&args.nats, "larder-dlq", std::time::Duration::from_secs(10))
+    let client = larder_bus::connect(&args.nats, "larder-dlq", std::time::Duration::from_secs(10))
         .await
         .context("Failed to connect to NATS")?;
     let js = async_nats::jetstream::new(client);
     let ns = &args.nats.namespace;
     match args.command {
         DlqCommand::List { limit, json } => {
-            let letters = nats::dlq::list(&js, ns, limit)
+            let letters = larder_bus::dlq::list(&js, ns, limit)
                 .await
                 .context("Failed to read the DLQ stream")?;
             if json {
@@ -104,7 +104,7 @@ async fn dead_letters(args: crate::cli::DlqArgs) -> anyhow::Result<()> {
             }
         }
         DlqCommand::Replay { sequence } => {
-            let to = nats::dlq::replay(&js, ns, sequence)
+            let to = larder_bus::dlq::replay(&js, ns, sequence)
                 .await
                 .context("Failed to replay")?;
             println!(
@@ -135,7 +135,7 @@ struct Services {
 }
 
 impl Services {
-    fn nats_config(&self) -> Option<nats::NatsConfig> {
+    fn nats_config(&self) -> Option<larder_bus::NatsConfig> {
         (self.order.as_ref().map(|c| &c.nats))
             .or(self.stock.as_ref().map(|c| &c.nats))
             .or(self.notification.as_ref().map(|c| &c.nats))
@@ -232,11 +232,11 @@ fn run_services(services: Services) -> anyhow::Result<()> {
         // One advisory watcher per process: messages the server gave up on (max deliveries
         // after ack timeouts) become dead letters too (SPEC §5 rule 7).
         if let Some(config) = nats_config {
-            let js = nats::connect_jetstream(&config, "larder-advisories", &[])
+            let js = larder_bus::connect_jetstream(&config, "larder-advisories", &[])
                 .await
                 .context("Failed to connect the advisory watcher")?;
             let watcher =
-                nats::dlq::watch_advisories(js, config.namespace.clone(), shutdown.clone());
+                larder_bus::dlq::watch_advisories(js, config.namespace.clone(), shutdown.clone());
             running.push(spawn_service(
                 "advisory watcher",
                 async move { Ok(watcher.await?) },

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nats::testing::TestNats;
+use larder_bus::testing::TestNats;
 
 use crate::helpers::{Stack, free_port};
 

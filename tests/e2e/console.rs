@@ -9,8 +9,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use nats::topology::subjects;
-use nats::{Envelope, events::OrderCreated};
+use larder_contract::Envelope;
+use larder_contract::events::OrderCreated;
+use larder_contract::subjects;
 
 use crate::helpers::Stack;
 
@@ -201,7 +202,7 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
             order_id: order.parse().unwrap(),
             merchant_id,
             customer_id: uuid::Uuid::new_v4(),
-            lines: vec![nats::events::OrderedLine {
+            lines: vec![larder_contract::events::OrderedLine {
                 product_id: burger,
                 quantity: 0,
                 recipe: vec![],

@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use larder_bus::testing::TestNats;
 use migration::testing::{Auth, PostgresServer, TestDatabase};
-use nats::testing::TestNats;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};

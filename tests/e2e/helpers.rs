@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use larder_bus::testing::TestNats;
 use migration::Service;
 use migration::testing::TestDatabase;
-use nats::testing::TestNats;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -526,7 +526,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    nats::testing::eventually(what, Duration::from_secs(30), check).await
+    larder_bus::testing::eventually(what, Duration::from_secs(30), check).await
 }
 
 impl Stack {

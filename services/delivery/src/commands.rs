@@ -3,10 +3,10 @@
 //! The shipment and the events they cause stay in this service's tables and outbox.
 
 use chrono::Utc;
-use nats::Namespace;
-use nats::commands::{ApplyCourierUpdate, CancelShipment, Refusal, ShipmentState};
-use nats::outbox::Outbox;
-use nats::service::{CommandService, ServiceError};
+use larder_bus::Namespace;
+use larder_bus::outbox::Outbox;
+use larder_bus::service::{CommandService, ServiceError};
+use larder_contract::commands::{ApplyCourierUpdate, CancelShipment, Refusal, ShipmentState};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::config::DeliverySettings;
@@ -22,7 +22,7 @@ pub async fn serve(
     let mut service = CommandService::start(
         client,
         namespace,
-        nats::commands::services::DELIVERY,
+        larder_contract::commands::services::DELIVERY,
         "Larder delivery: courier updates",
         env!("CARGO_PKG_VERSION"),
     )

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use larder_bus::{NatsConfig, OutboxConfig};
 use migration::database::DatabaseConfig;
-use nats::{NatsConfig, OutboxConfig};
 
 /// Settings only the delivery service has: how long the simulated courier takes.
 #[derive(Clone, Debug, clap::Args)]

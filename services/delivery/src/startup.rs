@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use nats::events::{OrderCancelled, OrderConfirmed};
-use nats::lifecycle::{self, Gone, Lifecycle};
-use nats::outbox::Outbox;
-use nats::relay::{self, OutboxRelay};
-use nats::service::CommandService;
-use nats::topology;
-use nats::{Envelope, Namespace};
+use larder_bus::Namespace;
+use larder_bus::lifecycle::{self, Gone, Lifecycle};
+use larder_bus::outbox::Outbox;
+use larder_bus::relay::{self, OutboxRelay};
+use larder_bus::service::CommandService;
+use larder_bus::topology;
+use larder_contract::Envelope;
+use larder_contract::events::{OrderCancelled, OrderConfirmed};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +45,7 @@ impl Application {
         let db = migration::database::connect_and_migrate(&config.database)
             .await
             .context("Failed to prepare the database")?;
-        let jetstream = nats::connect_jetstream(
+        let jetstream = larder_bus::connect_jetstream(
             &config.nats,
             "larder-delivery",
             &topology::DELIVERY_CONSUMERS,
@@ -89,7 +90,7 @@ impl Application {
     }
 
     /// Consumes `orders.confirmed` and `orders.cancelled` until `shutdown` is cancelled, then shuts
-    /// down gracefully (SPEC §5 rule 8, [`nats::lifecycle`]): stop pulling and finish the
+    /// down gracefully (SPEC §5 rule 8, [`larder_bus::lifecycle`]): stop pulling and finish the
     /// batches in hand, stop serving commands, stop the timer after its round in progress (a
     /// step due later waits in the database for the next instance), flush the outbox. A
     /// consumer that stops on its own (it cannot pull) stops the service with an error.

@@ -20,15 +20,16 @@ use sea_orm::{
 use uuid::Uuid;
 
 use entities::shipments;
-use nats::Envelope;
-use nats::events::{DeliveryCancelled, DeliveryDelivered, DeliveryDispatched};
-use nats::inbox::{self, Recorded};
-use nats::outbox::Outbox;
-use nats::topology::{DELIVERY_ORDERS_CANCELLED, DELIVERY_ORDERS_CONFIRMED};
-use nats::trace::TraceParent;
+use larder_bus::inbox::{self, Recorded};
+use larder_bus::outbox::Outbox;
+use larder_bus::topology::{DELIVERY_ORDERS_CANCELLED, DELIVERY_ORDERS_CONFIRMED};
+use larder_contract::Envelope;
+use larder_contract::events::{DeliveryCancelled, DeliveryDelivered, DeliveryDispatched};
+use larder_contract::trace::TraceParent;
 
 use crate::config::DeliverySettings;
 use crate::domain::{ForceRefusal, OnCancel, ShipmentStatus, plan_force};
+use larder_bus::trace::InTrace as _;
 
 /// The inbox consumer of `orders.confirmed`.
 pub const CONFIRMED_CONSUMER: &str = DELIVERY_ORDERS_CONFIRMED.durable;
@@ -373,7 +374,7 @@ pub async fn advance_due(
         // The confirmation's correlation id, kept on the row for the timer's later steps.
         let correlation_id = shipment.correlation_id.clone();
         let trace = shipment_trace(shipment);
-        let span = nats::trace::event_span!("shipment_step", order_id, trace);
+        let span = larder_bus::trace::event_span!("shipment_step", order_id, trace);
         let _in_step = span.enter();
         match status_of(shipment)? {
             ShipmentStatus::Dispatched => dispatched.push(
@@ -451,7 +452,7 @@ impl From<ForceRefusal> for ForceStepError {
 #[tracing::instrument(skip_all, fields(%order_id, to = %to))]
 pub async fn force_next_step(
     txn: &DatabaseTransaction,
-    outbox: &nats::outbox::Outbox,
+    outbox: &larder_bus::outbox::Outbox,
     order_id: Uuid,
     to: &str,
     settings: &DeliverySettings,
@@ -483,7 +484,7 @@ async fn take_step(
     let (order_id, shipment_id) = (updated.order_id, updated.id);
     let correlation_id = updated.correlation_id.clone();
     let trace = shipment_trace(&updated);
-    let span = nats::trace::event_span!("shipment_step", order_id, trace);
+    let span = larder_bus::trace::event_span!("shipment_step", order_id, trace);
     match to {
         ShipmentStatus::Dispatched => {
             let event = DeliveryDispatched {

@@ -2,9 +2,9 @@
 //! merchant's low-stock alerts with what became of their emails. The order API's console asks
 //! for them; this service is the only reader and writer of its tables.
 
-use nats::Namespace;
-use nats::commands::{Alert, ListAlerts, Refusal};
-use nats::service::{CommandService, ServiceError};
+use larder_bus::Namespace;
+use larder_bus::service::{CommandService, ServiceError};
+use larder_contract::commands::{Alert, ListAlerts, Refusal};
 use sea_orm::DatabaseConnection;
 
 use entities::notifications;
@@ -23,7 +23,7 @@ pub async fn serve(
     let mut service = CommandService::start(
         client,
         namespace,
-        nats::commands::services::NOTIFICATION,
+        larder_contract::commands::services::NOTIFICATION,
         "Larder notification: low-stock alerts and their emails",
         env!("CARGO_PKG_VERSION"),
     )

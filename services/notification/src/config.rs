@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use larder_bus::topology::{self, ConsumerSpec};
+use larder_bus::{NatsConfig, OutboxConfig};
 use migration::database::DatabaseConfig;
-use nats::topology::{self, ConsumerSpec};
-use nats::{NatsConfig, OutboxConfig};
 
 use crate::domain;
 

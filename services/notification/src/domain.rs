@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use nats::events::StockLow;
+use larder_contract::events::StockLow;
 
 /// The email for one `stock.low` event.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use nats::consume::HandleBatch;
-use nats::lifecycle::{self, Gone, Lifecycle};
-use nats::push::Pusher;
-use nats::relay::{self, OutboxRelay};
-use nats::service::CommandService;
-use nats::topology::ConsumerSpec;
+use larder_bus::consume::HandleBatch;
+use larder_bus::lifecycle::{self, Gone, Lifecycle};
+use larder_bus::push::Pusher;
+use larder_bus::relay::{self, OutboxRelay};
+use larder_bus::service::CommandService;
+use larder_bus::topology::ConsumerSpec;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,7 @@ pub struct Application {
     pub jetstream: async_nats::jetstream::Context,
     /// The `stock.low` consumer this instance pulls (the service's retry schedule).
     pub consumer: ConsumerSpec,
-    namespace: nats::Namespace,
+    namespace: larder_bus::Namespace,
     batch_size: usize,
     relay: Addr<OutboxRelay>,
     notifier: Addr<NotifierActor>,
@@ -47,7 +47,7 @@ impl Application {
             .context("Failed to prepare the database")?;
         // Its own consumer, with the retry schedule the settings ask for.
         let consumer = settings.consumer_spec();
-        let jetstream = nats::connect_jetstream(
+        let jetstream = larder_bus::connect_jetstream(
             &config.nats,
             "larder-notification",
             std::slice::from_ref(&consumer),
@@ -97,7 +97,7 @@ impl Application {
     }
 
     /// Runs until `shutdown` is cancelled (or the consumer fails), then shuts down gracefully
-    /// (SPEC §5 rule 8, [`nats::lifecycle`]): stop pulling and finish the batch in hand (a
+    /// (SPEC §5 rule 8, [`larder_bus::lifecycle`]): stop pulling and finish the batch in hand (a
     /// delivery held for the SMTP server is let go), stop serving commands, stop the notifier
     /// and wait until it is gone (it owns lettre's pooled transport, which panics if dropped
     /// outside the runtime), flush the outbox.

@@ -8,8 +8,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use entities::notifications;
-use nats::Envelope;
-use nats::events::StockLow;
+use larder_contract::Envelope;
+use larder_contract::events::StockLow;
 
 use crate::domain::NotificationStatus;
 

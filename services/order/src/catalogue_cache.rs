@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use nats::events::IngredientAmount;
+use larder_contract::events::IngredientAmount;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::domain::CatalogueProduct;

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use larder_bus::{NatsConfig, OutboxConfig};
 use migration::database::DatabaseConfig;
-use nats::{NatsConfig, OutboxConfig};
 
 /// The JWT secret used when none is configured. Accepted only in the dev profile.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";

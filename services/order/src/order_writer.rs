@@ -16,7 +16,7 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use nats::outbox::PreparedEvent;
+use larder_bus::outbox::PreparedEvent;
 
 use crate::domain::OrderStatus;
 use crate::push::{Committed, StatusPublisher};

@@ -4,7 +4,7 @@
 //! Whichever instance's consumer settles an order's event, the client waiting for that order
 //! may be connected to another instance; stock and notification change what a merchant's
 //! console shows without the order service taking part. So the committing side publishes a
-//! push on core NATS after each commit ([`nats::push`]; this service's own through
+//! push on core NATS after each commit ([`larder_bus::push`]; this service's own through
 //! [`StatusPublisher`]), and every instance subscribes once ([`Listeners::start`]) and wakes its
 //! local listeners: the watchers of one order ([`OrderWatchers`]) and the live feeds of one
 //! merchant ([`MerchantFeeds`]). Dead letters are seen on their own stream's subjects. A push is
@@ -17,10 +17,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use nats::Namespace;
-use nats::push::{
-    ALERTS_CHANGED, AlertsChanged, ORDER_STATUS, OrderStatusPush, OrderStatusPushes, Pusher,
-    STOCK_CHANGED, StockChanged,
+use larder_bus::Namespace;
+use larder_bus::push::Pusher;
+use larder_contract::push::{
+    ALERTS_CHANGED, AlertsChanged, ORDER_STATUS, OrderStatusPush, OrderStatusPushes, STOCK_CHANGED,
+    StockChanged,
 };
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -108,7 +109,7 @@ impl Listeners {
         let stock = client.subscribe(namespace.subject(STOCK_CHANGED)).await?;
         let alerts = client.subscribe(namespace.subject(ALERTS_CHANGED)).await?;
         let dead_letters = client
-            .subscribe(namespace.subject(nats::topology::DEAD_LETTERS.subjects))
+            .subscribe(namespace.subject(larder_bus::topology::DEAD_LETTERS.subjects))
             .await?;
         // The server handles a connection's messages in order: once it has answered a request
         // sent after the SUBs (here "no responders"), it has the subscriptions.

@@ -4,16 +4,16 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use migration::database::DatabaseConfig;
-use nats::Envelope;
-use nats::events::{DeadOrderCreated, DeliveryEvent, OrderConfirmed, OrderRejected};
-use nats::lifecycle::Lifecycle;
-use nats::outbox::Outbox;
-use nats::relay::{self, OutboxRelay};
-use nats::topology::{
+use larder_bus::lifecycle::Lifecycle;
+use larder_bus::outbox::Outbox;
+use larder_bus::relay::{self, OutboxRelay};
+use larder_bus::topology::{
     ORDER_CONSUMERS, ORDER_DEAD_ORDERS_CREATED, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED,
     ORDER_ORDERS_REJECTED,
 };
+use larder_contract::Envelope;
+use larder_contract::events::{DeadOrderCreated, DeliveryEvent, OrderConfirmed, OrderRejected};
+use migration::database::DatabaseConfig;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -78,9 +78,10 @@ impl Application {
         })
         .await
         .context("Failed to connect the consumers' pool")?;
-        let jetstream = nats::connect_jetstream(&config.nats, "larder-order", &ORDER_CONSUMERS)
-            .await
-            .context("Failed to prepare JetStream")?;
+        let jetstream =
+            larder_bus::connect_jetstream(&config.nats, "larder-order", &ORDER_CONSUMERS)
+                .await
+                .context("Failed to prepare JetStream")?;
         bootstrap_merchant(&db, &config.settings)
             .await
             .context("Failed to create the bootstrap merchant")?;

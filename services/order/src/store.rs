@@ -14,7 +14,7 @@ use uuid::Uuid;
 use entities::{
     merchants, order_lines, order_status_history, orders, products, recipe_lines, users,
 };
-use nats::events::IngredientAmount;
+use larder_contract::events::IngredientAmount;
 
 use crate::auth::Role;
 use crate::domain::{CatalogueProduct, OrderStatus, PricedOrder, Settle};
@@ -313,7 +313,7 @@ pub enum Inserted {
 /// [`OrderWriter`]: crate::order_writer::OrderWriter
 pub async fn insert_orders_with_events(
     db: &impl ConnectionTrait,
-    orders: &[(&NewOrder, &nats::outbox::PreparedEvent)],
+    orders: &[(&NewOrder, &larder_bus::outbox::PreparedEvent)],
 ) -> Result<Vec<Inserted>, DbErr> {
     let input: Vec<serde_json::Value> = orders
         .iter()
@@ -802,7 +802,7 @@ pub async fn advance_orders(
         ))
         .await?;
     }
-    nats::inbox::record_all(db, consumer, &recorded).await?;
+    larder_bus::inbox::record_all(db, consumer, &recorded).await?;
     Ok(Advanced {
         settled: results,
         merchants: locked.iter().map(|o| (o.id, o.merchant_id)).collect(),

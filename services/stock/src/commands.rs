@@ -1,12 +1,13 @@
 //! The merchant commands stock serves over NATS request/reply (service `stock`): seed, list and
 //! restock ingredients. The order API calls them; this service is the only writer of its tables.
 
-use nats::Namespace;
-use nats::commands::{
+use larder_bus::Namespace;
+use larder_bus::push::Pusher;
+use larder_bus::service::{CommandService, ServiceError};
+use larder_contract::commands::{
     IngredientLevel, ListIngredients, Refusal, RestockIngredient, SeedIngredients,
 };
-use nats::push::{self, Pusher, StockChanged};
-use nats::service::{CommandService, ServiceError};
+use larder_contract::push::{self, StockChanged};
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 
 use entities::ingredients;
@@ -24,7 +25,7 @@ pub async fn serve(
     let mut service = CommandService::start(
         client,
         namespace,
-        nats::commands::services::STOCK,
+        larder_contract::commands::services::STOCK,
         "Larder stock: ingredient levels, seed and restock",
         env!("CARGO_PKG_VERSION"),
     )

@@ -1,7 +1,7 @@
 //! The stock service's configuration.
 
+use larder_bus::{NatsConfig, OutboxConfig};
 use migration::database::DatabaseConfig;
-use nats::{NatsConfig, OutboxConfig};
 
 /// Settings only the stock service has.
 #[derive(Clone, Debug, clap::Args)]

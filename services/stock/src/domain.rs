@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use nats::events::{IngredientAmount, OrderCreated, OrderedLine, Shortage};
+use larder_contract::events::{IngredientAmount, OrderCreated, OrderedLine, Shortage};
 
 /// One ingredient's stock as the rules see it (a row of `ingredients`, locked for the transaction).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,7 +200,7 @@ pub fn fires_low_stock(already_alerted: bool, before: i64, after: i64, reference
 
 /// Why an ingredient cannot be seeded as given: its level must be positive and its unit one of
 /// `g`, `ml`, `pcs`.
-pub fn invalid_seed(seed: &nats::commands::IngredientSeed) -> Option<String> {
+pub fn invalid_seed(seed: &larder_contract::commands::IngredientSeed) -> Option<String> {
     if seed.level <= 0 {
         Some(format!(
             "the seed level of {} must be positive, not {}",

@@ -3,13 +3,13 @@
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use nats::Namespace;
-use nats::lifecycle::Lifecycle;
-use nats::outbox::Outbox;
-use nats::push::Pusher;
-use nats::relay::{self, OutboxRelay};
-use nats::service::CommandService;
-use nats::topology;
+use larder_bus::Namespace;
+use larder_bus::lifecycle::Lifecycle;
+use larder_bus::outbox::Outbox;
+use larder_bus::push::Pusher;
+use larder_bus::relay::{self, OutboxRelay};
+use larder_bus::service::CommandService;
+use larder_bus::topology;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,7 @@ impl Application {
             .await
             .context("Failed to prepare the database")?;
         let jetstream =
-            nats::connect_jetstream(&config.nats, "larder-stock", &topology::STOCK_CONSUMERS)
+            larder_bus::connect_jetstream(&config.nats, "larder-stock", &topology::STOCK_CONSUMERS)
                 .await
                 .context("Failed to prepare JetStream")?;
         let namespace = config.nats.namespace.clone();
@@ -66,7 +66,7 @@ impl Application {
     }
 
     /// Consumes `orders.created` and `orders.cancelled` until `shutdown` is cancelled, then shuts
-    /// down gracefully (SPEC §5 rule 8, [`nats::lifecycle`]): stop pulling and finish the
+    /// down gracefully (SPEC §5 rule 8, [`larder_bus::lifecycle`]): stop pulling and finish the
     /// batches in hand, stop serving commands, flush the outbox. A consumer that stops on its
     /// own (it cannot pull) stops the service with an error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -17,18 +17,18 @@ use sea_orm::{
 use uuid::Uuid;
 
 use entities::{inbox as inbox_table, ingredients, stock_movements};
-use nats::Envelope;
-use nats::events::{
+use larder_bus::inbox;
+use larder_bus::outbox::Outbox;
+use larder_bus::topology;
+use larder_contract::Envelope;
+use larder_contract::events::{
     IngredientAmount, OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected, StockLow,
 };
-use nats::inbox;
-use nats::outbox::Outbox;
-use nats::topology;
 
 use crate::domain::{self, Level, Shortages};
 
 /// One ingredient to seed; the command's own type.
-pub use nats::commands::IngredientSeed;
+pub use larder_contract::commands::IngredientSeed;
 
 /// The inbox consumer of `orders.created`: the durable's name (without namespace).
 pub const RESERVATIONS_CONSUMER: &str = topology::STOCK_ORDERS_CREATED.durable;
@@ -170,7 +170,7 @@ pub async fn reserve_orders(
         let cause = &orders[i];
         let order = &cause.data;
         // The events this order causes continue its trace, with this span as their parent.
-        let span = nats::trace::event_span!("reserve", order.order_id, cause.trace);
+        let span = larder_bus::trace::event_span!("reserve", order.order_id, cause.trace);
         let _in_order = span.enter();
         let merchant_levels = levels.entry(order.merchant_id).or_default();
         match domain::plan_reservation(&order.lines, merchant_levels) {
@@ -178,7 +178,7 @@ pub async fn reserve_orders(
                 // SPEC §5 rule 3: one stock.low per crossing; the alerted flag stops the next.
                 for alert in domain::apply_reservation(merchant_levels, &reservation) {
                     let row = &rows[&alert.ingredient_id];
-                    low.push(Envelope::following(
+                    low.push(larder_bus::trace::following(
                         StockLow {
                             ingredient_id: row.id,
                             ingredient: row.name.clone(),
@@ -206,7 +206,7 @@ pub async fn reserve_orders(
                         reason: Reason::Reserve,
                     });
                 }
-                confirmed.push(Envelope::following(
+                confirmed.push(larder_bus::trace::following(
                     OrderConfirmed {
                         order_id: order.order_id,
                         merchant_id: order.merchant_id,
@@ -218,7 +218,7 @@ pub async fn reserve_orders(
                 outcomes[i] = Reserved::Confirmed;
             }
             Err(Shortages(shortages)) => {
-                rejected.push(Envelope::following(
+                rejected.push(larder_bus::trace::following(
                     OrderRejected {
                         order_id: order.order_id,
                         merchant_id: order.merchant_id,

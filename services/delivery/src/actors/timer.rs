@@ -12,11 +12,11 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 
-use nats::outbox::Outbox;
+use larder_bus::outbox::Outbox;
 
 use crate::config::DeliverySettings;
 use crate::store;
-use nats::lifecycle::{GoneGuard, Stop};
+use larder_bus::lifecycle::{GoneGuard, Stop};
 
 /// The fallback poll.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);

@@ -14,13 +14,14 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 use uuid::Uuid;
 
-use nats::Envelope;
-use nats::consume::{Delivery, HandleEvents, Outcome};
-use nats::events::{OrderCancelled, OrderConfirmed};
+use larder_bus::consume::{Delivery, HandleEvents, Outcome};
+use larder_contract::Envelope;
+use larder_contract::events::{OrderCancelled, OrderConfirmed};
 
 use crate::actors::timer::{DeliveryTimer, WakeAt};
 use crate::config::DeliverySettings;
 use crate::store::{self, Cancelled, Inserted};
+use larder_bus::trace::Within as _;
 
 /// Creates and cancels shipments for the `delivery-orders-*` consumers. Cheap to clone.
 #[derive(Clone)]
@@ -67,7 +68,7 @@ struct OrderEvent {
     /// This order's span in the handler, in the order's trace.
     span: tracing::Span,
     /// The trace the shipment's events continue, with `span` as their parent.
-    trace: Option<nats::trace::TraceParent>,
+    trace: Option<larder_contract::trace::TraceParent>,
 }
 
 impl OrderEvent {
@@ -77,7 +78,7 @@ impl OrderEvent {
             event_id: event.id,
             order_id,
             correlation_id: event.correlation_id.clone(),
-            trace: event.trace.map(|t| t.from_span(&span)),
+            trace: event.trace.map(|t| t.within(&span)),
             span,
         }
     }
@@ -96,7 +97,7 @@ async fn create(
         .iter()
         .map(|d| {
             let order_id = d.event.data.order_id;
-            let span = nats::trace::event_span!("shipment_create", order_id, d.event.trace);
+            let span = larder_bus::trace::event_span!("shipment_create", order_id, d.event.trace);
             OrderEvent::new(&d.event, order_id, span)
         })
         .collect();
@@ -157,7 +158,7 @@ async fn cancel(
         .iter()
         .map(|d| {
             let order_id = d.event.data.order_id;
-            let span = nats::trace::event_span!("shipment_cancel", order_id, d.event.trace);
+            let span = larder_bus::trace::event_span!("shipment_cancel", order_id, d.event.trace);
             OrderEvent::new(&d.event, order_id, span)
         })
         .collect();

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use delivery::config::DeliverySettings;
-use nats::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
-use nats::events::DeliveryCancelled;
-use nats::service::{CallError, call};
-use nats::topology::{self, subjects};
+use larder_bus::service::{CallError, call};
+use larder_bus::topology;
+use larder_contract::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
+use larder_contract::events::DeliveryCancelled;
+use larder_contract::subjects;
 use uuid::Uuid;
 
 use crate::helpers::{TestApp, confirmation, spawn_app};
@@ -16,7 +17,10 @@ use crate::helpers::{TestApp, confirmation, spawn_app};
 // Generous: the suite runs many services at once on a small machine; this is not a timing test.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-async fn cancel(app: &TestApp, order_id: Uuid) -> Result<nats::commands::ShipmentState, CallError> {
+async fn cancel(
+    app: &TestApp,
+    order_id: Uuid,
+) -> Result<larder_contract::commands::ShipmentState, CallError> {
     call(
         &app.nats.client,
         app.nats.namespace(),
@@ -33,7 +37,10 @@ async fn cancellations_announced(app: &TestApp, order_id: Uuid) -> usize {
     app.messages_on(subjects::DELIVERY_CANCELLED)
         .await
         .iter()
-        .map(|m| serde_json::from_slice::<nats::Envelope<DeliveryCancelled>>(&m.payload).unwrap())
+        .map(|m| {
+            serde_json::from_slice::<larder_contract::Envelope<DeliveryCancelled>>(&m.payload)
+                .unwrap()
+        })
         .filter(|e| {
             e.data.order_id == order_id && e.correlation_id.as_deref() == Some("cancel-test")
         })

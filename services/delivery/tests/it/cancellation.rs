@@ -2,7 +2,7 @@
 //! overtook; a dispatched shipment is left to the courier (SPEC §5 rules 4 and 6).
 
 use delivery::config::DeliverySettings;
-use nats::topology;
+use larder_bus::topology;
 
 use crate::helpers::{TestApp, cancellation, confirmation, quick_courier, spawn_app};
 

@@ -10,13 +10,15 @@ use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use delivery::config::DeliverySettings;
 use delivery::{Application, Config};
 use entities::{outbox, shipments};
+use larder_bus::OutboxConfig;
+use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Outbox};
+use larder_bus::testing::TestNats;
+use larder_bus::topology::{self, ConsumerSpec};
+use larder_contract::events::{DeliveryEvent, OrderCancelled, OrderConfirmed};
+use larder_contract::subjects;
+use larder_contract::{Decode, Envelope, Event};
 use migration::Service;
 use migration::testing::TestDatabase;
-use nats::events::{DeliveryEvent, OrderCancelled, OrderConfirmed};
-use nats::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Outbox};
-use nats::testing::TestNats;
-use nats::topology::{self, ConsumerSpec, subjects};
-use nats::{Decode, Envelope, Event, OutboxConfig};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 };
@@ -84,7 +86,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    nats::testing::eventually(what, WAIT_AT_MOST, check).await
+    larder_bus::testing::eventually(what, WAIT_AT_MOST, check).await
 }
 
 struct Instance {

@@ -2,7 +2,7 @@
 //! delays, each step announced once (SPEC §5 rules 1 and 6).
 
 use chrono::TimeDelta;
-use nats::topology;
+use larder_bus::topology;
 use uuid::Uuid;
 
 use crate::helpers::{DeliveryEventExt, confirmation, quick_courier, spawn_app};

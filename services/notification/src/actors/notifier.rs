@@ -32,12 +32,13 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use nats::Envelope;
-use nats::consume::{Delivery, HandleBatch, Outcome};
-use nats::events::StockLow;
-use nats::lifecycle::{GoneGuard, Stop};
-use nats::push::{self, AlertsChanged, Pusher};
-use nats::topology::ConsumerSpec;
+use larder_bus::consume::{Delivery, HandleBatch, Outcome};
+use larder_bus::lifecycle::{GoneGuard, Stop};
+use larder_bus::push::Pusher;
+use larder_bus::topology::ConsumerSpec;
+use larder_contract::Envelope;
+use larder_contract::events::StockLow;
+use larder_contract::push::{self, AlertsChanged};
 
 use crate::config::NotificationSettings;
 use crate::domain::{self, CircuitBreaker, NotificationStatus, Permit};

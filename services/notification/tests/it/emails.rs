@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use nats::commands::ListAlerts;
+use larder_contract::commands::ListAlerts;
 use uuid::Uuid;
 
 use crate::helpers::{MERCHANT_EMAIL, MailDev, beef_is_low, eventually, spawn_app, test_settings};
@@ -108,7 +108,7 @@ async fn the_merchants_alerts_are_served_over_nats_with_the_emails_outcome_and_e
     let mut pushes = app
         .nats
         .client
-        .subscribe(namespace.subject(nats::push::ALERTS_CHANGED))
+        .subscribe(namespace.subject(larder_contract::push::ALERTS_CHANGED))
         .await
         .unwrap();
     app.nats.client.flush().await.unwrap();
@@ -123,7 +123,7 @@ async fn the_merchants_alerts_are_served_over_nats_with_the_emails_outcome_and_e
     let list = |merchant_id| {
         let (client, namespace) = (app.nats.client.clone(), namespace.clone());
         async move {
-            nats::service::call(
+            larder_bus::service::call(
                 &client,
                 &namespace,
                 &ListAlerts {
@@ -162,7 +162,8 @@ async fn the_merchants_alerts_are_served_over_nats_with_the_emails_outcome_and_e
         .await
         .expect("a push within 5 s")
         .unwrap();
-    let changed: nats::push::AlertsChanged = serde_json::from_slice(&pushed.payload).unwrap();
+    let changed: larder_contract::push::AlertsChanged =
+        serde_json::from_slice(&pushed.payload).unwrap();
     assert_eq!(changed.merchant_ids, vec![event.data.merchant_id]);
 
     app.stop().await;

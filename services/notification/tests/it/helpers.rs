@@ -11,14 +11,15 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::message::PublishMessage;
+use larder_bus::OutboxConfig;
+use larder_bus::dlq::{self, DeadLetterRecord};
+use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
+use larder_bus::testing::TestNats;
+use larder_contract::events::StockLow;
+use larder_contract::{Envelope, Event};
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
-use nats::dlq::{self, DeadLetterRecord};
-use nats::events::StockLow;
-use nats::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
-use nats::testing::TestNats;
-use nats::{Envelope, Event, OutboxConfig};
 use notification::config::NotificationSettings;
 use notification::{Application, Config};
 use serde::Deserialize;
@@ -384,7 +385,7 @@ impl TestApp {
     /// Waits until the `stock.low` consumer has nothing pending and nothing unacked.
     pub async fn wait_until_consumer_is_drained(&self) {
         let ns = self.nats.namespace();
-        let spec = nats::topology::NOTIFICATION_STOCK_LOW;
+        let spec = larder_bus::topology::NOTIFICATION_STOCK_LOW;
         let stream = self
             .nats
             .jetstream

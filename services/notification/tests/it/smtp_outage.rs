@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use nats::topology::subjects;
+use larder_contract::subjects;
 
 use crate::helpers::{MailDev, beef_is_low, eventually, free_port, spawn_app, test_settings};
 
@@ -165,7 +165,7 @@ async fn a_replayed_dead_letter_is_sent_once_smtp_is_back() {
     .await;
 
     let maildev = MailDev::start_on(smtp_port).await;
-    nats::dlq::replay(&app.nats.jetstream, app.nats.namespace(), dead.sequence)
+    larder_bus::dlq::replay(&app.nats.jetstream, app.nats.namespace(), dead.sequence)
         .await
         .expect("the dead letter is replayed");
 

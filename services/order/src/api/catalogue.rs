@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use nats::commands::{IngredientLevel, IngredientSeed, SeedIngredients};
+use larder_contract::commands::{IngredientLevel, IngredientSeed, SeedIngredients};
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::{Object, OpenApi, payload::Json};
@@ -138,9 +138,9 @@ impl CatalogueApi {
             )));
         }
         let txn = state.db.begin().await?;
-        let recipe: Vec<nats::events::IngredientAmount> = burger_catalogue::RECIPE
+        let recipe: Vec<larder_contract::events::IngredientAmount> = burger_catalogue::RECIPE
             .iter()
-            .map(|(name, amount)| nats::events::IngredientAmount {
+            .map(|(name, amount)| larder_contract::events::IngredientAmount {
                 ingredient_id: by_name[name].id,
                 amount: *amount,
             })

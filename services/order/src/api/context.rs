@@ -141,11 +141,11 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         // causes continues it.
         let trace = req
             .headers()
-            .get(nats::trace::TRACEPARENT_HEADER)
+            .get(larder_contract::trace::TRACEPARENT_HEADER)
             .and_then(|value| value.to_str().ok())
-            .and_then(nats::trace::TraceParent::parse)
-            .unwrap_or_else(nats::trace::TraceParent::new_root);
-        nats::trace::continue_trace(&span, Some(trace));
+            .and_then(larder_contract::trace::TraceParent::parse)
+            .unwrap_or_else(larder_contract::trace::TraceParent::new_root);
+        larder_bus::trace::continue_trace(&span, Some(trace));
         req.extensions_mut().insert(trace);
         req.extensions_mut().insert(request_id.clone());
         async move {

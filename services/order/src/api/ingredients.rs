@@ -1,7 +1,7 @@
 //! `GET /ingredients`, `POST /ingredients/{id}/restock` (merchant). The ingredients belong to the
 //! stock service: these ask it over NATS, and it alone reads and writes them.
 
-use nats::commands::{IngredientLevel, ListIngredients, RestockIngredient};
+use larder_contract::commands::{IngredientLevel, ListIngredients, RestockIngredient};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::types::Example;

@@ -5,7 +5,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 
-use nats::outbox::Outbox;
+use larder_bus::outbox::Outbox;
 
 use crate::auth::TokenKeys;
 
@@ -69,11 +69,11 @@ pub struct AppState {
 impl AppState {
     /// Sends a merchant command to the service that owns the data (stock, delivery) and waits
     /// for its answer, bounded by the configured timeout. No answer in time is a 503.
-    pub async fn call<C: nats::commands::Command>(
+    pub async fn call<C: larder_contract::commands::Command>(
         &self,
         command: &C,
     ) -> Result<C::Reply, problem::ApiError> {
-        nats::service::call(
+        larder_bus::service::call(
             &self.nats,
             self.outbox.namespace(),
             command,

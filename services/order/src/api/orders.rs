@@ -10,9 +10,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
-use nats::Envelope;
-use nats::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
-use nats::events::{OrderCancelled, OrderCreated, OrderedLine, Shortage};
+use larder_contract::Envelope;
+use larder_contract::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
+use larder_contract::events::{OrderCancelled, OrderCreated, OrderedLine, Shortage};
 
 use super::context::{InFlightSlot, RequestId};
 use super::live;
@@ -25,6 +25,7 @@ use crate::domain::{
 };
 use crate::push;
 use crate::store::{self, Inserted, NewOrder, OrderDetails, OrderScope};
+use larder_bus::trace::InTrace as _;
 
 pub struct OrdersApi;
 
@@ -273,7 +274,7 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         request_id: Data<&RequestId>,
-        trace: Data<&nats::trace::TraceParent>,
+        trace: Data<&larder_contract::trace::TraceParent>,
         in_flight: Data<&InFlightSlot>,
         auth: BearerAuth,
         /// Any string up to 255 characters, unique per attempt; resend it on retries.
@@ -547,7 +548,7 @@ impl OrdersApi {
         &self,
         state: Data<&AppState>,
         request_id: Data<&RequestId>,
-        trace: Data<&nats::trace::TraceParent>,
+        trace: Data<&larder_contract::trace::TraceParent>,
         auth: BearerAuth,
         /// The order id.
         id: Path<Uuid>,

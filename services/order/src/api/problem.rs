@@ -198,9 +198,9 @@ impl ApiError {
 
 /// A merchant command's outcome from the owning service, as this API answers it: its refusals
 /// keep their status (404, 409, 422), no answer in time is a 503, a broken reply a 500.
-impl From<nats::service::CallError> for ApiError {
-    fn from(error: nats::service::CallError) -> Self {
-        use nats::service::CallError;
+impl From<larder_bus::service::CallError> for ApiError {
+    fn from(error: larder_bus::service::CallError) -> Self {
+        use larder_bus::service::CallError;
         match error {
             CallError::Unavailable { .. } => {
                 Self::unavailable(format!("{error}: try again in a moment"))

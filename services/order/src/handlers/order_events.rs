@@ -10,19 +10,20 @@
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use uuid::Uuid;
 
-use nats::consume::{Delivery, HandleEvents, Outcome};
-use nats::events::{
-    DeadOrderCreated, DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected,
-};
-use nats::outbox::Outbox;
-use nats::topology::{
+use larder_bus::consume::{Delivery, HandleEvents, Outcome};
+use larder_bus::outbox::Outbox;
+use larder_bus::topology::{
     ORDER_DEAD_ORDERS_CREATED, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED,
 };
-use nats::{Decode, Envelope};
+use larder_contract::events::{
+    DeadOrderCreated, DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected,
+};
+use larder_contract::{Decode, Envelope};
 
 use crate::domain::{OrderStatus, Settle};
 use crate::push::{Committed, StatusPublisher};
 use crate::store;
+use larder_bus::trace::InTrace as _;
 
 /// How long an event that overtook its predecessor waits before it is delivered again.
 const NOT_YET_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -54,7 +55,7 @@ pub struct Transition {
     /// What a delivery event says of the shipment.
     pub shipment: Option<store::ShipmentFact>,
     /// The trace of the event (the order's, from its request on).
-    pub trace: Option<nats::trace::TraceParent>,
+    pub trace: Option<larder_contract::trace::TraceParent>,
 }
 
 impl HandleEvents<Envelope<OrderConfirmed>> for OrderEvents {
@@ -128,7 +129,7 @@ impl HandleEvents<DeadOrderCreated> for OrderEvents {
             .map(|d| {
                 let reason = d
                     .headers
-                    .get(nats::dlq::REASON_HEADER)
+                    .get(larder_bus::dlq::REASON_HEADER)
                     .map_or("no reason given", |v| v.as_str());
                 Transition {
                     event_id: d.event.event_id,
@@ -295,7 +296,7 @@ async fn settle_in_one_transaction(
         let events: Vec<Envelope<OrderCancelled>> = cancelled
             .into_iter()
             .map(|(order_id, found, correlation_id, trace)| {
-                nats::trace::event_span!("order_cancel", order_id, trace).in_scope(|| {
+                larder_bus::trace::event_span!("order_cancel", order_id, trace).in_scope(|| {
                     Envelope::new(
                         OrderCancelled {
                             order_id,
@@ -314,7 +315,7 @@ async fn settle_in_one_transaction(
     for (t, settled) in transitions.iter().zip(&settled) {
         if let Some((_, Settle::Apply)) = settled {
             metrics::counter!("larder_orders_total", "status" => t.to.as_str()).increment(1);
-            nats::trace::event_span!("order_status", t.order_id, t.trace)
+            larder_bus::trace::event_span!("order_status", t.order_id, t.trace)
                 .in_scope(|| tracing::debug!(status = %t.to, "order moved"));
         }
     }

@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use uuid::Uuid;
 
-use nats::outbox::PreparedEvent;
+use larder_bus::outbox::PreparedEvent;
 use order::domain::{PricedLine, PricedOrder};
 use order::order_writer::OrderWriter;
 use order::push::StatusPublisher;

@@ -3,11 +3,11 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use larder_bus::OutboxConfig;
+use larder_bus::testing::TestNats;
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
-use nats::OutboxConfig;
-use nats::testing::TestNats;
 use order::config::OrderSettings;
 use order::{Application, Config};
 use reqwest::{Response, StatusCode};
@@ -234,11 +234,11 @@ impl TestApp {
             .await
             .unwrap()
             .expect("the bootstrap merchant exists");
-        let recipe: Vec<nats::events::IngredientAmount> = burger_catalogue::RECIPE
+        let recipe: Vec<larder_contract::events::IngredientAmount> = burger_catalogue::RECIPE
             .iter()
             .zip(1..)
             .map(
-                |((_, amount), ingredient_id)| nats::events::IngredientAmount {
+                |((_, amount), ingredient_id)| larder_contract::events::IngredientAmount {
                     ingredient_id,
                     amount: *amount,
                 },
@@ -331,11 +331,14 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    nats::testing::eventually(what, Duration::from_secs(10), check).await
+    larder_bus::testing::eventually(what, Duration::from_secs(10), check).await
 }
 
 /// Publishes `event` on the test's namespace as its producer would (with a fresh message id).
-pub async fn publish<E: nats::Event>(app: &TestApp, event: &nats::Envelope<E>) {
+pub async fn publish<E: larder_contract::Event>(
+    app: &TestApp,
+    event: &larder_contract::Envelope<E>,
+) {
     let message = async_nats::jetstream::message::PublishMessage::build()
         .payload(serde_json::to_vec(event).unwrap().into())
         .message_id(uuid::Uuid::new_v4().to_string());
@@ -416,12 +419,12 @@ impl SseReader {
 /// A stand-in for the delivery service's `cancel-shipment` endpoint on this app's NATS: it
 /// agrees to every cancel, as delivery does for an order whose shipment has not left (or that
 /// has none yet). Without it (or after `stop()`), a cancel finds no delivery to ask: 503.
-pub async fn delivery_agreeing_to_cancels(app: &TestApp) -> nats::service::CommandService {
-    use nats::commands::{CancelShipment, ShipmentState};
-    let mut service = nats::service::CommandService::start(
+pub async fn delivery_agreeing_to_cancels(app: &TestApp) -> larder_bus::service::CommandService {
+    use larder_contract::commands::{CancelShipment, ShipmentState};
+    let mut service = larder_bus::service::CommandService::start(
         &app.nats.client,
         app.nats.namespace(),
-        nats::commands::services::DELIVERY,
+        larder_contract::commands::services::DELIVERY,
         "a test's delivery: agrees to every cancel",
         "0.0.0",
     )

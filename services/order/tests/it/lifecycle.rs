@@ -1,8 +1,8 @@
 //! Cancelling: allowed while pending or confirmed, when delivery agrees (here a stand-in that
 //! always does), announced with `orders.cancelled`, refused once dispatched.
 
-use nats::Envelope;
-use nats::events::{DeliveryDispatched, OrderConfirmed};
+use larder_contract::Envelope;
+use larder_contract::events::{DeliveryDispatched, OrderConfirmed};
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use nats::Envelope;
-use nats::events::{
+use larder_contract::Envelope;
+use larder_contract::events::{
     DeliveryDelivered, DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage,
 };
 use reqwest::StatusCode;

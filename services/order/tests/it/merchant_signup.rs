@@ -33,7 +33,7 @@ async fn sign_up(app: &TestApp, body: &Value, operator_token: Option<&str>) -> r
 
 /// This service's half of a catalogue for `merchant_id` (stock does not run in these tests).
 async fn seed_for(app: &TestApp, merchant_id: i64) -> i64 {
-    let recipe = [nats::events::IngredientAmount {
+    let recipe = [larder_contract::events::IngredientAmount {
         ingredient_id: 101,
         amount: 150,
     }];

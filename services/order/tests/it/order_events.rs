@@ -1,7 +1,7 @@
 //! The order service's consumers move orders forward, never back (SPEC §5 rule 4).
 
-use nats::Envelope;
-use nats::events::{DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage};
+use larder_contract::Envelope;
+use larder_contract::events::{DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage};
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
@@ -174,7 +174,7 @@ async fn an_order_whose_creation_stock_dead_lettered_is_rejected_with_the_reason
     let created = loop {
         let found = app
             .nats
-            .messages_on(nats::topology::subjects::ORDERS_CREATED)
+            .messages_on(larder_contract::subjects::ORDERS_CREATED)
             .await
             .into_iter()
             .find(|m| {
@@ -187,11 +187,13 @@ async fn an_order_whose_creation_stock_dead_lettered_is_rejected_with_the_reason
         }
     };
 
-    nats::dlq::publish(
+    larder_bus::dlq::publish(
         &app.nats.jetstream,
         app.nats.namespace(),
-        nats::dlq::DeadLetter {
-            consumer: nats::topology::STOCK_ORDERS_CREATED.durable.to_owned(),
+        larder_bus::dlq::DeadLetter {
+            consumer: larder_bus::topology::STOCK_ORDERS_CREATED
+                .durable
+                .to_owned(),
             subject: created.subject.to_string(),
             stream_sequence: created.sequence,
             deliveries: 1,

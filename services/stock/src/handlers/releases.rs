@@ -7,10 +7,11 @@
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 
-use nats::Envelope;
-use nats::consume::{Delivery, HandleEvents, Outcome};
-use nats::events::OrderCancelled;
-use nats::push::{self, Pusher, StockChanged};
+use larder_bus::consume::{Delivery, HandleEvents, Outcome};
+use larder_bus::push::Pusher;
+use larder_contract::Envelope;
+use larder_contract::events::OrderCancelled;
+use larder_contract::push::{self, StockChanged};
 
 use crate::store::{self, Released};
 

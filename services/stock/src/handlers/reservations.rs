@@ -9,11 +9,12 @@
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 
-use nats::Envelope;
-use nats::consume::{Delivery, HandleEvents, Outcome};
-use nats::events::OrderCreated;
-use nats::outbox::Outbox;
-use nats::push::{self, Pusher, StockChanged};
+use larder_bus::consume::{Delivery, HandleEvents, Outcome};
+use larder_bus::outbox::Outbox;
+use larder_bus::push::Pusher;
+use larder_contract::Envelope;
+use larder_contract::events::OrderCreated;
+use larder_contract::push::{self, StockChanged};
 
 use crate::domain;
 use crate::store::{self, Reserved};

@@ -1,11 +1,13 @@
 //! Cancel: a confirmed order's reservation goes back exactly once; a cancellation that overtakes
 //! its order makes that order reserve and emit nothing (SPEC §5 rules 1, 2, 4).
 
+use larder_bus::outbox::Outbox;
+use larder_contract::Envelope;
+use larder_contract::events::{
+    OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected, StockLow,
+};
 use migration::Service;
 use migration::testing::TestDatabase;
-use nats::Envelope;
-use nats::events::{OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected, StockLow};
-use nats::outbox::Outbox;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 use stock::store::{self, Released, Reserved};
 use uuid::Uuid;

@@ -1,12 +1,12 @@
 //! The reservation handler called directly, as the consumer runner calls it: a plain value, no
 //! actor system, no runner, against real PostgreSQL and NATS.
 
-use nats::Envelope;
-use nats::consume::{Delivery, HandleEvents, Outcome};
-use nats::events::OrderCreated;
-use nats::outbox::Outbox;
-use nats::push::Pusher;
-use nats::testing::TestNats;
+use larder_bus::consume::{Delivery, HandleEvents, Outcome};
+use larder_bus::outbox::Outbox;
+use larder_bus::push::Pusher;
+use larder_bus::testing::TestNats;
+use larder_contract::Envelope;
+use larder_contract::events::OrderCreated;
 use sea_orm::EntityTrait;
 use stock::handlers::ReserveOrders;
 

@@ -8,13 +8,14 @@ use std::time::Duration;
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
 use futures::future::join_all;
+use larder_bus::OutboxConfig;
+use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
+use larder_bus::testing::TestNats;
+use larder_bus::topology::{self, ConsumerSpec};
+use larder_contract::events::{IngredientAmount, OrderCancelled, OrderCreated, OrderedLine};
+use larder_contract::{Envelope, Event};
 use migration::Service;
 use migration::testing::TestDatabase;
-use nats::events::{IngredientAmount, OrderCancelled, OrderCreated, OrderedLine};
-use nats::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
-use nats::testing::TestNats;
-use nats::topology::{self, ConsumerSpec};
-use nats::{Envelope, Event, OutboxConfig};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, Statement, TransactionTrait,
@@ -130,7 +131,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    nats::testing::eventually(what, WAIT_AT_MOST, check).await
+    larder_bus::testing::eventually(what, WAIT_AT_MOST, check).await
 }
 
 struct Instance {

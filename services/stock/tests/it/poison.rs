@@ -1,9 +1,10 @@
 //! SPEC §5 rule 7: poison on `orders.created` is dead-lettered with its reason, at once, and the
 //! orders after it are processed.
 
-use nats::dlq::{CONSUMER_HEADER, DELIVERIES_HEADER, REASON_HEADER};
-use nats::events::OrderConfirmed;
-use nats::topology::{STOCK_ORDERS_CREATED, subjects};
+use larder_bus::dlq::{CONSUMER_HEADER, DELIVERIES_HEADER, REASON_HEADER};
+use larder_bus::topology::STOCK_ORDERS_CREATED;
+use larder_contract::events::OrderConfirmed;
+use larder_contract::subjects;
 
 use crate::helpers::spawn_app;
 

@@ -1,7 +1,7 @@
 //! SPEC §5 rule 1: a redelivered event changes nothing; the inbox knows the envelope id.
 
-use nats::events::{OrderConfirmed, StockLow};
-use nats::topology::subjects;
+use larder_contract::events::{OrderConfirmed, StockLow};
+use larder_contract::subjects;
 use uuid::Uuid;
 
 use crate::helpers::spawn_app;

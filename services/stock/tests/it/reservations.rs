@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use nats::events::{IngredientAmount, OrderConfirmed, OrderRejected, Shortage, StockLow};
+use larder_contract::events::{
+    IngredientAmount, OrderConfirmed, OrderRejected, Shortage, StockLow,
+};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 

@@ -1,8 +1,8 @@
 //! The order service's calls into the stock store: seed, list, restock (SPEC §3).
 
+use larder_bus::outbox::Outbox;
 use migration::Service;
 use migration::testing::TestDatabase;
-use nats::outbox::Outbox;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
 };

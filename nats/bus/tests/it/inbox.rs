@@ -1,6 +1,6 @@
+use larder_bus::inbox::{self, Recorded};
 use migration::Service;
 use migration::testing::TestDatabase;
-use nats::inbox::{self, Recorded};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 

@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::consume::{ConsumerRunner, HandleEvents};
-use crate::envelope::Decode;
 use crate::topology::ConsumerSpec;
 use crate::{Namespace, NatsError};
+use larder_contract::envelope::Decode;
 
 /// Why the runners stopped other than by the shutdown they were asked for.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
-use nats::testing::TestNats;
-use nats::topology::{self, CONSUMERS, STREAMS};
+use larder_bus::testing::TestNats;
+use larder_bus::topology::{self, CONSUMERS, STREAMS};
 
 /// Stream and consumer configs as the server reports them, in a comparable form.
 async fn server_configs(t: &TestNats) -> Vec<serde_json::Value> {

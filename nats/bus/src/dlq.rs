@@ -20,8 +20,9 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::topology::{DEAD_LETTERS, STREAMS, subjects};
+use crate::topology::{DEAD_LETTERS, STREAMS};
 use crate::{Namespace, NatsError};
+use larder_contract::subjects;
 
 pub const CONSUMER_HEADER: &str = "Larder-Dlq-Consumer";
 pub const REASON_HEADER: &str = "Larder-Dlq-Reason";

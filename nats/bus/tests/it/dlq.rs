@@ -7,10 +7,11 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use futures::StreamExt;
-use nats::Namespace;
-use nats::dlq::{self, AdvisoryWatcher, DeadLetter, DeadLetterError, DeadLetterRecord};
-use nats::testing::TestNats;
-use nats::topology::{ORDERS, subjects};
+use larder_bus::Namespace;
+use larder_bus::dlq::{self, AdvisoryWatcher, DeadLetter, DeadLetterError, DeadLetterRecord};
+use larder_bus::testing::TestNats;
+use larder_bus::topology::ORDERS;
+use larder_contract::subjects;
 use tokio_util::sync::CancellationToken;
 
 /// Polls `probe` until it returns `Some`, for at most `within`.

@@ -31,7 +31,7 @@ pub struct Envelope<T> {
     pub correlation_id: Option<String>,
     pub data: T,
     /// The trace it belongs to: not in the JSON, in the message's `traceparent` header
-    /// ([`crate::trace`]).
+    /// ([`crate::trace`]; the bus reads and writes it).
     #[serde(skip)]
     pub trace: Option<TraceParent>,
 }
@@ -48,18 +48,6 @@ impl<T: Event> Envelope<T> {
             data,
             trace: None,
         }
-    }
-
-    /// A new event caused by `cause`: its correlation id, and its trace with the current span
-    /// (the handler's span of `cause`, see [`crate::trace::event_span`]) as parent.
-    pub fn following<C>(data: T, cause: &Envelope<C>) -> Self {
-        Self::new(data, cause.correlation_id.clone()).in_trace(cause.trace)
-    }
-
-    /// This event in `trace`, with the current span as its parent.
-    pub fn in_trace(mut self, trace: Option<TraceParent>) -> Self {
-        self.trace = trace.map(|t| t.from_span(&tracing::Span::current()));
-        self
     }
 }
 

@@ -20,9 +20,9 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::envelope::Decode;
 use crate::topology::ConsumerSpec;
 use crate::{Namespace, NatsError, dlq};
+use larder_contract::envelope::Decode;
 
 /// One decoded message, as the handling actor sees it.
 #[derive(Clone, Debug)]
@@ -199,7 +199,7 @@ impl<E: Decode, H: HandleEvents<E>> ConsumerRunner<E, H> {
                         message
                             .headers
                             .as_ref()
-                            .and_then(crate::trace::TraceParent::from_headers),
+                            .and_then(crate::trace::from_headers),
                     );
                     deliveries.push(Delivery {
                         event,

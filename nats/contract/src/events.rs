@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::envelope::{Decode, DecodeError, Envelope, Event, RawEnvelope};
-use crate::topology::subjects;
+use crate::subjects;
 
 /// A customer placed an order; stock processing reserves its ingredients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,13 +2,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use actix::Actor;
+use larder_bus::OutboxConfig;
+use larder_bus::outbox::Outbox;
+use larder_bus::relay::{self, FlushAndStop, OutboxRelay};
+use larder_bus::testing::TestNats;
+use larder_contract::Envelope;
+use larder_contract::events::OrderCancelled;
 use migration::Service;
 use migration::testing::TestDatabase;
-use nats::events::OrderCancelled;
-use nats::outbox::Outbox;
-use nats::relay::{self, FlushAndStop, OutboxRelay};
-use nats::testing::TestNats;
-use nats::{Envelope, OutboxConfig};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 

@@ -10,24 +10,7 @@ use async_nats::jetstream::{self, consumer::pull, stream};
 
 use crate::{Namespace, NatsConfig, NatsError};
 
-/// Subjects, lower dotted, without the namespace prefix.
-pub mod subjects {
-    pub const ORDERS_CREATED: &str = "orders.created";
-    pub const ORDERS_CONFIRMED: &str = "orders.confirmed";
-    pub const ORDERS_REJECTED: &str = "orders.rejected";
-    pub const ORDERS_CANCELLED: &str = "orders.cancelled";
-    pub const STOCK_LOW: &str = "stock.low";
-    pub const DELIVERY_DISPATCHED: &str = "delivery.dispatched";
-    pub const DELIVERY_DELIVERED: &str = "delivery.delivered";
-    pub const DELIVERY_CANCELLED: &str = "delivery.cancelled";
-    /// Every delivery event: one consumer of the order service follows them all, in order.
-    pub const DELIVERY_ALL: &str = "delivery.>";
-
-    /// `dlq.<consumer>`: where a consumer's dead letters go.
-    pub fn dead_letter(durable: &str) -> String {
-        format!("dlq.{durable}")
-    }
-}
+use larder_contract::subjects;
 
 /// A stream: its name (upper case) and the subjects it captures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,6 +286,32 @@ pub async fn delete_all(js: &jetstream::Context, ns: &Namespace) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_subjects_stay_outside_every_stream() {
+        use larder_contract::commands::{
+            ApplyCourierUpdate, CancelShipment, Command as _, ListAlerts, ListIngredients,
+            RestockIngredient, SeedIngredients,
+        };
+        let subjects = [
+            SeedIngredients::SUBJECT,
+            ListIngredients::SUBJECT,
+            RestockIngredient::SUBJECT,
+            ApplyCourierUpdate::SUBJECT,
+            CancelShipment::SUBJECT,
+            ListAlerts::SUBJECT,
+        ];
+        for subject in subjects {
+            for stream in STREAMS {
+                let root = stream.subjects.trim_end_matches('>');
+                assert!(
+                    !subject.starts_with(root),
+                    "{subject} would be captured by the {} stream",
+                    stream.name
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_consumer_filters_one_subject_of_its_own_stream() {

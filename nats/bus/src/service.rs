@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::Namespace;
-use crate::commands::{Command, Refusal};
+use larder_contract::commands::{Command, Refusal};
 
 /// The service could not be started or an endpoint added.
 #[derive(Debug, thiserror::Error)]

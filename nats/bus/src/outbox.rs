@@ -7,8 +7,8 @@ use serde_json::json;
 
 use entities::outbox;
 
-use crate::envelope::{Envelope, Event};
 use crate::namespace::Namespace;
+use larder_contract::envelope::{Envelope, Event};
 
 /// Header carrying the envelope's correlation id, for operators reading streams.
 pub const CORRELATION_ID_HEADER: &str = "Correlation-Id";
@@ -72,7 +72,7 @@ impl Outbox {
             serde_json::to_value(event).map_err(|e| DbErr::Custom(format!("encode event: {e}")))?;
         let mut headers = json!({ EVENT_TYPE_HEADER: event.kind });
         if let Some(trace) = &event.trace {
-            headers[crate::trace::TRACEPARENT_HEADER] = json!(trace.to_string());
+            headers[larder_contract::trace::TRACEPARENT_HEADER] = json!(trace.to_string());
         }
         if let Some(correlation_id) = &event.correlation_id {
             headers[CORRELATION_ID_HEADER] = json!(correlation_id);
