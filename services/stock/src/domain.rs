@@ -1218,7 +1218,7 @@ mod tests {
     #[test]
     fn a_batch_handles_each_new_order_once() {
         // (why, entries as (event, order), new events, indices handled)
-        let cases: [(&str, Vec<(u128, u128)>, Vec<u128>, Vec<usize>); 6] = [
+        let cases = [
             ("all new", vec![(1, 10), (2, 20)], vec![1, 2], vec![0, 1]),
             (
                 "a redelivery is skipped",
@@ -1609,7 +1609,7 @@ mod tests {
             movement(40, CHEESE, 30, Release),
         ];
         // (why, entries as (event, order), new events, outcomes)
-        let cases: [(&str, Vec<(u128, u128)>, Vec<u128>, Vec<ReleaseOutcome>); 7] = [
+        let cases = [
             (
                 "what it reserved, as it reserved it, and nothing of another order",
                 vec![(1, 10)],
