@@ -59,7 +59,7 @@ pub async fn courier_update(
         &txn,
         outbox,
         command.order_id,
-        command.step.as_str(),
+        command.step.into(),
         settings,
     )
     .await

@@ -2,12 +2,14 @@
 //! broker or actor system.
 //!
 //! A shipment moves `pending -> dispatched -> delivered`, or `pending -> cancelled`; nothing else,
-//! never back. Each of the first two steps is due a configurable delay after the previous one.
+//! never back. Each of the first two steps ([`Step`]) is due a configurable delay after the
+//! previous one.
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use larder_contract::commands::CourierStep;
 
 use crate::config::DeliverySettings;
 
@@ -75,10 +77,10 @@ impl ShipmentStatus {
     }
 
     /// The step the timer takes from here, if any.
-    pub const fn next_step(self) -> Option<ShipmentStatus> {
+    pub const fn next_step(self) -> Option<Step> {
         match self {
-            Self::Pending => Some(Self::Dispatched),
-            Self::Dispatched => Some(Self::Delivered),
+            Self::Pending => Some(Step::Dispatched),
+            Self::Dispatched => Some(Step::Delivered),
             Self::Delivered | Self::Cancelled => None,
         }
     }
@@ -136,6 +138,65 @@ impl FromStr for ShipmentStatus {
     }
 }
 
+/// A step forward on a shipment's path: what the timer takes when it is due, and what a courier
+/// update forces. Named after the status it leads to, which is its stored and wire name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// `pending -> dispatched`: the courier has it.
+    Dispatched,
+    /// `dispatched -> delivered`: the customer has it.
+    Delivered,
+}
+
+/// A step name that is not `dispatched` or `delivered`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown shipment step {0:?}: a step is dispatched or delivered")]
+pub struct UnknownStep(pub String);
+
+impl Step {
+    pub const ALL: [Step; 2] = [Self::Dispatched, Self::Delivered];
+
+    /// The status the step leads to.
+    pub const fn status(self) -> ShipmentStatus {
+        match self {
+            Self::Dispatched => ShipmentStatus::Dispatched,
+            Self::Delivered => ShipmentStatus::Delivered,
+        }
+    }
+
+    /// The name: the status's.
+    pub const fn as_str(self) -> &'static str {
+        self.status().as_str()
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Step {
+    type Err = UnknownStep;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|step| step.as_str() == s)
+            .ok_or_else(|| UnknownStep(s.to_owned()))
+    }
+}
+
+/// The step a courier update names on the wire.
+impl From<CourierStep> for Step {
+    fn from(step: CourierStep) -> Self {
+        match step {
+            CourierStep::Dispatched => Self::Dispatched,
+            CourierStep::Delivered => Self::Delivered,
+        }
+    }
+}
+
 /// The effect of `orders.cancelled` on an existing shipment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnCancel {
@@ -148,40 +209,27 @@ pub enum OnCancel {
 }
 
 /// Why a forced step (a courier update, `POST /order/{id}/delivery`) is refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ForceRefusal {
     /// The shipment was cancelled: no step leads anywhere.
     Finished(ShipmentStatus),
-    /// The requested status is not ahead of the current one on the shipment's path, or not a
-    /// status a courier reports.
+    /// The requested step is behind the shipment (dispatched once delivered).
     Illegal {
         current: ShipmentStatus,
-        requested: String,
+        requested: Step,
     },
 }
 
-/// The steps, in order, that bring a shipment from `current` to `requested` ("dispatched" or
-/// "delivered") at once, as a courier update would:
+/// The steps, in order, that bring a shipment from `current` to the status of `requested` at
+/// once, as a courier update would:
 ///
 /// - the next step: one step;
 /// - `delivered` on a pending shipment: dispatched first, then delivered;
 /// - the status it already has: no step (idempotent, a repeated courier update);
 /// - a cancelled shipment: [`ForceRefusal::Finished`];
-/// - anything else (back to dispatched once delivered, an unknown or non-courier status):
-///   [`ForceRefusal::Illegal`].
-pub fn plan_force(
-    current: ShipmentStatus,
-    requested: &str,
-) -> Result<Vec<ShipmentStatus>, ForceRefusal> {
-    let illegal = || ForceRefusal::Illegal {
-        current,
-        requested: requested.to_owned(),
-    };
-    let target = match requested.parse::<ShipmentStatus>() {
-        Ok(target @ (ShipmentStatus::Dispatched | ShipmentStatus::Delivered)) => target,
-        _ if current == ShipmentStatus::Cancelled => return Err(ForceRefusal::Finished(current)),
-        _ => return Err(illegal()),
-    };
+/// - back to dispatched once delivered: [`ForceRefusal::Illegal`].
+pub fn plan_force(current: ShipmentStatus, requested: Step) -> Result<Vec<Step>, ForceRefusal> {
+    let target = requested.status();
     if current == target {
         return Ok(Vec::new());
     }
@@ -194,9 +242,9 @@ pub fn plan_force(
         match at.next_step() {
             Some(next) => {
                 steps.push(next);
-                at = next;
+                at = next.status();
             }
-            None => return Err(illegal()),
+            None => return Err(ForceRefusal::Illegal { current, requested }),
         }
     }
     Ok(steps)
@@ -252,13 +300,13 @@ mod tests {
 
     #[test]
     fn the_timer_dispatches_then_delivers_then_stops() {
-        assert_eq!(Pending.next_step(), Some(Dispatched));
-        assert_eq!(Dispatched.next_step(), Some(Delivered));
+        assert_eq!(Pending.next_step(), Some(Step::Dispatched));
+        assert_eq!(Dispatched.next_step(), Some(Step::Delivered));
         assert_eq!(Delivered.next_step(), None);
         assert_eq!(Cancelled.next_step(), None);
         for status in ShipmentStatus::ALL {
             if let Some(next) = status.next_step() {
-                assert!(status.can_become(next), "{status} -> {next}");
+                assert!(status.can_become(next.status()), "{status} -> {next}");
             }
         }
         assert!(Delivered.is_final() && Cancelled.is_final());
@@ -302,42 +350,63 @@ mod tests {
     }
 
     #[test]
+    fn steps_are_named_after_the_status_they_lead_to() {
+        for step in Step::ALL {
+            assert_eq!(step.as_str(), step.status().as_str());
+            assert_eq!(step.as_str().parse::<Step>(), Ok(step));
+            assert_eq!(step.to_string(), step.as_str());
+        }
+        for not_a_step in ["pending", "cancelled", "shipped", "Delivered", ""] {
+            assert_eq!(
+                not_a_step.parse::<Step>(),
+                Err(UnknownStep(not_a_step.into())),
+                "{not_a_step:?}"
+            );
+        }
+        assert_eq!(Step::from(CourierStep::Dispatched), Step::Dispatched);
+        assert_eq!(Step::from(CourierStep::Delivered), Step::Delivered);
+        for wire in [CourierStep::Dispatched, CourierStep::Delivered] {
+            assert_eq!(
+                Step::from(wire).as_str(),
+                wire.as_str(),
+                "one name per step"
+            );
+        }
+    }
+
+    #[test]
     fn forcing_a_step_takes_the_steps_up_to_it_in_order() {
-        let illegal = |current, requested: &str| {
-            Err(ForceRefusal::Illegal {
-                current,
-                requested: requested.into(),
-            })
-        };
+        use Step::{Delivered as ToDelivered, Dispatched as ToDispatched};
         let cases = [
-            (Pending, "dispatched", Ok(vec![Dispatched])),
-            (Pending, "delivered", Ok(vec![Dispatched, Delivered])),
-            (Dispatched, "dispatched", Ok(vec![])),
-            (Dispatched, "delivered", Ok(vec![Delivered])),
-            (Delivered, "delivered", Ok(vec![])),
-            (Delivered, "dispatched", illegal(Delivered, "dispatched")),
+            (Pending, ToDispatched, Ok(vec![ToDispatched])),
+            (Pending, ToDelivered, Ok(vec![ToDispatched, ToDelivered])),
+            (Dispatched, ToDispatched, Ok(vec![])),
+            (Dispatched, ToDelivered, Ok(vec![ToDelivered])),
+            (Delivered, ToDelivered, Ok(vec![])),
+            (
+                Delivered,
+                ToDispatched,
+                Err(ForceRefusal::Illegal {
+                    current: Delivered,
+                    requested: ToDispatched,
+                }),
+            ),
             (
                 Cancelled,
-                "dispatched",
+                ToDispatched,
                 Err(ForceRefusal::Finished(Cancelled)),
             ),
             (
                 Cancelled,
-                "delivered",
+                ToDelivered,
                 Err(ForceRefusal::Finished(Cancelled)),
             ),
-            (Cancelled, "pending", Err(ForceRefusal::Finished(Cancelled))),
-            (Pending, "pending", illegal(Pending, "pending")),
-            (Pending, "cancelled", illegal(Pending, "cancelled")),
-            (Dispatched, "pending", illegal(Dispatched, "pending")),
-            (Pending, "Delivered", illegal(Pending, "Delivered")),
-            (Pending, "", illegal(Pending, "")),
         ];
         for (current, requested, expected) in cases {
             assert_eq!(
                 plan_force(current, requested),
                 expected,
-                "forcing {requested:?} on a {current} shipment"
+                "forcing {requested} on a {current} shipment"
             );
         }
     }
@@ -345,13 +414,15 @@ mod tests {
     #[test]
     fn every_forced_plan_follows_the_allowed_moves() {
         for current in ShipmentStatus::ALL {
-            for requested in ShipmentStatus::ALL {
-                if let Ok(steps) = plan_force(current, requested.as_str()) {
+            for requested in Step::ALL {
+                if let Ok(steps) = plan_force(current, requested) {
                     let mut at = current;
                     for step in steps {
-                        at = at.advance(step).expect("a planned step is allowed");
+                        at = at
+                            .advance(step.status())
+                            .expect("a planned step is allowed");
                     }
-                    assert_eq!(at, requested, "{current} forced to {requested}");
+                    assert_eq!(at, requested.status(), "{current} forced to {requested}");
                 }
             }
         }

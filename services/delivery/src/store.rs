@@ -28,7 +28,7 @@ use larder_contract::events::{DeliveryCancelled, DeliveryDelivered, DeliveryDisp
 use larder_contract::trace::TraceParent;
 
 use crate::config::DeliverySettings;
-use crate::domain::{ForceRefusal, OnCancel, ShipmentStatus, plan_force};
+use crate::domain::{ForceRefusal, OnCancel, ShipmentStatus, Step, plan_force};
 use larder_bus::trace::InTrace as _;
 
 /// The inbox consumer of `orders.confirmed`.
@@ -327,6 +327,8 @@ pub async fn advance_due(
     settings: &DeliverySettings,
 ) -> Result<Vec<shipments::Model>, DbErr> {
     let due = claim_due(txn, now, limit).await?;
+    let mut taken: std::collections::HashMap<Uuid, Step> =
+        std::collections::HashMap::with_capacity(due.len());
     let mut steps = Vec::with_capacity(due.len());
     for shipment in &due {
         let from = status_of(shipment)?;
@@ -334,12 +336,13 @@ pub async fn advance_due(
         let Some(next) = from.next_step() else {
             continue;
         };
-        from.advance(next)
+        from.advance(next.status())
             .map_err(|illegal| DbErr::Custom(illegal.to_string()))?;
+        taken.insert(shipment.id, next);
         steps.push(serde_json::json!({
             "id": shipment.id,
             "status": next.as_str(),
-            "next_step_at": next.next_step_at(now, settings),
+            "next_step_at": next.status().next_step_at(now, settings),
         }));
     }
     if steps.is_empty() {
@@ -376,8 +379,11 @@ pub async fn advance_due(
         let trace = shipment_trace(shipment);
         let span = larder_bus::trace::event_span!("shipment_step", order_id, trace);
         let _in_step = span.enter();
-        match status_of(shipment)? {
-            ShipmentStatus::Dispatched => dispatched.push(
+        let step = taken.get(&shipment_id).copied().ok_or_else(|| {
+            DbErr::Custom(format!("shipment {shipment_id} was stepped without a plan"))
+        })?;
+        match step {
+            Step::Dispatched => dispatched.push(
                 Envelope::new(
                     DeliveryDispatched {
                         order_id,
@@ -388,7 +394,7 @@ pub async fn advance_due(
                 )
                 .in_trace(trace),
             ),
-            ShipmentStatus::Delivered => delivered.push(
+            Step::Delivered => delivered.push(
                 Envelope::new(
                     DeliveryDelivered {
                         order_id,
@@ -399,11 +405,6 @@ pub async fn advance_due(
                 )
                 .in_trace(trace),
             ),
-            other => {
-                return Err(DbErr::Custom(format!(
-                    "a shipment is never stepped to {other}, only dispatched or delivered"
-                )));
-            }
         }
         tracing::info!(%shipment_id, status = %shipment.status, "shipment advanced");
     }
@@ -423,9 +424,12 @@ pub enum ForceStepError {
     #[error("no shipment for this order yet")]
     NoShipment,
     #[error("the shipment is {0}: no further step")]
-    Finished(String),
+    Finished(ShipmentStatus),
     #[error("the shipment is {current}, it cannot become {requested}")]
-    Illegal { current: String, requested: String },
+    Illegal {
+        current: ShipmentStatus,
+        requested: Step,
+    },
     #[error(transparent)]
     Database(#[from] DbErr),
 }
@@ -433,17 +437,14 @@ pub enum ForceStepError {
 impl From<ForceRefusal> for ForceStepError {
     fn from(refusal: ForceRefusal) -> Self {
         match refusal {
-            ForceRefusal::Finished(status) => Self::Finished(status.to_string()),
-            ForceRefusal::Illegal { current, requested } => Self::Illegal {
-                current: current.to_string(),
-                requested,
-            },
+            ForceRefusal::Finished(status) => Self::Finished(status),
+            ForceRefusal::Illegal { current, requested } => Self::Illegal { current, requested },
         }
     }
 }
 
-/// Forces the shipment of `order_id` to `to` ("dispatched" or "delivered") now, as a courier update would;
-/// emits the event(s) through the outbox in the caller's transaction. Forcing "delivered" on a pending
+/// Forces the shipment of `order_id` to the status `to` leads to now, as a courier update would;
+/// emits the event(s) through the outbox in the caller's transaction. Forcing `delivered` on a pending
 /// shipment first dispatches it (two events, in order). Forcing the status it already has is Ok (idempotent).
 ///
 /// The shipment's row is locked (`FOR UPDATE`, waiting for a timer round that holds it), so a
@@ -454,7 +455,7 @@ pub async fn force_next_step(
     txn: &DatabaseTransaction,
     outbox: &larder_bus::outbox::Outbox,
     order_id: Uuid,
-    to: &str,
+    to: Step,
     settings: &DeliverySettings,
 ) -> Result<entities::shipments::Model, ForceStepError> {
     let mut shipment = find_shipment_for_update(txn, order_id)
@@ -468,16 +469,17 @@ pub async fn force_next_step(
     Ok(shipment)
 }
 
-/// Moves a locked shipment one step forward at `now` (dispatched or delivered), schedules the
-/// step after it, and enqueues the step's event.
+/// Moves a locked shipment one step forward at `now`, schedules the step after it, and enqueues
+/// the step's event.
 async fn take_step(
     txn: &DatabaseTransaction,
     outbox: &Outbox,
     shipment: shipments::Model,
-    to: ShipmentStatus,
+    step: Step,
     now: DateTime<Utc>,
     settings: &DeliverySettings,
 ) -> Result<shipments::Model, DbErr> {
+    let to = step.status();
     let next_step_at = to.next_step_at(now, settings);
     let updated = set_status(txn, shipment, to, now, next_step_at).await?;
     // The confirmation's correlation id, kept on the row for the timer's later steps.
@@ -485,8 +487,8 @@ async fn take_step(
     let correlation_id = updated.correlation_id.clone();
     let trace = shipment_trace(&updated);
     let span = larder_bus::trace::event_span!("shipment_step", order_id, trace);
-    match to {
-        ShipmentStatus::Dispatched => {
+    match step {
+        Step::Dispatched => {
             let event = DeliveryDispatched {
                 order_id,
                 shipment_id,
@@ -496,7 +498,7 @@ async fn take_step(
                 span.in_scope(|| Envelope::new(event, correlation_id.clone()).in_trace(trace));
             outbox.enqueue(txn, &event).await?;
         }
-        ShipmentStatus::Delivered => {
+        Step::Delivered => {
             let event = DeliveryDelivered {
                 order_id,
                 shipment_id,
@@ -505,11 +507,6 @@ async fn take_step(
             let event =
                 span.in_scope(|| Envelope::new(event, correlation_id.clone()).in_trace(trace));
             outbox.enqueue(txn, &event).await?;
-        }
-        ShipmentStatus::Pending | ShipmentStatus::Cancelled => {
-            return Err(DbErr::Custom(format!(
-                "a shipment is never stepped to {to}, only dispatched or delivered"
-            )));
         }
     }
     tracing::info!(%order_id, %shipment_id, status = %to, "shipment advanced");

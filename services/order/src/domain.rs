@@ -134,13 +134,23 @@ pub enum Cancellation {
 }
 
 impl OrderStatus {
-    /// What a cancel request does to an order in this status.
+    /// What a cancel request does to an order in this status. Which statuses may be cancelled
+    /// is the transition rule's to say ([`OrderStatus::can_become`]), not this function's.
     pub fn cancellation(self) -> Cancellation {
-        match self {
-            Self::Cancelled => Cancellation::AlreadyCancelled,
-            Self::Pending | Self::Confirmed => Cancellation::AskDelivery,
-            Self::Rejected | Self::Dispatched | Self::Delivered => Cancellation::Refused,
+        if self == Self::Cancelled {
+            Cancellation::AlreadyCancelled
+        } else if self.can_become(Self::Cancelled) {
+            Cancellation::AskDelivery
+        } else {
+            Cancellation::Refused
         }
+    }
+
+    /// Whether stock has told this service that it reserved the order's ingredients, which the
+    /// order's `orders.cancelled` passes on (`release_stock`). A pending order may hold a
+    /// reservation this service has not heard of yet; stock releases whatever it finds anyway.
+    pub fn reservation_confirmed(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Dispatched | Self::Delivered)
     }
 }
 
@@ -433,6 +443,32 @@ mod tests {
         ];
         for (status, expected) in cases {
             assert_eq!(status.cancellation(), expected, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_cancel_is_asked_for_exactly_the_statuses_that_may_become_cancelled() {
+        for status in OrderStatus::ALL {
+            assert_eq!(
+                status.cancellation() == Cancellation::AskDelivery,
+                status.can_become(OrderStatus::Cancelled),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn stock_has_confirmed_a_reservation_for_a_confirmed_or_later_order() {
+        let cases = [
+            (Pending, false),
+            (Confirmed, true),
+            (Rejected, false),
+            (Dispatched, true),
+            (Delivered, true),
+            (Cancelled, false),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(status.reservation_confirmed(), expected, "{status}");
         }
     }
 

@@ -13,7 +13,7 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use entities::ingredients;
 
 use crate::domain;
-use crate::store::{self, RestockError};
+use crate::store::{self, RestockError, SeedError};
 
 /// Starts the `stock` service with its three endpoints.
 pub async fn serve(
@@ -72,13 +72,12 @@ async fn announce(pushes: &Pusher, merchant_id: i64) {
     pushes.publish(push::STOCK_CHANGED, &changed).await;
 }
 
+/// The seeds are checked by the store, before it writes anything: a refusal names the first
+/// ingredient that is not valid (422).
 pub async fn seed(
     db: &DatabaseConnection,
     command: SeedIngredients,
 ) -> Result<Vec<IngredientLevel>, Refusal> {
-    if let Some(problem) = command.ingredients.iter().find_map(domain::invalid_seed) {
-        return Err(Refusal::invalid(problem));
-    }
     let seeded = async {
         let txn = db.begin().await?;
         let rows = store::seed_ingredients(
@@ -89,10 +88,13 @@ pub async fn seed(
         )
         .await?;
         txn.commit().await?;
-        Ok::<_, DbErr>(rows)
+        Ok::<_, SeedError>(rows)
     }
     .await
-    .map_err(failed)?;
+    .map_err(|error| match error {
+        SeedError::Invalid(invalid) => Refusal::invalid(invalid.to_string()),
+        SeedError::Database(e) => failed(e),
+    })?;
     Ok(seeded.into_iter().map(level_view).collect())
 }
 
@@ -122,9 +124,9 @@ pub async fn restock(
         RestockError::NotFound => {
             Refusal::not_found(format!("no ingredient {}", command.ingredient_id))
         }
-        RestockError::InvalidAmount => {
-            Refusal::invalid("must be a positive amount in the ingredient's unit")
-        }
+        // The amount's own words ("must be a positive amount in the ingredient's unit"): the
+        // order API shows them under the field `amount`.
+        RestockError::InvalidAmount(invalid) => Refusal::invalid(invalid.to_string()),
         RestockError::Database(e) => failed(e),
     })?;
     txn.commit().await.map_err(failed)?;

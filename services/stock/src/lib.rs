@@ -2,7 +2,8 @@
 //! and raises one `stock.low` when an ingredient falls below half its reference level.
 //!
 //! - [`config`]: the service's `Config`.
-//! - [`domain`]: the rules, pure: plan a reservation, detect a low-stock crossing, restock.
+//! - [`domain`]: the rules, pure: plan a batch of reservations or releases, detect a low-stock
+//!   crossing, restock; the checked values a command brings in (amounts, units, seeds).
 //! - [`store`]: the SQL: reservation and release batches (one transaction each, with outbox and
 //!   inbox), and seed / list / restock.
 //! - [`commands`]: the merchant commands served over NATS (service `stock`): seed, list, restock.

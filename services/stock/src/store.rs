@@ -25,8 +25,13 @@ use larder_contract::events::{
     IngredientAmount, OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected, StockLow,
 };
 
-use crate::domain::{self, Level, Shortages};
+use crate::domain::{
+    self, Amount, InvalidRestock, InvalidSeed, Level, MerchantLevel, Movement, ReleaseBatch,
+    ReleaseError, ReleaseOutcome, ReservationBatch, ReservationOutcome, Seed, Shortages,
+};
 
+/// Why a stock movement happened; the domain's type, here where the rows are written.
+pub use crate::domain::Reason;
 /// One ingredient to seed; the command's own type.
 pub use larder_contract::commands::IngredientSeed;
 
@@ -44,26 +49,6 @@ const ROWS_PER_STATEMENT: usize = 1_000;
 /// Salt of the per-order advisory lock keys ("stockord"), so they do not line up with the
 /// migration lock or other services' keys by accident.
 const ORDER_LOCK_SALT: u64 = 0x7374_6f63_6b6f_7264;
-
-/// Why a stock movement happened (`stock_movements.reason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    Seed,
-    Reserve,
-    Release,
-    Restock,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Seed => "seed",
-            Self::Reserve => "reserve",
-            Self::Release => "release",
-            Self::Restock => "restock",
-        }
-    }
-}
 
 /// What [`reserve_orders`] did with one `orders.created`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,90 +78,72 @@ pub enum Released {
 /// Reserves a batch of orders in the caller's transaction, in stream order, and returns what
 /// happened to each, in the same order (SPEC §5 rules 1-3).
 ///
-/// The ingredient rows the batch touches are locked once, then every order is evaluated in
-/// memory against the levels the orders before it left, then everything is written: the stock
-/// movements, the new levels and alert states, the outbox events (carrying each incoming
-/// envelope's `correlation_id`) and the inbox records. Either all of it commits or none does;
-/// the caller acks after the commit.
+/// The ingredient rows the batch touches are locked once, then [`ReservationBatch::plan`]
+/// evaluates every order in memory against the levels the orders before it left, then the plan
+/// is written: the stock movements, the new levels and alert states, the outbox events
+/// (carrying each incoming envelope's `correlation_id`) and the inbox records. Either all of it
+/// commits or none does; the caller acks after the commit.
 pub async fn reserve_orders(
     txn: &DatabaseTransaction,
     outbox: &Outbox,
     orders: &[Envelope<OrderCreated>],
 ) -> Result<Vec<Reserved>, DbErr> {
-    let mut outcomes = vec![Reserved::Duplicate; orders.len()];
-
     // SPEC §5 rule 1: the inbox record commits with the effects, so a redelivery (same envelope
     // id, whatever its Nats-Msg-Id) finds it and changes nothing.
     let event_ids: BTreeSet<Uuid> = orders.iter().map(|o| o.id).collect();
-    let mut new_events = record_events(txn, RESERVATIONS_CONSUMER, &event_ids).await?;
-    let mut seen_orders = HashSet::new();
-    let mut todo: Vec<usize> = (0..orders.len())
-        .filter(|&i| {
-            new_events.remove(&orders[i].id) && seen_orders.insert(orders[i].data.order_id)
-        })
-        .collect();
-    if todo.is_empty() {
-        return Ok(outcomes);
-    }
+    let new_events = record_events(txn, RESERVATIONS_CONSUMER, &event_ids).await?;
+    let mut batch = ReservationBatch::new(orders.iter().map(|o| (o.id, &o.data)), &new_events);
 
-    // The cancel race (SPEC §5 rule 4): once the order's lock is held, a cancellation either
-    // committed before (its marker is visible: each statement of a READ COMMITTED transaction
-    // sees what committed before it started) or will run after this transaction.
-    let order_ids: BTreeSet<Uuid> = todo.iter().map(|&i| orders[i].data.order_id).collect();
-    lock_orders(txn, &order_ids).await?;
-    let cancelled = find_cancelled_orders(txn, &order_ids).await?;
-    // Another envelope for an order already reserved would only trip the unique index.
-    let already_reserved = find_orders_with(txn, &order_ids, Reason::Reserve).await?;
-    todo.retain(|&i| {
-        let order_id = orders[i].data.order_id;
-        if cancelled.contains(&order_id) {
-            outcomes[i] = Reserved::Cancelled;
-            false
-        } else {
-            !already_reserved.contains(&order_id)
-        }
-    });
-    if todo.is_empty() {
-        return Ok(outcomes);
+    if batch.has_open() {
+        // The cancel race (SPEC §5 rule 4): once the order's lock is held, a cancellation
+        // either committed before (its marker is visible: each statement of a READ COMMITTED
+        // transaction sees what committed before it started) or will run after this
+        // transaction.
+        let order_ids = batch.open_orders();
+        lock_orders(txn, &order_ids).await?;
+        let cancelled = find_cancelled_orders(txn, &order_ids).await?;
+        let already_reserved = find_orders_with(txn, &order_ids, Reason::Reserve).await?;
+        batch.skip(&cancelled, &already_reserved);
+    }
+    if !batch.has_open() {
+        // Every entry is decided already: the plan needs no levels, so none are locked.
+        return Ok(batch.plan([]).outcomes.iter().map(reserved).collect());
     }
 
     // SPEC §5 rule 2: lock every ingredient row the batch touches, once, in id order.
-    let ingredient_ids: BTreeSet<i64> = todo
-        .iter()
-        .flat_map(|&i| &orders[i].data.lines)
-        .flat_map(|line| &line.recipe)
-        .map(|r| r.ingredient_id)
-        .collect();
-    let rows: HashMap<i64, ingredients::Model> = lock_ingredients(txn, &ingredient_ids)
+    let rows: HashMap<i64, ingredients::Model> = lock_ingredients(txn, &batch.ingredient_ids())
         .await?
         .into_iter()
         .map(|row| (row.id, row))
         .collect();
-    // Per merchant: an order only ever sees its own merchant's stock.
-    let mut levels: HashMap<i64, HashMap<i64, Level>> = HashMap::new();
-    for row in rows.values() {
-        levels
-            .entry(row.merchant_id)
-            .or_default()
-            .insert(row.id, level_of(row));
-    }
+    let plan = batch.plan(rows.values().map(|row| MerchantLevel {
+        merchant_id: row.merchant_id,
+        ingredient_id: row.id,
+        level: level_of(row),
+    }));
 
     let mut movements = Vec::new();
-    let mut changed = BTreeSet::new();
     let mut confirmed = Vec::new();
     let mut rejected = Vec::new();
     let mut low = Vec::new();
-    for &i in &todo {
-        let cause = &orders[i];
+    for (cause, outcome) in orders.iter().zip(&plan.outcomes) {
+        // Only an evaluated order causes events (and gets a span).
+        if matches!(
+            outcome,
+            ReservationOutcome::Duplicate | ReservationOutcome::Cancelled
+        ) {
+            continue;
+        }
         let order = &cause.data;
         // The events this order causes continue its trace, with this span as their parent.
         let span = larder_bus::trace::event_span!("reserve", order.order_id, cause.trace);
         let _in_order = span.enter();
-        let merchant_levels = levels.entry(order.merchant_id).or_default();
-        match domain::plan_reservation(&order.lines, merchant_levels) {
-            Ok(reservation) => {
-                // SPEC §5 rule 3: one stock.low per crossing; the alerted flag stops the next.
-                for alert in domain::apply_reservation(merchant_levels, &reservation) {
+        match outcome {
+            ReservationOutcome::Confirmed {
+                reservation,
+                alerts,
+            } => {
+                for alert in alerts {
                     let row = &rows[&alert.ingredient_id];
                     low.push(larder_bus::trace::following(
                         StockLow {
@@ -193,52 +160,43 @@ pub async fn reserve_orders(
                         cause,
                     ));
                 }
-                for IngredientAmount {
-                    ingredient_id,
-                    amount,
-                } in &reservation.amounts
-                {
-                    changed.insert(*ingredient_id);
-                    movements.push(Movement {
+                movements.extend(reservation.amounts.iter().map(
+                    |&IngredientAmount {
+                         ingredient_id,
+                         amount,
+                     }| Movement {
                         order_id: Some(order.order_id),
-                        ingredient_id: *ingredient_id,
+                        ingredient_id,
                         delta: -amount,
                         reason: Reason::Reserve,
-                    });
-                }
+                    },
+                ));
                 confirmed.push(larder_bus::trace::following(
                     OrderConfirmed {
                         order_id: order.order_id,
                         merchant_id: order.merchant_id,
-                        reserved: reservation.amounts,
+                        reserved: reservation.amounts.clone(),
                     },
                     cause,
                 ));
                 tracing::debug!("reserved");
-                outcomes[i] = Reserved::Confirmed;
             }
-            Err(Shortages(shortages)) => {
+            ReservationOutcome::Rejected(Shortages(shortages)) => {
                 rejected.push(larder_bus::trace::following(
                     OrderRejected {
                         order_id: order.order_id,
                         merchant_id: order.merchant_id,
-                        shortages,
+                        shortages: shortages.clone(),
                     },
                     cause,
                 ));
                 tracing::debug!("rejected: short of stock");
-                outcomes[i] = Reserved::Rejected;
             }
+            ReservationOutcome::Duplicate | ReservationOutcome::Cancelled => {}
         }
     }
 
-    let updates: Vec<(i64, &Level)> = changed
-        .iter()
-        .filter_map(|id| {
-            let merchant = rows.get(id)?.merchant_id;
-            Some((*id, levels.get(&merchant)?.get(id)?))
-        })
-        .collect();
+    let updates: Vec<(i64, &Level)> = plan.levels.iter().map(|(id, level)| (*id, level)).collect();
     update_levels(txn, &updates).await?;
     insert_movements(txn, &movements).await?;
     for chunk in confirmed.chunks(ROWS_PER_STATEMENT) {
@@ -250,113 +208,120 @@ pub async fn reserve_orders(
     for chunk in low.chunks(ROWS_PER_STATEMENT) {
         outbox.enqueue_all(txn, chunk).await?;
     }
-    Ok(outcomes)
+    Ok(plan.outcomes.iter().map(reserved).collect())
+}
+
+fn reserved(outcome: &ReservationOutcome) -> Reserved {
+    match outcome {
+        ReservationOutcome::Confirmed { .. } => Reserved::Confirmed,
+        ReservationOutcome::Rejected(_) => Reserved::Rejected,
+        ReservationOutcome::Duplicate => Reserved::Duplicate,
+        ReservationOutcome::Cancelled => Reserved::Cancelled,
+    }
 }
 
 /// Releases what each cancelled order reserved, in the caller's transaction, and returns what
 /// happened to each, in order.
 ///
-/// Exactly what the order reserved goes back (its `reserve` movements, negated, as `release`
-/// movements), at most once: the inbox skips a redelivered event and the unique index on
-/// `(order_id, ingredient_id, reason)` refuses a second release. `release_stock` is not trusted
-/// to decide: a pending order may already hold a reservation whose `orders.confirmed` the order
-/// service has not read yet, so whatever is reserved is released. An order that reserved nothing
-/// is marked cancelled, so its `orders.created`, arriving later, reserves nothing.
-///
-/// Putting stock back re-arms no low-stock alert: re-arming is a restock rule only (SPEC §3,
-/// §5 rule 3), and the alerted flag is left as it is.
+/// [`ReleaseBatch::plan`] decides what goes back: exactly what the order reserved (its
+/// `reserve` movements, negated, as `release` movements), at most once: the inbox skips a
+/// redelivered event, the plan skips what was given back already, and the unique index on
+/// `(order_id, ingredient_id, reason)` would refuse a second release anyway. `release_stock` is
+/// not trusted to decide: a pending order may already hold a reservation whose
+/// `orders.confirmed` the order service has not read yet, so whatever is reserved is released.
+/// An order that reserved nothing is marked cancelled, so its `orders.created`, arriving later,
+/// reserves nothing.
 pub async fn release_orders(
     txn: &DatabaseTransaction,
     events: &[Envelope<OrderCancelled>],
 ) -> Result<Vec<Released>, DbErr> {
-    let mut outcomes = vec![Released::Duplicate; events.len()];
-
     // SPEC §5 rule 1: inbox record in the same transaction as the release.
     let event_ids: BTreeSet<Uuid> = events.iter().map(|e| e.id).collect();
-    let mut new_events = record_events(txn, RELEASES_CONSUMER, &event_ids).await?;
-    let mut seen_orders = HashSet::new();
-    let todo: Vec<usize> = (0..events.len())
-        .filter(|&i| {
-            new_events.remove(&events[i].id) && seen_orders.insert(events[i].data.order_id)
-        })
-        .collect();
-    if todo.is_empty() {
-        return Ok(outcomes);
+    let new_events = record_events(txn, RELEASES_CONSUMER, &event_ids).await?;
+    let entries: Vec<(Uuid, Uuid)> = events.iter().map(|e| (e.id, e.data.order_id)).collect();
+    let batch = ReleaseBatch::new(&entries, &new_events);
+    let order_ids = batch.open_orders();
+    if order_ids.is_empty() {
+        return Ok(vec![Released::Duplicate; events.len()]);
     }
 
     // The cancel race: serialised with the order's reservation by the order's lock (see
     // `reserve_orders`). After it, the order's movements are final until this commits.
-    let order_ids: BTreeSet<Uuid> = todo.iter().map(|&i| events[i].data.order_id).collect();
     lock_orders(txn, &order_ids).await?;
     let movements = find_movements(txn, &order_ids).await?;
+    let outcomes = batch.plan(&movements);
 
-    let mut releases: Vec<Movement> = Vec::new();
-    let mut unreserved = BTreeSet::new();
-    for &i in &todo {
-        let order_id = events[i].data.order_id;
-        let reserved: Vec<&stock_movements::Model> = movements
-            .iter()
-            .filter(|m| m.order_id == Some(order_id) && m.reason == Reason::Reserve.as_str())
-            .collect();
-        if reserved.is_empty() {
-            unreserved.insert(order_id);
-            outcomes[i] = Released::NothingReserved;
-            continue;
-        }
-        let released: HashSet<i64> = movements
-            .iter()
-            .filter(|m| m.order_id == Some(order_id) && m.reason == Reason::Release.as_str())
-            .map(|m| m.ingredient_id)
-            .collect();
-        let before = releases.len();
-        releases.extend(
-            reserved
-                .iter()
-                .filter(|m| !released.contains(&m.ingredient_id))
-                .map(|m| Movement {
-                    order_id: Some(order_id),
-                    ingredient_id: m.ingredient_id,
-                    delta: -m.delta,
-                    reason: Reason::Release,
-                }),
-        );
-        if releases.len() > before {
-            outcomes[i] = Released::Released;
-        }
-    }
-
+    let unreserved: BTreeSet<Uuid> = entries
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| **outcome == ReleaseOutcome::NothingReserved)
+        .map(|((_, order_id), _)| *order_id)
+        .collect();
     record_events(txn, CANCELLED_ORDER_MARKER, &unreserved).await?;
-    if releases.is_empty() {
-        return Ok(outcomes);
+    let back: Vec<(Uuid, IngredientAmount)> = entries
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|((_, order_id), outcome)| match outcome {
+            ReleaseOutcome::Release(back) => {
+                Some(back.iter().map(|amount| (*order_id, amount.clone())))
+            }
+            ReleaseOutcome::NothingReserved | ReleaseOutcome::Duplicate => None,
+        })
+        .flatten()
+        .collect();
+    let released = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            ReleaseOutcome::Release(_) => Released::Released,
+            ReleaseOutcome::NothingReserved => Released::NothingReserved,
+            ReleaseOutcome::Duplicate => Released::Duplicate,
+        })
+        .collect();
+    if back.is_empty() {
+        return Ok(released);
     }
 
     // SPEC §5 rule 2: same lock order as reservations: ingredient rows by ascending id.
-    let ingredient_ids: BTreeSet<i64> = releases.iter().map(|m| m.ingredient_id).collect();
+    let ingredient_ids: BTreeSet<i64> = back.iter().map(|(_, b)| b.ingredient_id).collect();
     let mut levels: BTreeMap<i64, Level> = lock_ingredients(txn, &ingredient_ids)
         .await?
         .iter()
         .map(|row| (row.id, level_of(row)))
         .collect();
-    for release in &releases {
-        let level = levels.get_mut(&release.ingredient_id).ok_or_else(|| {
-            DbErr::RecordNotFound(format!("ingredient {}", release.ingredient_id))
-        })?;
-        level.stock = level.stock.checked_add(release.delta).ok_or_else(|| {
-            DbErr::Custom(format!(
-                "releasing {} of ingredient {} overflows its level",
-                release.delta, release.ingredient_id
-            ))
-        })?;
-    }
+    domain::put_back(&mut levels, back.iter().map(|(_, b)| b)).map_err(|error| match error {
+        ReleaseError::UnknownIngredient(id) => DbErr::RecordNotFound(format!("ingredient {id}")),
+        overflow @ ReleaseError::Overflow { .. } => DbErr::Custom(overflow.to_string()),
+    })?;
     let updates: Vec<(i64, &Level)> = levels.iter().map(|(id, level)| (*id, level)).collect();
     update_levels(txn, &updates).await?;
-    insert_movements(txn, &releases).await?;
-    Ok(outcomes)
+    let movements: Vec<Movement> = back
+        .into_iter()
+        .map(|(order_id, back)| Movement {
+            order_id: Some(order_id),
+            ingredient_id: back.ingredient_id,
+            delta: back.amount,
+            reason: Reason::Release,
+        })
+        .collect();
+    insert_movements(txn, &movements).await?;
+    Ok(released)
+}
+
+/// Why a seed was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidSeed),
+    #[error(transparent)]
+    Database(#[from] DbErr),
 }
 
 /// Idempotent: upsert by (merchant_id, name); stock = reference_level = level;
 /// low_stock_alerted = false; a `seed` movement with delta = level - previous stock (none when
 /// 0), so the movements still sum to the stock. Returns the rows, in input order.
+///
+/// The seeds arrive as the command carries them and are checked here, once ([`Seed::parse`]),
+/// before anything is written.
 ///
 /// Run it in a transaction (pass a `DatabaseTransaction`): the row and its movement belong
 /// together.
@@ -365,10 +330,8 @@ pub async fn seed_ingredients(
     merchant_id: i64,
     merchant_email: &str,
     seeds: &[IngredientSeed],
-) -> Result<Vec<ingredients::Model>, DbErr> {
-    if let Some(problem) = seeds.iter().find_map(domain::invalid_seed) {
-        return Err(DbErr::Custom(problem));
-    }
+) -> Result<Vec<ingredients::Model>, SeedError> {
+    let seeds = Seed::parse_all(seeds)?;
     // Lock the merchant's existing rows first, by ascending id like every other writer (no
     // deadlock with a reservation batch), and learn their stock for the seed movements.
     let names: Vec<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
@@ -399,8 +362,8 @@ pub async fn seed_ingredients(
                 vec![
                     merchant_id.into(),
                     seed.name.clone().into(),
-                    seed.unit.clone().into(),
-                    seed.level.into(),
+                    seed.unit.as_str().into(),
+                    seed.level.get().into(),
                     merchant_email.into(),
                 ],
             ))
@@ -439,24 +402,26 @@ pub async fn list_ingredients(
 pub enum RestockError {
     #[error("ingredient not found")]
     NotFound,
-    #[error("amount must be positive")]
-    InvalidAmount,
+    /// Not positive, or more than the level can hold.
+    #[error(transparent)]
+    InvalidAmount(#[from] InvalidRestock),
     #[error(transparent)]
     Database(#[from] DbErr),
 }
 
-/// Locks the row; adds `amount` (> 0); raises reference_level to the new level when above it;
+/// Locks the row; adds `amount`; raises reference_level to the new level when above it;
 /// re-arms the alert when the level is back at or above 50 % (SPEC §3, §5 rule 3); writes a
 /// `restock` movement. Only the merchant's own ingredient (else `NotFound`).
+///
+/// `amount` is the command's number: it becomes an [`Amount`] here, the one check of it on
+/// the stock side, before any row is touched.
 pub async fn restock(
     txn: &DatabaseTransaction,
     merchant_id: i64,
     ingredient_id: i64,
     amount: i64,
 ) -> Result<ingredients::Model, RestockError> {
-    if amount <= 0 {
-        return Err(RestockError::InvalidAmount);
-    }
+    let amount = Amount::parse(amount).map_err(InvalidRestock::from)?;
     // SPEC §5 rule 2: the row lock serialises the restock with reservations and releases.
     let row = ingredients::Entity::find_by_id(ingredient_id)
         .filter(ingredients::Column::MerchantId.eq(merchant_id))
@@ -466,7 +431,7 @@ pub async fn restock(
         .ok_or(RestockError::NotFound)?;
     let level = level_of(&row)
         .restocked(amount)
-        .map_err(|_| RestockError::InvalidAmount)?;
+        .map_err(InvalidRestock::from)?;
     let updated = txn
         .query_one_raw(statement(
             "UPDATE ingredients SET stock = $1, reference_level = $2, low_stock_alerted = $3, \
@@ -487,21 +452,12 @@ pub async fn restock(
         &[Movement {
             order_id: None,
             ingredient_id: row.id,
-            delta: amount,
+            delta: amount.get(),
             reason: Reason::Restock,
         }],
     )
     .await?;
     Ok(updated)
-}
-
-/// A row of `stock_movements` to write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Movement {
-    order_id: Option<Uuid>,
-    ingredient_id: i64,
-    delta: i64,
-    reason: Reason,
 }
 
 fn level_of(row: &ingredients::Model) -> Level {
@@ -607,25 +563,34 @@ async fn find_orders_with(
     Ok(found)
 }
 
-/// The reserve and release movements of the orders.
+/// The reserve and release movements of the orders, each order's in the order they were written.
 async fn find_movements(
     txn: &DatabaseTransaction,
     order_ids: &BTreeSet<Uuid>,
-) -> Result<Vec<stock_movements::Model>, DbErr> {
+) -> Result<Vec<Movement>, DbErr> {
     let mut movements = Vec::new();
     let ids: Vec<Uuid> = order_ids.iter().copied().collect();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        movements.extend(
-            stock_movements::Entity::find()
-                .filter(stock_movements::Column::OrderId.is_in(chunk.iter().copied()))
-                .filter(
-                    stock_movements::Column::Reason
-                        .is_in([Reason::Reserve.as_str(), Reason::Release.as_str()]),
-                )
-                .order_by_asc(stock_movements::Column::Id)
-                .all(txn)
-                .await?,
-        );
+        let rows = stock_movements::Entity::find()
+            .filter(stock_movements::Column::OrderId.is_in(chunk.iter().copied()))
+            .filter(
+                stock_movements::Column::Reason
+                    .is_in([Reason::Reserve.as_str(), Reason::Release.as_str()]),
+            )
+            .order_by_asc(stock_movements::Column::Id)
+            .all(txn)
+            .await?;
+        for row in rows {
+            movements.push(Movement {
+                reason: row
+                    .reason
+                    .parse()
+                    .map_err(|e: domain::UnknownReason| DbErr::Custom(e.to_string()))?,
+                order_id: row.order_id,
+                ingredient_id: row.ingredient_id,
+                delta: row.delta,
+            });
+        }
     }
     Ok(movements)
 }

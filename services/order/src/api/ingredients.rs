@@ -95,12 +95,8 @@ impl IngredientsApi {
         body: Json<Restock>,
     ) -> Result<Json<Ingredient>, ApiError> {
         let merchant_id = auth.merchant_id()?;
-        if body.amount <= 0 {
-            return Err(ApiError::invalid_field(
-                "amount",
-                "must be a positive amount in the ingredient's unit",
-            ));
-        }
+        // Stock checks the amount (once, as it enters that service); its refusal becomes the
+        // 422 naming the field.
         let row = state
             .call(&RestockIngredient {
                 merchant_id,
@@ -109,7 +105,7 @@ impl IngredientsApi {
             })
             .await
             .map_err(|error| match error {
-                // Stock's own check of the amount, named as the client wrote it.
+                // Stock's check of the amount, named as the client wrote it.
                 ApiError::Unprocessable(problem) => {
                     ApiError::invalid_field("amount", problem.0.detail.unwrap_or_default())
                 }

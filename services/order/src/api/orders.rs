@@ -598,7 +598,7 @@ impl OrdersApi {
                         OrderCancelled {
                             order_id: id.0,
                             merchant_id: order.merchant_id,
-                            release_stock: current == OrderStatus::Confirmed,
+                            release_stock: current.reservation_confirmed(),
                         },
                         correlation_id.clone(),
                     )

@@ -301,7 +301,7 @@ async fn settle_in_one_transaction(
                         OrderCancelled {
                             order_id,
                             merchant_id: merchants[&order_id],
-                            release_stock: found == OrderStatus::Confirmed,
+                            release_stock: found.reservation_confirmed(),
                         },
                         correlation_id,
                     )

@@ -1,7 +1,8 @@
 //! Merchant operations served by other services (seed's ingredients, list, restock, courier
-//! update) as the order service answers them on its own: who may call them, and what a client
-//! gets when the owning service does not answer. The calls themselves, answered by stock and
-//! delivery, are covered end to end (tests/e2e/merchant_commands.rs).
+//! update) as the order service answers them on its own: who may call them, what a client gets
+//! when the owning service does not answer, and how the owner's refusal of a field reads. The
+//! calls themselves, answered by stock and delivery, are covered end to end
+//! (tests/e2e/merchant_commands.rs).
 
 use std::time::{Duration, Instant};
 
@@ -104,4 +105,43 @@ async fn a_courier_update_for_an_order_of_another_merchant_or_none_is_not_found(
         "unknown order",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_restock_amount_stock_refuses_is_a_422_naming_the_field_amount() {
+    // Arrange: a stand-in stock that refuses every restock the way stock refuses a zero amount.
+    use larder_contract::commands::{IngredientLevel, Refusal, RestockIngredient};
+    let app = spawn_app().await;
+    let merchant = app.merchant_token().await;
+    let mut stock = larder_bus::service::CommandService::start(
+        &app.nats.client,
+        app.nats.namespace(),
+        larder_contract::commands::services::STOCK,
+        "a test's stock: refuses every restock amount",
+        "0.0.0",
+    )
+    .await
+    .expect("the stand-in stock service starts");
+    stock
+        .serve(|_: RestockIngredient| async move {
+            Err::<IngredientLevel, _>(Refusal::invalid(
+                "must be a positive amount in the ingredient's unit",
+            ))
+        })
+        .await
+        .expect("the stand-in serves restock-ingredient");
+
+    // Act
+    let response = app
+        .post_json("/ingredients/1/restock", &merchant, &json!({"amount": 0}))
+        .await;
+
+    // Assert: the API no longer checks the amount itself; stock's words come back under it.
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "amount 0").await;
+    assert_eq!(problem["errors"][0]["field"], "amount", "{problem}");
+    assert_eq!(
+        problem["errors"][0]["message"], "must be a positive amount in the ingredient's unit",
+        "{problem}"
+    );
+    stock.stop().await;
 }
