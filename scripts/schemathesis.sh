@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Property-based API tests of a running order service against the spec it serves (issue 12):
+# Property-based API tests of a running order service against the spec it serves:
 # schemathesis with every check, stateful phase included, as an anonymous client, a customer and
 # a merchant. Bounded: SCHEMATHESIS_MAX_EXAMPLES cases per operation and phase, and at most
 # SCHEMATHESIS_ROLE_TIMEOUT seconds per role.

@@ -1,4 +1,4 @@
-// The merchant console in a real browser (issue 15): Debian's Chromium, headless, driven by
+// The merchant console in a real browser: Debian's Chromium, headless, driven by
 // Playwright (playwright-core: it uses the browser it is given and downloads none).
 //
 //   LARDER_URL=http://127.0.0.1:3000 node tests/console/console.test.mjs

@@ -1,4 +1,4 @@
-//! Issue 15, the merchant console's data, end to end: a merchant who signs up follows
+//! The merchant console's data, end to end: a merchant who signs up follows
 //! `GET /merchant/events` while customers order; the feed shows each order move, the levels
 //! falling, the low-stock alert with its email status, a dead letter of one of its orders with
 //! its replay, and the alert re-armed by a restock. What the browser test (`console_browser`)

@@ -1,4 +1,4 @@
-//! Issue 15, end to end: merchant sign-up gives a merchant its own catalogue, stock and alerts;
+//! End to end: merchant sign-up gives a merchant its own catalogue, stock and alerts;
 //! an order's status as it happens (`GET /order/{id}/events`, `Prefer: wait`) on an API instance
 //! whose consumers did not process the events.
 

@@ -1,4 +1,4 @@
-//! The spec tells the truth (issue 12): schemathesis with every check, the stateful phase
+//! The spec tells the truth: schemathesis with every check, the stateful phase
 //! included, against the spec the running stack serves, as an anonymous client, a customer and
 //! a merchant (`scripts/schemathesis.sh`, bounded to a few minutes). A whole `larder all`, so the
 //! merchant operations other services answer (seed, ingredients, restock, courier) are real.

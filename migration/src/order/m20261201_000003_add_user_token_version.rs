@@ -1,5 +1,5 @@
 //! Access tokens carry their user's token version (`ver`); raising it revokes every token issued
-//! before (issue 12: a token can be revoked).
+//! before: a token can be revoked.
 
 use sea_orm_migration::prelude::*;
 

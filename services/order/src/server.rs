@@ -1,7 +1,6 @@
 //! The HTTP server: our own accept loop around hyper, because `poem::Server` has no header-read
-//! timeout, no connection cap and no keep-alive limit (shared/notes/stack.md, "poem: ... what the
-//! server does not limit"). Slow or silent clients are closed at a deadline instead of holding a
-//! socket (and, before, an in-flight slot) for as long as they like.
+//! timeout, no connection cap and no keep-alive limit. Slow or silent clients are closed at a
+//! deadline instead of holding a socket (and, before, an in-flight slot) for as long as they like.
 //!
 //! - At most [`HttpLimits::max_connections`] connections are served; further clients wait in the
 //!   listen backlog until one closes.

@@ -830,7 +830,7 @@ pub fn status_time(
 }
 
 /// The user's current token version, or `None` when the user does not exist (deleted, or a token
-/// signed for an id that never existed): such tokens are refused (issue 12).
+/// signed for an id that never existed): such tokens are refused.
 pub async fn find_token_version(
     db: &impl ConnectionTrait,
     user_id: Uuid,

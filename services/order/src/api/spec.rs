@@ -1,5 +1,5 @@
-//! The rules the handlers enforce, written into the spec poem-openapi derives (issue 12: "the spec
-//! is the truth"). The rules themselves stay in the domain code, which answers 422 naming the
+//! The rules the handlers enforce, written into the spec poem-openapi derives, so the spec tells
+//! the truth. The rules themselves stay in the domain code, which answers 422 naming the
 //! field as the client wrote it; poem-openapi's validators would answer 400 without that. So the
 //! derived spec is completed here, from the same constants, and a test checks every entry still
 //! names a property that exists.

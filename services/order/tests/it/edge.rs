@@ -1,4 +1,4 @@
-//! The hardened HTTP edge (issue 12): slow and idle clients cannot lock the service out, login
+//! The hardened HTTP edge: slow and idle clients cannot lock the service out, login
 //! cost is bounded, every input gets a problem (never a panic or a 500), and the headers say
 //! what they should. Against a real server on a random port.
 
