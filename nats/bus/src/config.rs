@@ -89,11 +89,19 @@ pub struct OutboxConfig {
 
 impl Default for OutboxConfig {
     fn default() -> Self {
-        Self {
-            batch_size: 512,
-            poll_interval_ms: 1000,
-        }
+        declared_defaults()
     }
+}
+
+/// The defaults a settings struct's clap attributes declare: an empty command line, with no
+/// environment variable read. So each default is written once, in its attribute, and `Default`
+/// (what tests build on) cannot drift from what `larder` runs with.
+pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let matches = T::augment_args(clap::Command::new("defaults"))
+        .mut_args(|arg| arg.env(None))
+        .try_get_matches_from(["defaults"])
+        .expect("every setting has a default");
+    T::from_arg_matches(&matches).expect("the declared defaults are valid")
 }
 
 impl OutboxConfig {

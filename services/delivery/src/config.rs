@@ -26,10 +26,7 @@ pub struct DeliverySettings {
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self {
-            dispatch_delay_ms: 2000,
-            deliver_delay_ms: 5000,
-        }
+        larder_bus::config::declared_defaults()
     }
 }
 

@@ -116,21 +116,7 @@ pub struct NotificationSettings {
 
 impl Default for NotificationSettings {
     fn default() -> Self {
-        Self {
-            smtp_host: "127.0.0.1".into(),
-            smtp_port: 1025,
-            smtp_from: "Larder <alerts@larder.local>".into(),
-            smtp_username: None,
-            smtp_password: None,
-            smtp_tls: false,
-            smtp_timeout_secs: 10,
-            max_attempts: 6,
-            retry_base_secs: 30,
-            retry_max_secs: 480,
-            batch_size: 4,
-            breaker_failures: 3,
-            breaker_cool_down_ms: 2_000,
-        }
+        larder_bus::config::declared_defaults()
     }
 }
 

@@ -197,32 +197,7 @@ pub struct OrderSettings {
 
 impl Default for OrderSettings {
     fn default() -> Self {
-        Self {
-            http_addr: "127.0.0.1:3000".parse().expect("a valid address"),
-            http_max_in_flight: 512,
-            service_request_timeout_ms: DEFAULT_SERVICE_REQUEST_TIMEOUT_MS,
-            http_max_connections: 1024,
-            http_header_timeout_secs: 10,
-            http_body_timeout_secs: 10,
-            http_idle_timeout_secs: 60,
-            auth_rate_per_ip_per_min: 30,
-            auth_rate_per_account_per_min: 10,
-            password_hash_threads: 0,
-            password_hash_queue: 64,
-            profile: Profile::Dev,
-            jwt_secret: DEV_JWT_SECRET.into(),
-            jwt_ttl_secs: 3600,
-            merchant_name: "Larder Burgers".into(),
-            merchant_email: "merchant@larder.local".into(),
-            merchant_password: "merchant-password".into(),
-            merchant_currency: "EUR".into(),
-            merchant_signup: None,
-            merchant_signup_token: None,
-            sse_max_streams: 256,
-            sse_max_secs: 120,
-            prefer_wait_max_waiters: 256,
-            api_only: false,
-        }
+        larder_bus::config::declared_defaults()
     }
 }
 

@@ -19,7 +19,7 @@ pub struct StockSettings {
 
 impl Default for StockSettings {
     fn default() -> Self {
-        Self { batch_size: 64 }
+        larder_bus::config::declared_defaults()
     }
 }
 
