@@ -14,7 +14,8 @@
 //!   API: `nats micro ls`), and calling them with a timeout.
 //! - [`config`]: `NatsConfig` and a connect that waits for the server.
 //! - [`push`]: live order status pushes between order-service instances (core NATS, no stream).
-//! - [`testing`]: a namespace of its own per test, deleted when the test ends.
+//! - [`testing`]: a namespace of its own per test, deleted when the test ends; nats-servers of a
+//!   test's own.
 
 pub mod commands;
 pub mod config;

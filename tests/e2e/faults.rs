@@ -24,13 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use migration::testing::{Auth, PostgresServer, TestDatabase};
-use nats::testing::TestNats;
+use nats::testing::{NatsCluster, TestNats};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::NatsCluster;
 use crate::helpers::Stack;
 
 /// Process indexes of [`Stack::start_separately_on_servers`].
