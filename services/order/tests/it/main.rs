@@ -14,3 +14,4 @@ mod metrics;
 mod openapi;
 mod order_events;
 mod orders;
+mod readiness;
