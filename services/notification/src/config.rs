@@ -243,8 +243,7 @@ mod tests {
     #[test]
     fn a_single_delivery_is_refused_as_it_leaves_no_retry() {
         let error = parse_without_env(&["notification", "--notification-max-attempts", "1"])
-            .err()
-            .expect("one delivery leaves no retry");
+            .expect_err("one delivery leaves no retry");
         assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(
             error.to_string().contains("--notification-max-attempts"),
