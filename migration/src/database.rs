@@ -608,6 +608,16 @@ mod tests {
         }
     }
 
+    /// `T` from `args` alone, every argument's variable taken off: whoever runs the tests may
+    /// have `DATABASE_URL`, the services' `*_DATABASE_URL` or `DATABASE_MAX_CONNECTIONS` set
+    /// (`./stack.sh test` exports them).
+    fn parse_without_env<T: clap::Parser>(args: &[&str]) -> T {
+        let matches = T::command()
+            .mut_args(|arg| arg.env(None))
+            .get_matches_from(args);
+        T::from_arg_matches(&matches).unwrap()
+    }
+
     #[test]
     fn with_database_swaps_only_the_database_name() {
         let cases = [
@@ -663,7 +673,7 @@ mod tests {
 
     #[test]
     fn cli_flags_fill_the_config() {
-        use clap::{CommandFactory, Parser};
+        use clap::CommandFactory;
 
         #[derive(clap::Parser)]
         struct Cli {
@@ -672,7 +682,7 @@ mod tests {
         }
         Cli::command().debug_assert();
 
-        let cli = Cli::parse_from(["larder", "--database-url", "postgres://db/x"]);
+        let cli: Cli = parse_without_env(&["larder", "--database-url", "postgres://db/x"]);
 
         assert_eq!(
             cli.database,
@@ -687,7 +697,7 @@ mod tests {
 
     #[test]
     fn service_flags_fill_one_config_per_service() {
-        use clap::{CommandFactory, Parser};
+        use clap::CommandFactory;
 
         #[derive(clap::Parser)]
         struct Cli {
@@ -698,7 +708,7 @@ mod tests {
         }
         Cli::command().debug_assert();
 
-        let cli = Cli::parse_from([
+        let cli: Cli = parse_without_env(&[
             "larder",
             "--stock-database-url",
             "postgres://s:pw@db/x",

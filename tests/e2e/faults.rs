@@ -23,14 +23,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use larder_bus::testing::TestNats;
+use larder_bus::testing::{NatsCluster, TestNats};
 use migration::testing::{Auth, PostgresServer, TestDatabase};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::NatsCluster;
 use crate::helpers::Stack;
 
 /// Process indexes of [`Stack::start_separately_on_servers`].

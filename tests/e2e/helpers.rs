@@ -184,22 +184,7 @@ impl Stack {
         env: &[(&str, &str)],
         commands: &[&[&str]],
     ) -> Self {
-        let mail = MailInbox::start().await;
-        let http_port = free_port();
-        let mut stack = Self {
-            address: format!("http://127.0.0.1:{http_port}"),
-            client: reqwest::Client::new(),
-            db,
-            nats,
-            mail,
-            http_port,
-            processes: Vec::new(),
-            spawned: 0,
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        };
+        let mut stack = Self::without_processes_on(nats, db, env).await;
         for command in commands {
             stack.spawn(command);
         }
@@ -214,6 +199,39 @@ impl Stack {
         })
         .await;
         stack
+    }
+
+    /// A stack on the given NATS and database with its inbox but no process yet: the test
+    /// [`spawn`](Stack::spawn)s each one when it likes (before its servers are up, say).
+    pub async fn without_processes_on(
+        nats: TestNats,
+        db: TestDatabase,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mail = MailInbox::start().await;
+        let http_port = free_port();
+        Self {
+            address: format!("http://127.0.0.1:{http_port}"),
+            client: reqwest::Client::new(),
+            db,
+            nats,
+            mail,
+            http_port,
+            processes: Vec::new(),
+            spawned: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Whether process `index` is still running (it has not exited, whatever its status).
+    pub fn is_running(&mut self, index: usize) -> bool {
+        self.processes[index]
+            .try_wait()
+            .expect("the process can be waited for")
+            .is_none()
     }
 
     /// Kills process `index` (in start order) at once, as `kill -9` would.

@@ -12,5 +12,6 @@ mod live;
 mod merchant_commands;
 mod metrics;
 mod schemathesis;
+mod start_order;
 mod stock;
 mod traces;

@@ -1,4 +1,7 @@
 //! Test support: a JetStream namespace of its own per test, deleted when the test ends.
+//!
+//! A test that kills and restarts NATS runs a [`NatsCluster`] of its own (one node is a lone
+//! server) and takes its namespace there with [`TestNats::on`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -6,6 +9,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::StreamMessage, stream::LastRawMessageErrorKind};
 
 use crate::{Namespace, NatsConfig, topology};
+
+mod server;
+
+pub use server::NatsCluster;
 
 /// Streams and consumers under a random namespace on the NATS server at `NATS_URL` (default
 /// loopback), created by [`topology::ensure`] and deleted on drop.

@@ -177,7 +177,7 @@ pub struct Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{CommandFactory, Parser};
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     #[derive(Parser)]
     struct Cli {
@@ -185,20 +185,34 @@ mod tests {
         settings: NotificationSettings,
     }
 
+    /// Parses `args` as the command line alone: every argument's variable is taken off, so
+    /// the SMTP_* and NOTIFICATION_* variables of whoever runs the tests change nothing.
+    fn parse_without_env(args: &[&str]) -> Result<NotificationSettings, clap::Error> {
+        let matches = Cli::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(args)?;
+        Ok(Cli::from_arg_matches(&matches)?.settings)
+    }
+
     #[test]
     fn the_command_line_is_consistent_and_defaults_to_the_default_settings() {
         Cli::command().debug_assert();
-        // Only the SMTP_* / NOTIFICATION_* variables this process may have set would differ.
-        let parsed = Cli::try_parse_from(["notification"]).unwrap().settings;
-        if std::env::vars().all(|(k, _)| !k.starts_with("SMTP_") && !k.starts_with("NOTIFICATION_"))
-        {
-            assert_eq!(
-                format!("{parsed:?}"),
-                format!("{:?}", NotificationSettings::default())
-            );
-        }
-        let parsed = Cli::try_parse_from(["notification", "--notification-max-attempts", "1"]);
-        assert!(parsed.is_err(), "one delivery leaves no retry");
+        let parsed = parse_without_env(&["notification"]).unwrap();
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", NotificationSettings::default())
+        );
+    }
+
+    #[test]
+    fn a_single_delivery_is_refused_as_it_leaves_no_retry() {
+        let error = parse_without_env(&["notification", "--notification-max-attempts", "1"])
+            .expect_err("one delivery leaves no retry");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            error.to_string().contains("--notification-max-attempts"),
+            "{error}"
+        );
     }
 
     #[test]

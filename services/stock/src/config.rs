@@ -34,7 +34,7 @@ pub struct Config {
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory, Parser};
+    use clap::{CommandFactory, FromArgMatches, Parser};
 
     use super::*;
 
@@ -44,12 +44,21 @@ mod tests {
         settings: StockSettings,
     }
 
+    /// The command line alone, every argument's variable taken off: a `STOCK_BATCH_SIZE` of
+    /// whoever runs the tests changes nothing.
+    fn parse_without_env(args: &[&str]) -> Cli {
+        let matches = Cli::command()
+            .mut_args(|arg| arg.env(None))
+            .get_matches_from(args);
+        Cli::from_arg_matches(&matches).unwrap()
+    }
+
     #[test]
     fn the_flag_sets_the_batch_size_and_its_default_matches_default() {
         Cli::command().debug_assert();
-        let cli = Cli::parse_from(["stock", "--stock-batch-size", "8"]);
+        let cli = parse_without_env(&["stock", "--stock-batch-size", "8"]);
         assert_eq!(cli.settings.batch_size, 8);
-        let cli = Cli::parse_from(["stock"]);
+        let cli = parse_without_env(&["stock"]);
         assert_eq!(cli.settings.batch_size, StockSettings::default().batch_size);
     }
 }

@@ -52,10 +52,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// [`spawn_app`] with some settings changed.
 pub async fn spawn_app_with(change: impl FnOnce(&mut OrderSettings)) -> TestApp {
+    spawn_app_on(TestDatabase::new().await, TestNats::new().await, change).await
+}
+
+/// [`spawn_app_with`] on the given database and NATS namespace (on servers of the test's own,
+/// say, that it stops and starts).
+pub async fn spawn_app_on(
+    db: TestDatabase,
+    nats: TestNats,
+    change: impl FnOnce(&mut OrderSettings),
+) -> TestApp {
     LazyLock::force(&TRACING);
-    let db = TestDatabase::new().await;
     let order_db = db.connect(Service::Order).await;
-    let nats = TestNats::new().await;
     let config = Config {
         database: db.config(Service::Order),
         nats: nats.config.clone(),

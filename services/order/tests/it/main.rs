@@ -11,6 +11,8 @@ mod live;
 mod merchant_commands;
 mod merchant_signup;
 mod metrics;
+mod nats_restart;
 mod openapi;
 mod order_events;
 mod orders;
+mod readiness;

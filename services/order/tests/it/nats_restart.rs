@@ -1,0 +1,149 @@
+//! The order service alone across a restart of its NATS server (a server of the test's own, on
+//! its store): what it accepted before, during and after is announced once, and its consumers
+//! take every later event. The fault suite checks the whole stack under load; this names the
+//! service when its relay or its consumers do not come back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use larder_bus::testing::{NatsCluster, TestNats};
+use larder_contract::Envelope;
+use larder_contract::events::{DeliveryDelivered, DeliveryDispatched, OrderConfirmed};
+use migration::testing::TestDatabase;
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, burgers, eventually, publish, spawn_app_on};
+
+/// Longer than a JetStream publish waits for its ack (5 s): the relay's publishes of the outage
+/// fail and are retried, not merely held by the client until it reconnects.
+const OUTAGE: Duration = Duration::from_secs(6);
+
+async fn place(app: &TestApp, token: &str, burger: i64) -> Uuid {
+    let response = app.post_order(token, &burgers(burger, 1)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let order: Value = response.json().await.unwrap();
+    order["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// How many `orders.created` the stream holds per order.
+async fn announced(app: &TestApp) -> HashMap<Uuid, usize> {
+    let mut counts = HashMap::new();
+    for message in app.nats.messages_on("orders.created").await {
+        let event: Value = serde_json::from_slice(&message.payload).unwrap();
+        let id = event["data"]["order_id"].as_str().unwrap().parse().unwrap();
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}
+
+async fn unpublished(app: &TestApp) -> i64 {
+    let row = sea_orm::ConnectionTrait::query_one_raw(
+        &app.order_db,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// Stock's confirmation and delivery's two steps, as those services would publish them.
+async fn confirm_dispatch_and_deliver(app: &TestApp, id: Uuid) {
+    let shipment_id = Uuid::new_v4();
+    let confirmed = OrderConfirmed {
+        order_id: id,
+        merchant_id: 1,
+        reserved: vec![],
+    };
+    publish(app, &Envelope::new(confirmed, None)).await;
+    let dispatched = DeliveryDispatched {
+        order_id: id,
+        shipment_id,
+        at: Utc::now(),
+    };
+    publish(app, &Envelope::new(dispatched, None)).await;
+    let delivered = DeliveryDelivered {
+        order_id: id,
+        shipment_id,
+        at: Utc::now(),
+    };
+    publish(app, &Envelope::new(delivered, None)).await;
+}
+
+#[tokio::test]
+async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_delivered() {
+    // Declared first, dropped last: the app shuts down while its server still runs.
+    let mut nats_server = NatsCluster::start(1).await;
+    let nats = TestNats::on(&nats_server.url(), 1).await;
+    let app = spawn_app_on(TestDatabase::new().await, nats, |_| {}).await;
+    let burger = app.seed().await;
+    let token = app.customer_token().await;
+
+    let before = place(&app, &token, burger).await;
+    eventually("the first order is announced", || async {
+        announced(&app).await.contains_key(&before)
+    })
+    .await;
+
+    nats_server.kill(0);
+    // Accepted into the outbox while NATS is away; the relay's attempts fail meanwhile.
+    let during = place(&app, &token, burger).await;
+    tokio::time::sleep(OUTAGE).await;
+    nats_server.restart(0);
+    let after = place(&app, &token, burger).await;
+
+    let orders = [before, during, after];
+    eventually("the outbox is published", || async {
+        unpublished(&app).await == 0
+    })
+    .await;
+    eventually("every order is announced", || async {
+        let counts = announced(&app).await;
+        orders.iter().all(|id| counts.contains_key(id))
+    })
+    .await;
+    let counts = announced(&app).await;
+    for id in orders {
+        assert_eq!(counts[&id], 1, "orders.created of {id}: {counts:?}");
+    }
+    assert_eq!(counts.len(), orders.len(), "{counts:?}");
+
+    for id in orders {
+        confirm_dispatch_and_deliver(&app, id).await;
+    }
+    for id in orders {
+        eventually(&format!("order {id} is delivered"), || async {
+            let order: Value = app
+                .get(&format!("/order/{id}"), &token)
+                .await
+                .json()
+                .await
+                .unwrap();
+            order["status"] == "delivered"
+        })
+        .await;
+        let order: Value = app
+            .get(&format!("/order/{id}"), &token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let history: Vec<&str> = order["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            history,
+            ["pending", "confirmed", "dispatched", "delivered"],
+            "order {id}"
+        );
+    }
+}
