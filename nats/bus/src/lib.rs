@@ -9,6 +9,7 @@
 //! - [`inbox`]: record a consumed event id in the caller's transaction; tells duplicates apart.
 //! - [`consume`]: pull from a durable consumer, hand batches to a [`consume::HandleEvents`],
 //!   ack only after it commits.
+//! - [`batch`]: a batch in one transaction, else one by one.
 //! - [`lifecycle`]: one way for every service to run its consumers and stop in order.
 //! - [`dlq`]: dead letters for poison messages and exhausted retries; list and replay.
 //! - [`service`]: merchant commands served over NATS request/reply (`nats micro ls`), and
@@ -19,6 +20,7 @@
 //! - [`error`]: what talking to NATS can fail with.
 //! - `testing` (feature `testing`): a namespace of its own per test, deleted when the test ends.
 
+pub mod batch;
 pub mod config;
 pub mod consume;
 pub mod dlq;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use larder_bus::batch;
 use larder_bus::outbox::PreparedEvent;
 
 use crate::domain::OrderStatus;
@@ -94,26 +95,11 @@ async fn write_batches(
 async fn write_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Committed> {
     let rows: Vec<(&NewOrder, &PreparedEvent)> =
         batch.iter().map(|job| (&job.order, &job.event)).collect();
+    let results =
+        batch::all_else_each(&rows, |rows| store::insert_orders_with_events(db, rows)).await;
     let mut created = Vec::with_capacity(batch.len());
-    match store::insert_orders_with_events(db, &rows).await {
-        Ok(results) => {
-            for (job, result) in batch.into_iter().zip(results) {
-                answer(job, Ok(result), &mut created);
-            }
-        }
-        Err(error) if batch.len() > 1 => {
-            tracing::warn!(%error, orders = batch.len(), "batched order insert failed; writing one by one");
-            for job in batch {
-                let result = store::insert_orders_with_events(db, &[(&job.order, &job.event)])
-                    .await
-                    .map(|mut results| results.remove(0));
-                answer(job, result, &mut created);
-            }
-        }
-        Err(error) => {
-            let job = batch.into_iter().next().expect("one job");
-            answer(job, Err(error), &mut created);
-        }
+    for (job, result) in batch.into_iter().zip(results) {
+        answer(job, result, &mut created);
     }
     created
 }

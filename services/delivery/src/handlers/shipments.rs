@@ -14,6 +14,7 @@ use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 use uuid::Uuid;
 
+use larder_bus::batch;
 use larder_bus::consume::{Delivery, HandleEvents, Outcome};
 use larder_contract::Envelope;
 use larder_contract::events::{OrderCancelled, OrderConfirmed};
@@ -217,38 +218,13 @@ where
 {
     let mut by_order: Vec<(usize, &OrderEvent)> = events.iter().enumerate().collect();
     by_order.sort_by_key(|(_, e)| e.order_id);
-    let batch = apply(by_order.iter().map(|(_, e)| *e).collect()).await;
-    match batch {
-        Ok(results) if results.len() == events.len() => {
-            let mut placed: Vec<(usize, R)> = by_order
-                .iter()
-                .map(|(index, _)| *index)
-                .zip(results)
-                .collect();
-            placed.sort_by_key(|(index, _)| *index);
-            placed.into_iter().map(|(_, result)| Ok(result)).collect()
-        }
-        Ok(_) => {
-            let error = DbErr::Custom("a batch gave the wrong number of results".into());
-            events.iter().map(|_| Err(clone_error(&error))).collect()
-        }
-        Err(error) if events.len() == 1 => vec![Err(error)],
-        Err(error) => {
-            tracing::warn!(%error, "batch failed; settling one event per transaction");
-            let mut results = Vec::with_capacity(events.len());
-            for event in events {
-                let result = apply(vec![event]).await.and_then(|r| {
-                    r.into_iter()
-                        .next()
-                        .ok_or_else(|| DbErr::Custom("an event gave no result".into()))
-                });
-                results.push(result);
-            }
-            results
-        }
-    }
-}
-
-fn clone_error(error: &DbErr) -> DbErr {
-    DbErr::Custom(error.to_string())
+    let sorted: Vec<&OrderEvent> = by_order.iter().map(|(_, e)| *e).collect();
+    let results = batch::all_else_each(&sorted, |events| apply(events.to_vec())).await;
+    let mut placed: Vec<(usize, Result<R, DbErr>)> = by_order
+        .iter()
+        .map(|(index, _)| *index)
+        .zip(results)
+        .collect();
+    placed.sort_by_key(|(index, _)| *index);
+    placed.into_iter().map(|(_, result)| result).collect()
 }

@@ -10,6 +10,7 @@
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use uuid::Uuid;
 
+use larder_bus::batch;
 use larder_bus::consume::{Delivery, HandleEvents, Outcome};
 use larder_bus::outbox::Outbox;
 use larder_bus::topology::{
@@ -229,47 +230,34 @@ pub async fn settle(
     consumer: &'static str,
     transitions: Vec<Transition>,
 ) -> Vec<Outcome> {
-    match settle_in_one_transaction(db, outbox, consumer, &transitions).await {
-        Ok((outcomes, changed)) => {
-            pushes.publish(&changed).await;
-            outcomes
-        }
-        Err(error) => {
-            tracing::warn!(%error, "batch failed; settling one event at a time");
-            let mut outcomes = Vec::with_capacity(transitions.len());
-            let mut changed = Vec::new();
-            for transition in &transitions {
-                let outcome = match settle_in_one_transaction(
-                    db,
-                    outbox,
-                    consumer,
-                    std::slice::from_ref(transition),
-                )
-                .await
-                {
-                    Ok((mut outcome, applied)) => {
-                        changed.extend(applied);
-                        outcome.remove(0)
-                    }
-                    Err(e) => Outcome::Retry {
-                        reason: e.to_string(),
-                    },
-                };
-                outcomes.push(outcome);
+    let results = batch::all_else_each(&transitions, |transitions| {
+        settle_in_one_transaction(db, outbox, consumer, transitions)
+    })
+    .await;
+    let mut changed = Vec::new();
+    let outcomes = results
+        .into_iter()
+        .map(|result| match result {
+            Ok((outcome, applied)) => {
+                changed.extend(applied);
+                outcome
             }
-            pushes.publish(&changed).await;
-            outcomes
-        }
-    }
+            Err(error) => Outcome::Retry {
+                reason: error.to_string(),
+            },
+        })
+        .collect();
+    pushes.publish(&changed).await;
+    outcomes
 }
 
-/// The outcomes, and the (order, new status) of every transition that applied.
+/// Per transition, its outcome and, when it applied, the status change to announce.
 async fn settle_in_one_transaction(
     db: &DatabaseConnection,
     outbox: &Outbox,
     consumer: &str,
     transitions: &[Transition],
-) -> Result<(Vec<Outcome>, Vec<Committed>), DbErr> {
+) -> Result<Vec<(Outcome, Option<Committed>)>, DbErr> {
     let moves: Vec<store::Move> = transitions
         .iter()
         .map(|t| store::Move {
@@ -319,20 +307,16 @@ async fn settle_in_one_transaction(
                 .in_scope(|| tracing::debug!(status = %t.to, "order moved"));
         }
     }
-    let changed = transitions
-        .iter()
-        .zip(&settled)
-        .filter(|(_, settled)| matches!(settled, Some((_, Settle::Apply))))
-        .map(|(t, _)| Committed {
-            order_id: t.order_id,
-            merchant_id: merchants[&t.order_id],
-            status: t.to,
-        })
-        .collect();
     let outcomes = transitions
         .iter()
         .zip(settled)
-        .map(|(t, settled)| match settled {
+        .map(|(t, settled)| {
+            let applied = matches!(settled, Some((_, Settle::Apply))).then(|| Committed {
+                order_id: t.order_id,
+                merchant_id: merchants[&t.order_id],
+                status: t.to,
+            });
+            let outcome = match settled {
             None => Outcome::Reject {
                 reason: format!("order {} does not exist", t.order_id),
             },
@@ -346,7 +330,9 @@ async fn settle_in_one_transaction(
                 Outcome::Done
             }
             Some((_, Settle::Apply)) => Outcome::Done,
+            };
+            (outcome, applied)
         })
         .collect();
-    Ok((outcomes, changed))
+    Ok(outcomes)
 }

@@ -7,6 +7,7 @@
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 
+use larder_bus::batch;
 use larder_bus::consume::{Delivery, HandleEvents, Outcome};
 use larder_bus::push::Pusher;
 use larder_contract::Envelope;
@@ -44,30 +45,19 @@ async fn release(
 ) -> Vec<Outcome> {
     let events: Vec<Envelope<OrderCancelled>> = deliveries.into_iter().map(|d| d.event).collect();
     let mut outcomes = vec![Outcome::Done; events.len()];
+    let results = batch::all_else_each(&events, |events| release_in_transaction(db, events)).await;
     let mut released_merchants = Vec::new();
-    match release_in_transaction(db, &events).await {
-        Ok(released) => {
-            log_outcomes(&events, &released);
-            released_merchants.extend(merchants_released(&events, &released));
-        }
-        Err(error) if events.len() == 1 => {
-            tracing::warn!(order_id = %events[0].data.order_id, %error, "release failed; will retry");
-            outcomes[0] = retry(&error);
-        }
-        Err(error) => {
-            tracing::warn!(%error, "batch release failed; releasing one order per transaction");
-            for (outcome, event) in outcomes.iter_mut().zip(&events) {
-                match release_in_transaction(db, std::slice::from_ref(event)).await {
-                    Ok(released) => {
-                        log_outcomes(std::slice::from_ref(event), &released);
-                        released_merchants
-                            .extend(merchants_released(std::slice::from_ref(event), &released));
-                    }
-                    Err(error) => {
-                        tracing::warn!(order_id = %event.data.order_id, %error, "release failed; will retry");
-                        *outcome = retry(&error);
-                    }
+    for ((outcome, event), result) in outcomes.iter_mut().zip(&events).zip(results) {
+        match result {
+            Ok(released) => {
+                log_outcome(event, released);
+                if released == Released::Released {
+                    released_merchants.push(event.data.merchant_id);
                 }
+            }
+            Err(error) => {
+                tracing::warn!(order_id = %event.data.order_id, %error, "release failed; will retry");
+                *outcome = retry(&error);
             }
         }
     }
@@ -78,18 +68,6 @@ async fn release(
         pushes.publish(push::STOCK_CHANGED, &changed).await;
     }
     outcomes
-}
-
-/// The merchants whose levels a committed batch raised: those of the orders it released.
-fn merchants_released<'a>(
-    events: &'a [Envelope<OrderCancelled>],
-    released: &'a [Released],
-) -> impl Iterator<Item = i64> + 'a {
-    events
-        .iter()
-        .zip(released)
-        .filter(|(_, released)| **released == Released::Released)
-        .map(|(event, _)| event.data.merchant_id)
 }
 
 /// SPEC §5 rule 1: the release and the inbox record commit together.
@@ -110,13 +88,11 @@ fn retry(error: &DbErr) -> Outcome {
     }
 }
 
-fn log_outcomes(events: &[Envelope<OrderCancelled>], released: &[Released]) {
-    for (event, released) in events.iter().zip(released) {
-        tracing::debug!(
-            order_id = %event.data.order_id,
-            correlation_id = event.correlation_id.as_deref().unwrap_or(""),
-            outcome = ?released,
-            "cancellation handled"
-        );
-    }
+fn log_outcome(event: &Envelope<OrderCancelled>, released: Released) {
+    tracing::debug!(
+        order_id = %event.data.order_id,
+        correlation_id = event.correlation_id.as_deref().unwrap_or(""),
+        outcome = ?released,
+        "cancellation handled"
+    );
 }

@@ -9,6 +9,7 @@
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 use tracing::instrument;
 
+use larder_bus::batch;
 use larder_bus::consume::{Delivery, HandleEvents, Outcome};
 use larder_bus::outbox::Outbox;
 use larder_bus::push::Pusher;
@@ -72,33 +73,25 @@ async fn reserve(
         return outcomes;
     }
 
-    let mut confirmed_merchants = Vec::new();
-    match reserve_in_transaction(db, outbox, &orders).await {
-        Ok(reserved) => {
-            log_outcomes(&orders, &reserved);
-            confirmed_merchants.extend(merchants_confirmed(&orders, &reserved));
-        }
-        Err(error) if orders.len() == 1 => {
-            tracing::warn!(order_id = %orders[0].data.order_id, %error, "reservation failed; will retry");
-            outcomes[positions[0]] = retry(&error);
-        }
-        Err(error) => {
-            tracing::warn!(%error, "batch reservation failed; reserving one order per transaction");
-            for (position, order) in positions.into_iter().zip(&orders) {
-                match reserve_in_transaction(db, outbox, std::slice::from_ref(order)).await {
-                    Ok(reserved) => {
-                        log_outcomes(std::slice::from_ref(order), &reserved);
-                        confirmed_merchants
-                            .extend(merchants_confirmed(std::slice::from_ref(order), &reserved));
-                    }
-                    Err(error) => {
-                        tracing::warn!(order_id = %order.data.order_id, %error, "reservation failed; will retry");
-                        outcomes[position] = retry(&error);
-                    }
-                }
+    let results =
+        batch::all_else_each(&orders, |orders| reserve_in_transaction(db, outbox, orders)).await;
+    let mut reserved = Vec::with_capacity(orders.len());
+    for ((position, order), result) in positions.into_iter().zip(&orders).zip(results) {
+        match result {
+            Ok(outcome) => reserved.push((order, outcome)),
+            Err(error) => {
+                tracing::warn!(order_id = %order.data.order_id, %error, "reservation failed; will retry");
+                outcomes[position] = retry(&error);
             }
         }
     }
+    log_outcomes(&reserved);
+    // The merchants whose levels the committed reservations lowered.
+    let confirmed_merchants: Vec<i64> = reserved
+        .iter()
+        .filter(|(_, outcome)| *outcome == Reserved::Confirmed)
+        .map(|(order, _)| order.data.merchant_id)
+        .collect();
     if !confirmed_merchants.is_empty() {
         let changed = StockChanged {
             merchant_ids: push::distinct(confirmed_merchants),
@@ -106,18 +99,6 @@ async fn reserve(
         pushes.publish(push::STOCK_CHANGED, &changed).await;
     }
     outcomes
-}
-
-/// The merchants whose levels a committed batch lowered: those of its confirmed orders.
-fn merchants_confirmed<'a>(
-    orders: &'a [Envelope<OrderCreated>],
-    reserved: &'a [Reserved],
-) -> impl Iterator<Item = i64> + 'a {
-    orders
-        .iter()
-        .zip(reserved)
-        .filter(|(_, reserved)| **reserved == Reserved::Confirmed)
-        .map(|(order, _)| order.data.merchant_id)
 }
 
 /// SPEC §5 rule 1: the effects, the events and the inbox records commit together.
@@ -152,8 +133,8 @@ fn retry(error: &DbErr) -> Outcome {
     }
 }
 
-fn log_outcomes(orders: &[Envelope<OrderCreated>], reserved: &[Reserved]) {
-    let count = |kind: Reserved| reserved.iter().filter(|r| **r == kind).count();
+fn log_outcomes(reserved: &[(&Envelope<OrderCreated>, Reserved)]) {
+    let count = |kind: Reserved| reserved.iter().filter(|(_, r)| *r == kind).count();
     tracing::debug!(
         confirmed = count(Reserved::Confirmed),
         rejected = count(Reserved::Rejected),
@@ -161,11 +142,11 @@ fn log_outcomes(orders: &[Envelope<OrderCreated>], reserved: &[Reserved]) {
         cancelled = count(Reserved::Cancelled),
         "batch committed"
     );
-    for (order, reserved) in orders.iter().zip(reserved) {
+    for (order, outcome) in reserved {
         tracing::debug!(
             order_id = %order.data.order_id,
             correlation_id = order.correlation_id.as_deref().unwrap_or(""),
-            outcome = ?reserved,
+            ?outcome,
             "order handled"
         );
     }

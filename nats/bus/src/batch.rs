@@ -1,0 +1,88 @@
+//! How every handler commits a batch: all of it in one transaction, and if that fails, each item
+//! in a transaction of its own, so one bad item never sinks the others while a healthy batch
+//! costs one commit.
+
+use std::fmt::Display;
+use std::future::Future;
+
+/// Applies `apply` to all of `items` at once; if that fails (and there is more than one item),
+/// to each item alone. One result per item, in order. `apply` must answer one result per item it
+/// is given, in order: anything else is a bug in the caller, and panics.
+pub async fn all_else_each<'a, T, R, E, F, Fut>(items: &'a [T], apply: F) -> Vec<Result<R, E>>
+where
+    F: Fn(&'a [T]) -> Fut,
+    Fut: Future<Output = Result<Vec<R>, E>>,
+    E: Display,
+{
+    let one_per_item = |results: &Vec<R>, expected: usize| {
+        assert_eq!(
+            results.len(),
+            expected,
+            "a batch must answer one result per item"
+        );
+    };
+    match apply(items).await {
+        Ok(results) => {
+            one_per_item(&results, items.len());
+            results.into_iter().map(Ok).collect()
+        }
+        Err(error) if items.len() <= 1 => vec![Err(error)],
+        Err(error) => {
+            tracing::warn!(%error, items = items.len(), "batch failed; one transaction per item");
+            let mut results = Vec::with_capacity(items.len());
+            for item in items {
+                let result = apply(std::slice::from_ref(item)).await.map(|results| {
+                    one_per_item(&results, 1);
+                    results.into_iter().next().expect("one result")
+                });
+                results.push(result);
+            }
+            results
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Fails any batch holding a negative number; answers the doubles otherwise.
+    async fn double(calls: &RefCell<Vec<Vec<i32>>>, items: &[i32]) -> Result<Vec<i32>, String> {
+        calls.borrow_mut().push(items.to_vec());
+        if items.iter().any(|&i| i < 0) {
+            return Err(format!("{items:?} holds a negative"));
+        }
+        Ok(items.iter().map(|i| i * 2).collect())
+    }
+
+    #[tokio::test]
+    async fn a_healthy_batch_is_applied_once() {
+        let calls = RefCell::new(Vec::new());
+        let results = all_else_each(&[1, 2, 3], |items| double(&calls, items)).await;
+        assert_eq!(results, vec![Ok(2), Ok(4), Ok(6)]);
+        assert_eq!(calls.into_inner(), vec![vec![1, 2, 3]]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_applied_item_by_item_and_only_the_bad_item_fails() {
+        let calls = RefCell::new(Vec::new());
+        let results = all_else_each(&[1, -2, 3], |items| double(&calls, items)).await;
+        assert_eq!(results[0], Ok(2));
+        assert!(results[1].is_err());
+        assert_eq!(results[2], Ok(6));
+        assert_eq!(
+            calls.into_inner(),
+            vec![vec![1, -2, 3], vec![1], vec![-2], vec![3]]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_single_item_that_fails_is_not_tried_twice() {
+        let calls = RefCell::new(Vec::new());
+        let results = all_else_each(&[-1], |items| double(&calls, items)).await;
+        assert!(results[0].is_err());
+        assert_eq!(calls.into_inner().len(), 1);
+    }
+}
