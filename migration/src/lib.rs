@@ -18,6 +18,28 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// A migration that is two SQL texts, the `UP` and `DOWN` constants of the module that invokes
+/// it: defines that module's `Migration` (named after the module, as sea-orm-migration wants).
+macro_rules! sql_migration {
+    () => {
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager.get_connection().execute_unprepared(UP).await?;
+                Ok(())
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                manager.get_connection().execute_unprepared(DOWN).await?;
+                Ok(())
+            }
+        }
+    };
+}
+
 pub mod database;
 pub mod legacy;
 pub mod provision;

@@ -202,16 +202,22 @@ pub(crate) fn read_error(stream: &str, source: impl Into<async_nats::Error>) -> 
     }
 }
 
+/// The namespace's `DLQ` stream, its name and its state (first and last sequence, count).
 async fn dead_letter_stream(
     js: &jetstream::Context,
     ns: &Namespace,
-) -> Result<(String, jetstream::stream::Stream), NatsError> {
+) -> Result<(String, jetstream::stream::Stream, jetstream::stream::State), NatsError> {
     let name = ns.stream(DEAD_LETTERS.name);
     let stream = js
         .get_stream(&name)
         .await
         .map_err(|e| read_error(&name, e))?;
-    Ok((name, stream))
+    let state = stream
+        .get_info()
+        .await
+        .map_err(|e| read_error(&name, e))?
+        .state;
+    Ok((name, stream, state))
 }
 
 /// Reads a stored message by sequence; `DeadLetterError::NotFound` when there is none.
@@ -237,12 +243,7 @@ pub async fn list(
     ns: &Namespace,
     limit: usize,
 ) -> Result<Vec<DeadLetterRecord>, DeadLetterError> {
-    let (name, stream) = dead_letter_stream(js, ns).await?;
-    let state = stream
-        .get_info()
-        .await
-        .map_err(|e| read_error(&name, e))?
-        .state;
+    let (name, stream, state) = dead_letter_stream(js, ns).await?;
     let mut records = Vec::with_capacity(limit.min(1024));
     if state.messages == 0 {
         return Ok(records);
@@ -268,12 +269,7 @@ pub async fn get(
     ns: &Namespace,
     sequence: u64,
 ) -> Result<Option<DeadLetterRecord>, DeadLetterError> {
-    let (name, stream) = dead_letter_stream(js, ns).await?;
-    let state = stream
-        .get_info()
-        .await
-        .map_err(|e| read_error(&name, e))?
-        .state;
+    let (name, stream, state) = dead_letter_stream(js, ns).await?;
     // The server answers a sequence outside the stream with an error of its own: none here.
     if sequence < state.first_sequence.max(1) || sequence > state.last_sequence {
         return Ok(None);
@@ -303,7 +299,7 @@ pub async fn replay(
     ns: &Namespace,
     sequence: u64,
 ) -> Result<ReplayedTo, DeadLetterError> {
-    let (name, stream) = dead_letter_stream(js, ns).await?;
+    let (name, stream, _) = dead_letter_stream(js, ns).await?;
     let stored = stored_dead_letter(&stream, &name, sequence).await?;
     let subject = stored
         .headers
