@@ -13,6 +13,7 @@ use order::{Application, Config};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
 pub const MERCHANT_PASSWORD: &str = "merchant-password";
@@ -285,6 +286,43 @@ impl TestApp {
 
     pub async fn post_order(&self, token: &str, body: &Value) -> Response {
         self.post_json("/order", token, body).await
+    }
+
+    /// Places an order of one `product` and returns its id (the order was accepted).
+    pub async fn place_one(&self, token: &str, product: i64) -> Uuid {
+        let response = self.post_order(token, &burgers(product, 1)).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let order: Value = response.json().await.unwrap();
+        order["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// `GET /order/{id}` as `token`, as JSON.
+    pub async fn order_json(&self, token: &str, id: Uuid) -> Value {
+        self.get(&format!("/order/{id}"), token)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the order has `status`.
+    pub async fn wait_for_status(&self, token: &str, id: Uuid, status: &str) {
+        eventually(&format!("order {id} is {status}"), || async {
+            self.order_json(token, id).await["status"] == status
+        })
+        .await;
+    }
+
+    /// The count a `SELECT count(*) ...` of the order schema answers.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = sea_orm::ConnectionTrait::query_one_raw(
+            &self.order_db,
+            sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
     }
 
     pub async fn post_order_with_key(&self, token: &str, key: &str, body: &Value) -> Response {

@@ -146,16 +146,7 @@ async fn a_dispatched_order_can_no_longer_be_cancelled() {
         ),
     )
     .await;
-    eventually("the order is dispatched", || async {
-        let order: Value = app
-            .get(&format!("/order/{id}"), &token)
-            .await
-            .json()
-            .await
-            .unwrap();
-        order["status"] == "dispatched"
-    })
-    .await;
+    app.wait_for_status(&token, id, "dispatched").await;
 
     let problem = assert_problem(
         app.post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)

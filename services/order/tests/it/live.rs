@@ -22,13 +22,6 @@ use crate::helpers::{
 /// answer within this of the event shows a push woke it.
 const PUSHED_WITHIN: Duration = Duration::from_secs(3);
 
-async fn place(app: &TestApp, token: &str, product: i64) -> Uuid {
-    let response = app.post_order(token, &burgers(product, 1)).await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let order: Value = response.json().await.unwrap();
-    order["id"].as_str().unwrap().parse().unwrap()
-}
-
 fn confirmed(order_id: Uuid) -> Envelope<OrderConfirmed> {
     Envelope::new(
         OrderConfirmed {
@@ -136,7 +129,7 @@ async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends()
     let app = spawn_app().await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let id = place(&app, &token, product).await;
+    let id = app.place_one(&token, product).await;
 
     let response = open_stream(
         &app.client,
@@ -216,18 +209,9 @@ async fn a_final_order_streams_its_status_once_and_ends() {
     let app = spawn_app().await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let id = place(&app, &token, product).await;
+    let id = app.place_one(&token, product).await;
     publish(&app, &rejected(id)).await;
-    eventually("the order is rejected", || async {
-        let order: Value = app
-            .get(&format!("/order/{id}"), &token)
-            .await
-            .json()
-            .await
-            .unwrap();
-        order["status"] == "rejected"
-    })
-    .await;
+    app.wait_for_status(&token, id, "rejected").await;
 
     let mut stream = SseReader::new(
         open_stream(
@@ -249,7 +233,7 @@ async fn only_the_customer_and_its_merchant_may_follow_an_order() {
     let app = spawn_app().await;
     let product = app.seed().await;
     let owner = app.customer_token().await;
-    let id = place(&app, &owner, product).await;
+    let id = app.place_one(&owner, product).await;
     let path = format!("/order/{id}/events");
 
     let stranger = app.customer_token().await;
@@ -287,7 +271,7 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
     .await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let id = place(&app, &token, product).await;
+    let id = app.place_one(&token, product).await;
     let path = format!("/order/{id}/events");
 
     let mut open = SseReader::new(open_stream(&app.client, app.url(&path), &token, None).await);
@@ -322,7 +306,7 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
     let app = spawn_app_with(|s| s.sse_max_secs = 1).await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let id = place(&app, &token, product).await;
+    let id = app.place_one(&token, product).await;
     let path = format!("/order/{id}/events");
 
     let started = Instant::now();
@@ -336,16 +320,7 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
     );
 
     publish(&app, &confirmed(id)).await;
-    eventually("the order is confirmed", || async {
-        let order: Value = app
-            .get(&format!("/order/{id}"), &token)
-            .await
-            .json()
-            .await
-            .unwrap();
-        order["status"] == "confirmed"
-    })
-    .await;
+    app.wait_for_status(&token, id, "confirmed").await;
     let mut resumed =
         SseReader::new(open_stream(&app.client, app.url(&path), &token, Some(&first.id)).await);
     assert_eq!(resumed.next().await.unwrap().data["status"], "confirmed");
@@ -463,7 +438,7 @@ async fn a_client_on_another_instance_sees_what_this_instance_settled() {
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let id = place(&app, &token, product).await;
+    let id = app.place_one(&token, product).await;
 
     let mut stream = SseReader::new(
         open_stream(
@@ -533,7 +508,7 @@ async fn a_cancel_ends_the_stream_on_every_instance() {
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
     let product = app.seed().await;
     let token = app.customer_token().await;
-    let id = place(&app, &token, product).await;
+    let id = app.place_one(&token, product).await;
     let mut stream = SseReader::new(
         open_stream(
             &app.client,

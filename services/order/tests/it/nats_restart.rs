@@ -11,22 +11,14 @@ use larder_bus::testing::{NatsCluster, TestNats};
 use larder_contract::Envelope;
 use larder_contract::events::{DeliveryDelivered, DeliveryDispatched, OrderConfirmed};
 use migration::testing::TestDatabase;
-use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, burgers, eventually, publish, spawn_app_on};
+use crate::helpers::{TestApp, eventually, publish, spawn_app_on};
 
 /// Longer than a JetStream publish waits for its ack (5 s): the relay's publishes of the outage
 /// fail and are retried, not merely held by the client until it reconnects.
 const OUTAGE: Duration = Duration::from_secs(6);
-
-async fn place(app: &TestApp, token: &str, burger: i64) -> Uuid {
-    let response = app.post_order(token, &burgers(burger, 1)).await;
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let order: Value = response.json().await.unwrap();
-    order["id"].as_str().unwrap().parse().unwrap()
-}
 
 /// How many `orders.created` the stream holds per order.
 async fn announced(app: &TestApp) -> HashMap<Uuid, usize> {
@@ -40,17 +32,8 @@ async fn announced(app: &TestApp) -> HashMap<Uuid, usize> {
 }
 
 async fn unpublished(app: &TestApp) -> i64 {
-    let row = sea_orm::ConnectionTrait::query_one_raw(
-        &app.order_db,
-        sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    app.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .await
 }
 
 /// Stock's confirmation and delivery's two steps, as those services would publish them.
@@ -85,7 +68,7 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
     let burger = app.seed().await;
     let token = app.customer_token().await;
 
-    let before = place(&app, &token, burger).await;
+    let before = app.place_one(&token, burger).await;
     eventually("the first order is announced", || async {
         announced(&app).await.contains_key(&before)
     })
@@ -93,10 +76,10 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
 
     nats_server.kill(0);
     // Accepted into the outbox while NATS is away; the relay's attempts fail meanwhile.
-    let during = place(&app, &token, burger).await;
+    let during = app.place_one(&token, burger).await;
     tokio::time::sleep(OUTAGE).await;
     nats_server.restart(0);
-    let after = place(&app, &token, burger).await;
+    let after = app.place_one(&token, burger).await;
 
     let orders = [before, during, after];
     eventually("the outbox is published", || async {
@@ -118,16 +101,7 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
         confirm_dispatch_and_deliver(&app, id).await;
     }
     for id in orders {
-        eventually(&format!("order {id} is delivered"), || async {
-            let order: Value = app
-                .get(&format!("/order/{id}"), &token)
-                .await
-                .json()
-                .await
-                .unwrap();
-            order["status"] == "delivered"
-        })
-        .await;
+        app.wait_for_status(&token, id, "delivered").await;
         let order: Value = app
             .get(&format!("/order/{id}"), &token)
             .await

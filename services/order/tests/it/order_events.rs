@@ -58,21 +58,8 @@ async fn confirmed_moves_a_pending_order_forward_once() {
         ),
     )
     .await;
-    let inbox_count = || async {
-        let row = sea_orm::ConnectionTrait::query_one_raw(
-            &app.order_db,
-            sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT count(*) FROM inbox",
-            ),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        row.try_get_by_index::<i64>(0).unwrap()
-    };
     eventually("both events are recorded", || async {
-        inbox_count().await == 2
+        app.count("SELECT count(*) FROM inbox").await == 2
     })
     .await;
     let order = status_of(&app, &token, id).await;
