@@ -1,7 +1,5 @@
 //! The delivery service's configuration.
 
-use std::time::Duration;
-
 use larder_bus::{NatsConfig, OutboxConfig};
 use migration::database::DatabaseConfig;
 
@@ -30,15 +28,7 @@ impl Default for DeliverySettings {
     }
 }
 
-impl DeliverySettings {
-    pub fn dispatch_delay(&self) -> Duration {
-        Duration::from_millis(self.dispatch_delay_ms)
-    }
-
-    pub fn deliver_delay(&self) -> Duration {
-        Duration::from_millis(self.deliver_delay_ms)
-    }
-}
+impl DeliverySettings {}
 
 #[derive(Clone, Debug)]
 pub struct Config {

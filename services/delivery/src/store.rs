@@ -281,17 +281,6 @@ pub async fn cancel_on_request(
     }
 }
 
-/// The shipment of an order, if it has one.
-pub async fn find_shipment_by_order(
-    db: &impl ConnectionTrait,
-    order_id: Uuid,
-) -> Result<Option<shipments::Model>, DbErr> {
-    shipments::Entity::find()
-        .filter(shipments::Column::OrderId.eq(order_id))
-        .one(db)
-        .await
-}
-
 /// Locks and returns up to `limit` shipments whose next step is due at `now`, earliest first.
 ///
 /// SPEC §5 rule 6, durable timers: `FOR UPDATE SKIP LOCKED`, so another instance's round (or a

@@ -97,17 +97,6 @@ pub async fn upsert_product_with_recipe(
     Ok(product)
 }
 
-pub async fn list_products(
-    db: &impl ConnectionTrait,
-    merchant_id: i64,
-) -> Result<Vec<products::Model>, DbErr> {
-    products::Entity::find()
-        .filter(products::Column::MerchantId.eq(merchant_id))
-        .order_by_asc(products::Column::Id)
-        .all(db)
-        .await
-}
-
 /// Products on offer, by merchant then id (at most `limit`), each with its merchant.
 pub async fn list_offers(
     db: &impl ConnectionTrait,

@@ -557,14 +557,3 @@ pub struct Advanced {
     /// Order id -> merchant id, for the orders found.
     pub merchants: HashMap<Uuid, i64>,
 }
-
-/// When the order entered each status, for responses.
-pub fn status_time(
-    history: &[order_status_history::Model],
-    status: OrderStatus,
-) -> Option<DateTime<Utc>> {
-    history
-        .iter()
-        .find(|h| h.status == status.as_str())
-        .map(|h| h.at.with_timezone(&Utc))
-}
