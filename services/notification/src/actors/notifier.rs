@@ -24,7 +24,6 @@
 //!
 //! On shutdown a held delivery is released at once with `Retry` (the last one is still tried).
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -51,11 +50,12 @@ pub type StockLowEvent = Envelope<StockLow>;
 /// Time kept free, after a hold, for the trial send (on top of the SMTP timeout) and the database.
 const SEND_MARGIN: Duration = Duration::from_secs(1);
 
-/// The implementing component: database, mailer and breaker. The actor is its shell.
+/// The implementing component: database, mailer and breaker. The actor is its shell: it owns
+/// the notifier and lends it to one batch at a time, so the breaker is plain state.
 pub struct Notifier {
     db: DatabaseConnection,
     mailer: Mailer,
-    breaker: Mutex<CircuitBreaker>,
+    breaker: CircuitBreaker,
     /// The consumer's spec: its retry steps bound how long a delivery is held.
     spec: ConsumerSpec,
     smtp_timeout: Duration,
@@ -64,20 +64,20 @@ pub struct Notifier {
     pushes: Pusher,
 }
 
-/// The breaker, locked; publishes its state as `larder_smtp_breaker_open` (0 closed, 1 open or
-/// half-open) when released, whatever changed it.
-struct BreakerGuard<'a>(MutexGuard<'a, CircuitBreaker>);
+/// The breaker, borrowed; publishes its state as `larder_smtp_breaker_open` (0 closed, 1 open
+/// or half-open) when given back, whatever changed it.
+struct BreakerGuard<'a>(&'a mut CircuitBreaker);
 
 impl std::ops::Deref for BreakerGuard<'_> {
     type Target = CircuitBreaker;
     fn deref(&self) -> &CircuitBreaker {
-        &self.0
+        self.0
     }
 }
 
 impl std::ops::DerefMut for BreakerGuard<'_> {
     fn deref_mut(&mut self) -> &mut CircuitBreaker {
-        &mut self.0
+        self.0
     }
 }
 
@@ -120,10 +120,7 @@ impl Notifier {
         Self {
             db,
             mailer,
-            breaker: Mutex::new(CircuitBreaker::new(
-                settings.breaker_failures,
-                settings.breaker_cool_down(),
-            )),
+            breaker: CircuitBreaker::new(settings.breaker_failures, settings.breaker_cool_down()),
             spec,
             smtp_timeout: settings.smtp_timeout(),
             shutdown,
@@ -131,13 +128,12 @@ impl Notifier {
         }
     }
 
-    fn breaker(&self) -> BreakerGuard<'_> {
-        // Never held across an await; a panic elsewhere leaves a usable breaker.
-        BreakerGuard(self.breaker.lock().unwrap_or_else(PoisonError::into_inner))
+    fn breaker(&mut self) -> BreakerGuard<'_> {
+        BreakerGuard(&mut self.breaker)
     }
 
     /// One email at a time, in stream order; then the merchants' consoles are told.
-    pub async fn handle_batch(&self, deliveries: Vec<Delivery<StockLowEvent>>) -> Vec<Outcome> {
+    pub async fn handle_batch(&mut self, deliveries: Vec<Delivery<StockLowEvent>>) -> Vec<Outcome> {
         let received = Instant::now();
         let mut outcomes = Vec::with_capacity(deliveries.len());
         for delivery in &deliveries {
@@ -161,7 +157,7 @@ impl Notifier {
         ingredient = %delivery.event.data.ingredient,
         delivered = delivery.delivered,
     ))]
-    async fn handle(&self, delivery: &Delivery<StockLowEvent>, received: Instant) -> Outcome {
+    async fn handle(&mut self, delivery: &Delivery<StockLowEvent>, received: Instant) -> Outcome {
         let event = &delivery.event;
         let last_attempt = delivery.is_last_attempt();
 
@@ -232,7 +228,7 @@ impl Notifier {
     /// A delivery that has been held as long as it may while the server is down: back to the
     /// stream for one cool-down (a retry step has been spent holding it). On the last delivery
     /// the runner dead-letters it instead.
-    fn retry_when_server_is_back(&self, reason: String) -> Outcome {
+    fn retry_when_server_is_back(&mut self, reason: String) -> Outcome {
         Outcome::RetryAfter {
             delay: self.breaker().cool_down(),
             reason,
@@ -240,7 +236,7 @@ impl Notifier {
     }
 
     /// Waits while the breaker is open, until `hold_until` at most (see the module docs).
-    async fn wait_for_breaker(&self, hold_until: Instant, last_attempt: bool) -> Gate {
+    async fn wait_for_breaker(&mut self, hold_until: Instant, last_attempt: bool) -> Gate {
         loop {
             let permit = self.breaker().permit(Instant::now());
             let open_until = match permit {
@@ -270,7 +266,7 @@ impl Notifier {
 
     /// Sends under the row lock and records the outcome in the same transaction. `give_up`: a
     /// failure now is final (the notification is recorded as failed).
-    async fn send(&self, event: &StockLowEvent, give_up: bool) -> Sent {
+    async fn send(&mut self, event: &StockLowEvent, give_up: bool) -> Sent {
         let txn = match self.db.begin().await {
             Ok(txn) => txn,
             Err(error) => return Sent::Deferred(database_error(&error)),
@@ -380,7 +376,8 @@ fn database_error(error: &DbErr) -> String {
 /// The shell around [`Notifier`]: handles one batch at a time, to the end, before any other
 /// message (so [`Stop`] waits for the batch in hand).
 pub struct NotifierActor {
-    notifier: Arc<Notifier>,
+    /// Lent to the batch in hand (`None` meanwhile: the actor handles nothing else then).
+    notifier: Option<Notifier>,
     /// Dropped with the actor (and its SMTP pool): tells shutdown it is gone.
     _gone: GoneGuard,
 }
@@ -388,7 +385,7 @@ pub struct NotifierActor {
 impl NotifierActor {
     pub fn new(notifier: Notifier, gone: GoneGuard) -> Self {
         Self {
-            notifier: Arc::new(notifier),
+            notifier: Some(notifier),
             _gone: gone,
         }
     }
@@ -406,9 +403,21 @@ impl Handler<HandleBatch<StockLowEvent>> for NotifierActor {
         HandleBatch(deliveries): HandleBatch<StockLowEvent>,
         _: &mut Self::Context,
     ) -> Self::Result {
-        let notifier = Arc::clone(&self.notifier);
+        // Atomic: no other message runs until the batch is answered and the notifier is back.
+        let mut notifier = self
+            .notifier
+            .take()
+            .expect("the notifier is back between batches");
         AtomicResponse::new(Box::pin(
-            async move { notifier.handle_batch(deliveries).await }.into_actor(self),
+            async move {
+                let outcomes = notifier.handle_batch(deliveries).await;
+                (notifier, outcomes)
+            }
+            .into_actor(self)
+            .map(|(notifier, outcomes), actor, _| {
+                actor.notifier = Some(notifier);
+                outcomes
+            }),
         ))
     }
 }
