@@ -95,8 +95,14 @@ impl IngredientsApi {
         body: Json<Restock>,
     ) -> Result<Json<Ingredient>, ApiError> {
         let merchant_id = auth.merchant_id()?;
-        // Stock checks the amount (once, as it enters that service); its refusal becomes the
-        // 422 naming the field.
+        // The spec's own rule (a positive amount) is answered here, whether stock is up or not;
+        // what only stock knows (the unit, an overflowing level) is its refusal, named the same.
+        if body.amount <= 0 {
+            return Err(ApiError::invalid_field(
+                "amount",
+                "must be a positive amount in the ingredient's unit",
+            ));
+        }
         let row = state
             .call(&RestockIngredient {
                 merchant_id,

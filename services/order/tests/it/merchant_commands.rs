@@ -109,7 +109,8 @@ async fn a_courier_update_for_an_order_of_another_merchant_or_none_is_not_found(
 
 #[tokio::test]
 async fn a_restock_amount_stock_refuses_is_a_422_naming_the_field_amount() {
-    // Arrange: a stand-in stock that refuses every restock the way stock refuses a zero amount.
+    // Arrange: a stand-in stock that refuses every restock, as stock refuses an amount that
+    // would overflow the level.
     use larder_contract::commands::{IngredientLevel, Refusal, RestockIngredient};
     let app = spawn_app().await;
     let merchant = app.merchant_token().await;
@@ -124,23 +125,21 @@ async fn a_restock_amount_stock_refuses_is_a_422_naming_the_field_amount() {
     .expect("the stand-in stock service starts");
     stock
         .serve(|_: RestockIngredient| async move {
-            Err::<IngredientLevel, _>(Refusal::invalid(
-                "must be a positive amount in the ingredient's unit",
-            ))
+            Err::<IngredientLevel, _>(Refusal::invalid("the new level would overflow"))
         })
         .await
         .expect("the stand-in serves restock-ingredient");
 
     // Act
     let response = app
-        .post_json("/ingredients/1/restock", &merchant, &json!({"amount": 0}))
+        .post_json("/ingredients/1/restock", &merchant, &json!({"amount": 500}))
         .await;
 
-    // Assert: the API no longer checks the amount itself; stock's words come back under it.
-    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "amount 0").await;
+    // Assert: stock's words come back under the field the client wrote.
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "amount 500").await;
     assert_eq!(problem["errors"][0]["field"], "amount", "{problem}");
     assert_eq!(
-        problem["errors"][0]["message"], "must be a positive amount in the ingredient's unit",
+        problem["errors"][0]["message"], "the new level would overflow",
         "{problem}"
     );
     stock.stop().await;
