@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
 use migration::Service;
 use migration::testing::TestDatabase;
 use reqwest::StatusCode;
@@ -536,15 +537,6 @@ impl Drop for Stack {
             let _ = child.wait();
         }
     }
-}
-
-/// Polls `condition` until it holds; fails after 30 s (a whole stack in a debug build).
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, Duration::from_secs(30), check).await
 }
 
 impl Stack {

@@ -1,9 +1,7 @@
 //! `spawn_app(settings)`: a fresh database and JetStream namespace with the delivery service
 //! running on them; plus helpers that read like what the tests check.
 
-use std::future::Future;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
@@ -12,7 +10,8 @@ use delivery::{Application, Config};
 use entities::{outbox, shipments};
 use larder_bus::OutboxConfig;
 use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Outbox};
-use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
+use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_bus::topology::{self, ConsumerSpec};
 use larder_contract::events::{DeliveryEvent, OrderCancelled, OrderConfirmed};
 use larder_contract::subjects;
@@ -38,7 +37,6 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 });
 
 pub const MERCHANT_ID: i64 = 7;
-const WAIT_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Short courier delays: dispatched 200 ms after the confirmation, delivered 400 ms later.
 pub fn quick_courier() -> DeliverySettings {
@@ -78,15 +76,6 @@ pub fn cancellation(confirmed: &Envelope<OrderConfirmed>) -> Envelope<OrderCance
         },
         confirmed.correlation_id.clone(),
     )
-}
-
-/// Polls `check` until it holds, for at most 30 s; panics naming `what` otherwise.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, WAIT_AT_MOST, check).await
 }
 
 struct Instance {

@@ -2,7 +2,6 @@
 //! running on them against an SMTP port; `MailDev`: an SMTP inbox of the test's own; and helpers
 //! that read like what the tests check.
 
-use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +14,7 @@ use larder_bus::OutboxConfig;
 use larder_bus::dlq::{self, DeadLetterRecord};
 use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
 use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
 use larder_contract::events::StockLow;
 use larder_contract::{Envelope, Event};
 use migration::Service;
@@ -42,23 +42,6 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 });
 
 pub const MERCHANT_EMAIL: &str = "chef@larder.test";
-const WAIT_AT_MOST: Duration = Duration::from_secs(40);
-
-/// Polls `probe` until it returns `Some`, for at most 40 s; panics naming `what` otherwise.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT_AT_MOST;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A loopback port nobody listens on (yet).
 pub fn free_port() -> u16 {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use larder_bus::OutboxConfig;
 use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
@@ -331,15 +332,6 @@ pub async fn assert_problem(response: Response, status: StatusCode, context: &st
         "{context}: no request id in {body}"
     );
     body
-}
-
-/// Polls `condition` until it holds; fails after 10 s.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, Duration::from_secs(10), check).await
 }
 
 /// Publishes `event` on the test's namespace as its producer would (with a fresh message id).

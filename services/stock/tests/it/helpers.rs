@@ -1,16 +1,16 @@
 //! `spawn_app()`: a fresh database and JetStream namespace, the burger catalogue seeded, and the
 //! stock service running on them; plus helpers that read like what the tests check.
 
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
 use futures::future::join_all;
 use larder_bus::OutboxConfig;
 use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
-use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
+use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_bus::topology::{self, ConsumerSpec};
 use larder_contract::events::{IngredientAmount, OrderCancelled, OrderCreated, OrderedLine};
 use larder_contract::{Envelope, Event};
@@ -42,7 +42,6 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 
 pub const MERCHANT_ID: i64 = 7;
 pub const MERCHANT_EMAIL: &str = "chef@larder.test";
-const WAIT_AT_MOST: Duration = Duration::from_secs(30);
 
 /// SPEC §3's burger catalogue: Beef 20 kg, Cheese 5 kg, Onion 1 kg.
 pub fn burger_seeds() -> Vec<IngredientSeed> {
@@ -123,15 +122,6 @@ pub async fn seed_burger_stock(db: &DatabaseConnection) -> Catalogue {
         cheese,
         onion,
     }
-}
-
-/// Polls `check` until it holds, for at most 30 s; panics naming `what` otherwise.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, WAIT_AT_MOST, check).await
 }
 
 struct Instance {
