@@ -4,6 +4,7 @@
 //! server) and takes its namespace there with [`TestNats::on`].
 
 use std::future::Future;
+use std::sync::Once;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::StreamMessage, stream::LastRawMessageErrorKind};
@@ -114,6 +115,22 @@ impl TestNats {
             }
         }
     }
+}
+
+/// Tracing for the test binary, set up by its first call: silent unless `TEST_LOG` is set, then
+/// `RUST_LOG`'s filter, else `default_filter`, into the test's captured output.
+pub fn init_tracing(default_filter: &str) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into());
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .init();
+        }
+    });
 }
 
 /// How long [`eventually`] waits before it fails the test: a whole stack in a debug build on a

@@ -1,8 +1,6 @@
 //! `spawn_app(settings)`: a fresh database and JetStream namespace with the delivery service
 //! running on them; plus helpers that read like what the tests check.
 
-use std::sync::LazyLock;
-
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
 use delivery::config::DeliverySettings;
@@ -23,18 +21,6 @@ use sea_orm::{
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// Tracing once per test binary, silent unless `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,delivery=debug".into());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .init();
-    }
-});
 
 pub const MERCHANT_ID: i64 = 7;
 
@@ -99,7 +85,7 @@ pub async fn spawn_app(settings: DeliverySettings) -> TestApp {
 
 /// `count` delivery service instances sharing one fresh database and namespace.
 pub async fn spawn_instances(count: usize, settings: DeliverySettings) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info,delivery=debug");
     let test_db = TestDatabase::new().await;
     let db = test_db.connect(Service::Delivery).await;
     let mut app = TestApp {

@@ -5,7 +5,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -28,18 +27,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use entities::notifications;
-
-/// Tracing once per test binary, silent unless `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,notification=debug,nats=debug".into());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .init();
-    }
-});
 
 pub const MERCHANT_EMAIL: &str = "chef@larder.test";
 
@@ -259,7 +246,7 @@ pub struct TestApp {
 /// The notification service on a fresh database and namespace, sending to `settings`' SMTP
 /// server.
 pub async fn spawn_app(settings: NotificationSettings) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info,notification=debug,nats=debug");
     let test_db = TestDatabase::new().await;
     let db = test_db.connect(Service::Notification).await;
     let nats = TestNats::new().await;

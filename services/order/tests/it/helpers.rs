@@ -25,13 +25,6 @@ static METRICS: LazyLock<metrics_exporter_prometheus::PrometheusHandle> = LazyLo
         .expect("the only recorder of this test binary")
 });
 
-/// Logs only with `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var("TEST_LOG").is_ok() {
-        tracing_subscriber::fmt().with_env_filter("info").init();
-    }
-});
-
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -63,7 +56,7 @@ pub async fn spawn_app_on(
     nats: TestNats,
     change: impl FnOnce(&mut OrderSettings),
 ) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info");
     let order_db = db.connect(Service::Order).await;
     let config = Config {
         database: db.config(Service::Order),

@@ -2,7 +2,6 @@
 //! stock service running on them; plus helpers that read like what the tests check.
 
 use std::future::IntoFuture;
-use std::sync::LazyLock;
 
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
@@ -27,18 +26,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use entities::{ingredients, outbox, stock_movements};
-
-/// Tracing once per test binary, silent unless `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,stock=debug".into());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .init();
-    }
-});
 
 pub const MERCHANT_ID: i64 = 7;
 pub const MERCHANT_EMAIL: &str = "chef@larder.test";
@@ -152,7 +139,7 @@ pub async fn spawn_app() -> TestApp {
 /// `count` stock service instances sharing one fresh database and namespace, reserving up to
 /// `batch_size` orders per transaction.
 pub async fn spawn_instances(count: usize, batch_size: usize) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info,stock=debug");
     let test_db = TestDatabase::new().await;
     let nats = TestNats::new().await;
     let db = test_db.connect(Service::Stock).await;
