@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
 use serde_json::{Value, json};
+use stock::audit::Inconsistency;
 use uuid::Uuid;
 
 mod cpu;
@@ -158,6 +159,8 @@ struct Consistency {
     no_negative_stock: bool,
     movements_sum_to_stock: bool,
     reservations_match_confirmed_orders: bool,
+    /// What [`stock::audit::find_inconsistencies`] found, one line each.
+    inconsistencies: Vec<String>,
     ok: bool,
 }
 
@@ -598,23 +601,13 @@ async fn check_consistency(
     customer_id: Uuid,
     every_order_final: bool,
 ) -> anyhow::Result<Consistency> {
-    let negative = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) FROM ingredients WHERE stock < 0",
-        ))
-        .await?
-        .context("no row")?
-        .try_get_by_index::<i64>(0)?;
-    let drift = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT count(*) FROM ingredients i \
-             WHERE i.stock <> (SELECT COALESCE(SUM(delta), 0) FROM stock_movements m WHERE m.ingredient_id = i.id)",
-        ))
-        .await?
-        .context("no row")?
-        .try_get_by_index::<i64>(0)?;
+    let found = stock::audit::find_inconsistencies(db).await?;
+    let negative = found
+        .iter()
+        .any(|i| matches!(i, Inconsistency::Negative { .. }));
+    let drift = found
+        .iter()
+        .any(|i| matches!(i, Inconsistency::Drift { .. }));
     // What the confirmed orders needed (quantity x recipe) against what was reserved for them.
     let mismatch = db
         .query_one_raw(Statement::from_sql_and_values(
@@ -635,8 +628,9 @@ async fn check_consistency(
         .try_get_by_index::<i64>(0)?;
     let consistency = Consistency {
         every_order_final,
-        no_negative_stock: negative == 0,
-        movements_sum_to_stock: drift == 0,
+        no_negative_stock: !negative,
+        movements_sum_to_stock: !drift,
+        inconsistencies: found.iter().map(ToString::to_string).collect(),
         reservations_match_confirmed_orders: mismatch == 0,
         ok: false,
     };
@@ -691,4 +685,7 @@ fn print_table(r: &Report) {
         c.movements_sum_to_stock,
         c.reservations_match_confirmed_orders
     );
+    for inconsistency in &c.inconsistencies {
+        println!("  {inconsistency}");
+    }
 }

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
 use migration::Service;
 use migration::testing::TestDatabase;
 use reqwest::StatusCode;
@@ -504,28 +505,9 @@ impl Stack {
 
     /// SPEC §2: for every ingredient, the movements add up to the level, and no level is negative.
     pub async fn assert_stock_consistent(&self) {
-        use sea_orm::ConnectionTrait;
-        let rows = self
-            .db
-            .db
-            .query_all_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT i.name, i.stock, COALESCE(SUM(m.delta), 0)::BIGINT AS moved \
-                 FROM stock.ingredients i LEFT JOIN stock.stock_movements m ON m.ingredient_id = i.id \
-                 GROUP BY i.id, i.name, i.stock",
-            ))
-            .await
-            .unwrap();
-        for row in rows {
-            let name: String = row.try_get("", "name").unwrap();
-            let stock: i64 = row.try_get("", "stock").unwrap();
-            let moved: i64 = row.try_get("", "moved").unwrap();
-            assert!(stock >= 0, "{name} is negative: {stock}");
-            assert_eq!(
-                stock, moved,
-                "{name}: level {stock} but movements add up to {moved}"
-            );
-        }
+        let found = stock::audit::find_inconsistencies(&self.db.db).await;
+        let found: Vec<String> = found.unwrap().iter().map(ToString::to_string).collect();
+        assert!(found.is_empty(), "{}", found.join("; "));
     }
 }
 
@@ -536,15 +518,6 @@ impl Drop for Stack {
             let _ = child.wait();
         }
     }
-}
-
-/// Polls `condition` until it holds; fails after 30 s (a whole stack in a debug build).
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, Duration::from_secs(30), check).await
 }
 
 impl Stack {

@@ -4,6 +4,7 @@
 //! server) and takes its namespace there with [`TestNats::on`].
 
 use std::future::Future;
+use std::sync::Once;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::StreamMessage, stream::LastRawMessageErrorKind};
@@ -63,7 +64,7 @@ impl TestNats {
     pub async fn wait_until_consumed(&self, spec: topology::ConsumerSpec, within: Duration) {
         let stream = &self.stream_of(spec.filter_subject).await;
         let durable = &self.namespace().durable(spec.durable);
-        eventually(
+        eventually_within(
             &format!("{durable} has settled every message"),
             within,
             move || async move {
@@ -116,17 +117,72 @@ impl TestNats {
     }
 }
 
-/// Polls `check` until it holds; panics naming `what` after `within`.
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+/// Tracing for the test binary, set up by its first call: silent unless `TEST_LOG` is set, then
+/// `RUST_LOG`'s filter, else `default_filter`, into the test's captured output.
+pub fn init_tracing(default_filter: &str) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into());
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// How long [`eventually`] waits before it fails the test: a whole stack in a debug build on a
+/// machine busy with other tests.
+pub const WAIT_AT_MOST: Duration = Duration::from_secs(40);
+
+/// What a probe of [`eventually`] returns: `true`, or `Some(found)`, once what it awaits holds.
+pub trait Probed {
+    type Found;
+    fn found(self) -> Option<Self::Found>;
+}
+
+impl Probed for bool {
+    type Found = ();
+    fn found(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Probed for Option<T> {
+    type Found = T;
+    fn found(self) -> Option<T> {
+        self
+    }
+}
+
+/// Polls `probe` until it returns `true` or `Some(found)` (then returned); panics naming `what`
+/// after [`WAIT_AT_MOST`].
+pub async fn eventually<P, F, Fut>(what: &str, probe: F) -> P::Found
 where
+    P: Probed,
     F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
+    Fut: Future<Output = P>,
+{
+    eventually_within(what, WAIT_AT_MOST, probe).await
+}
+
+/// [`eventually`], failing after `within`.
+pub async fn eventually_within<P, F, Fut>(what: &str, within: Duration, mut probe: F) -> P::Found
+where
+    P: Probed,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = P>,
 {
     let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
+    loop {
+        if let Some(found) = probe().await.found() {
+            return found;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
+            "timed out after {within:?} waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -8,8 +8,11 @@
 //!   inbox), and seed / list / restock.
 //! - [`commands`]: the merchant commands served over NATS (service `stock`): seed, list, restock.
 //! - [`handlers`]: `ReserveOrders` (`orders.created`) and `ReleaseOrders` (`orders.cancelled`).
+//! - [`audit`]: the invariant of the stock (movements add up to levels, none negative), checked
+//!   by tests and `larder bench`.
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod domain;

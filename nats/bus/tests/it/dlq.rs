@@ -1,4 +1,3 @@
-use std::future::Future;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -9,29 +8,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use larder_bus::Namespace;
 use larder_bus::dlq::{self, AdvisoryWatcher, DeadLetter, DeadLetterError, DeadLetterRecord};
-use larder_bus::testing::TestNats;
+use larder_bus::testing::{TestNats, eventually_within};
 use larder_bus::topology::ORDERS;
 use larder_contract::subjects;
 use tokio_util::sync::CancellationToken;
-
-/// Polls `probe` until it returns `Some`, for at most `within`.
-async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Publishes like the outbox relay: with a message id, and acked by the stream.
 async fn publish_original(
@@ -258,9 +238,9 @@ async fn messages_whose_deliveries_all_time_out_are_dead_lettered_from_the_advis
 
     // An instance that pulls but never acks (it crashes with every message in hand). The server
     // notices max deliveries when it is next asked for messages, so keep pulling.
-    let record = eventually(
-        Duration::from_secs(30),
+    let record = eventually_within(
         "the advisory's dead letter",
+        Duration::from_secs(30),
         || async {
             let mut batch = consumer
                 .batch()
@@ -333,9 +313,9 @@ async fn a_terminated_message_is_dead_lettered_once_even_when_the_runner_already
     message.ack_with(AckKind::Term).await.unwrap();
 
     // The watcher handles advisories in order: once the second is in, the first was handled.
-    let listed = eventually(
-        Duration::from_secs(20),
+    let listed = eventually_within(
         "the second dead letter",
+        Duration::from_secs(20),
         || async {
             let listed = dlq::list(&t.jetstream, ns, 10).await.unwrap();
             listed

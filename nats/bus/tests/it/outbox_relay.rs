@@ -1,11 +1,10 @@
 use std::collections::HashSet;
-use std::time::Duration;
 
 use actix::Actor;
 use larder_bus::OutboxConfig;
 use larder_bus::outbox::Outbox;
 use larder_bus::relay::{self, FlushAndStop, OutboxRelay};
-use larder_bus::testing::TestNats;
+use larder_bus::testing::{TestNats, eventually};
 use larder_contract::Envelope;
 use larder_contract::events::OrderCancelled;
 use migration::Service;
@@ -165,7 +164,7 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
     )
     .start();
     // Insert only once the relay listens, or the wake-up could be missed by design.
-    eventually(|| async {
+    eventually("the relay listens", || async {
         let row = test_db
             .db
             .query_one_raw(sea_orm::Statement::from_string(
@@ -182,27 +181,14 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
 
     outbox.enqueue(&db, &cancelled(1)).await.unwrap();
 
-    eventually(|| async { unpublished(&db).await == 0 }).await;
+    eventually("the outbox is published", || async {
+        unpublished(&db).await == 0
+    })
+    .await;
     assert_eq!(orders_stream(&nats).await.len(), 1);
 
     outbox.enqueue(&db, &cancelled(2)).await.unwrap();
     relay.send(FlushAndStop).await.unwrap().unwrap();
     assert_eq!(unpublished(&db).await, 0, "flushed before stopping");
     assert_eq!(orders_stream(&nats).await.len(), 2);
-}
-
-/// Polls `condition` until it holds; fails the test after 10 s.
-async fn eventually<F, Fut>(mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -1,10 +1,6 @@
 //! `spawn_app(settings)`: a fresh database and JetStream namespace with the delivery service
 //! running on them; plus helpers that read like what the tests check.
 
-use std::future::Future;
-use std::sync::LazyLock;
-use std::time::Duration;
-
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
 use delivery::config::DeliverySettings;
@@ -12,7 +8,8 @@ use delivery::{Application, Config};
 use entities::{outbox, shipments};
 use larder_bus::OutboxConfig;
 use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Outbox};
-use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
+use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_bus::topology::{self, ConsumerSpec};
 use larder_contract::events::{DeliveryEvent, OrderCancelled, OrderConfirmed};
 use larder_contract::subjects;
@@ -25,20 +22,7 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Tracing once per test binary, silent unless `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,delivery=debug".into());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .init();
-    }
-});
-
 pub const MERCHANT_ID: i64 = 7;
-const WAIT_AT_MOST: Duration = Duration::from_secs(30);
 
 /// Short courier delays: dispatched 200 ms after the confirmation, delivered 400 ms later.
 pub fn quick_courier() -> DeliverySettings {
@@ -80,15 +64,6 @@ pub fn cancellation(confirmed: &Envelope<OrderConfirmed>) -> Envelope<OrderCance
     )
 }
 
-/// Polls `check` until it holds, for at most 30 s; panics naming `what` otherwise.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, WAIT_AT_MOST, check).await
-}
-
 struct Instance {
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -110,7 +85,7 @@ pub async fn spawn_app(settings: DeliverySettings) -> TestApp {
 
 /// `count` delivery service instances sharing one fresh database and namespace.
 pub async fn spawn_instances(count: usize, settings: DeliverySettings) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info,delivery=debug");
     let test_db = TestDatabase::new().await;
     let db = test_db.connect(Service::Delivery).await;
     let mut app = TestApp {

@@ -2,11 +2,9 @@
 //! running on them against an SMTP port; `MailDev`: an SMTP inbox of the test's own; and helpers
 //! that read like what the tests check.
 
-use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -15,6 +13,7 @@ use larder_bus::OutboxConfig;
 use larder_bus::dlq::{self, DeadLetterRecord};
 use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
 use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
 use larder_contract::events::StockLow;
 use larder_contract::{Envelope, Event};
 use migration::Service;
@@ -29,36 +28,7 @@ use uuid::Uuid;
 
 use entities::notifications;
 
-/// Tracing once per test binary, silent unless `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,notification=debug,nats=debug".into());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .init();
-    }
-});
-
 pub const MERCHANT_EMAIL: &str = "chef@larder.test";
-const WAIT_AT_MOST: Duration = Duration::from_secs(40);
-
-/// Polls `probe` until it returns `Some`, for at most 40 s; panics naming `what` otherwise.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT_AT_MOST;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A loopback port nobody listens on (yet).
 pub fn free_port() -> u16 {
@@ -276,7 +246,7 @@ pub struct TestApp {
 /// The notification service on a fresh database and namespace, sending to `settings`' SMTP
 /// server.
 pub async fn spawn_app(settings: NotificationSettings) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info,notification=debug,nats=debug");
     let test_db = TestDatabase::new().await;
     let db = test_db.connect(Service::Notification).await;
     let nats = TestNats::new().await;

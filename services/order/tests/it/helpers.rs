@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use larder_bus::OutboxConfig;
 use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
@@ -23,13 +24,6 @@ static METRICS: LazyLock<metrics_exporter_prometheus::PrometheusHandle> = LazyLo
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("the only recorder of this test binary")
-});
-
-/// Logs only with `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var("TEST_LOG").is_ok() {
-        tracing_subscriber::fmt().with_env_filter("info").init();
-    }
 });
 
 pub struct TestApp {
@@ -63,7 +57,7 @@ pub async fn spawn_app_on(
     nats: TestNats,
     change: impl FnOnce(&mut OrderSettings),
 ) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info");
     let order_db = db.connect(Service::Order).await;
     let config = Config {
         database: db.config(Service::Order),
@@ -369,15 +363,6 @@ pub async fn assert_problem(response: Response, status: StatusCode, context: &st
         "{context}: no request id in {body}"
     );
     body
-}
-
-/// Polls `condition` until it holds; fails after 10 s.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, Duration::from_secs(10), check).await
 }
 
 /// Publishes `event` on the test's namespace as its producer would (with a fresh message id).

@@ -1,24 +1,23 @@
 //! `spawn_app()`: a fresh database and JetStream namespace, the burger catalogue seeded, and the
 //! stock service running on them; plus helpers that read like what the tests check.
 
-use std::future::{Future, IntoFuture};
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::future::IntoFuture;
 
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 
 use futures::future::join_all;
 use larder_bus::OutboxConfig;
 use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
-use larder_bus::testing::TestNats;
+pub use larder_bus::testing::eventually;
+use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_bus::topology::{self, ConsumerSpec};
 use larder_contract::events::{IngredientAmount, OrderCancelled, OrderCreated, OrderedLine};
 use larder_contract::{Envelope, Event};
 use migration::Service;
 use migration::testing::TestDatabase;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, Statement, TransactionTrait,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use stock::config::StockSettings;
 use stock::store::{self, IngredientSeed};
@@ -28,21 +27,8 @@ use uuid::Uuid;
 
 use entities::{ingredients, outbox, stock_movements};
 
-/// Tracing once per test binary, silent unless `TEST_LOG=1`.
-static TRACING: LazyLock<()> = LazyLock::new(|| {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,stock=debug".into());
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_test_writer()
-            .init();
-    }
-});
-
 pub const MERCHANT_ID: i64 = 7;
 pub const MERCHANT_EMAIL: &str = "chef@larder.test";
-const WAIT_AT_MOST: Duration = Duration::from_secs(30);
 
 /// SPEC §3's burger catalogue: Beef 20 kg, Cheese 5 kg, Onion 1 kg.
 pub fn burger_seeds() -> Vec<IngredientSeed> {
@@ -125,15 +111,6 @@ pub async fn seed_burger_stock(db: &DatabaseConnection) -> Catalogue {
     }
 }
 
-/// Polls `check` until it holds, for at most 30 s; panics naming `what` otherwise.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    larder_bus::testing::eventually(what, WAIT_AT_MOST, check).await
-}
-
 struct Instance {
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -162,7 +139,7 @@ pub async fn spawn_app() -> TestApp {
 /// `count` stock service instances sharing one fresh database and namespace, reserving up to
 /// `batch_size` orders per transaction.
 pub async fn spawn_instances(count: usize, batch_size: usize) -> TestApp {
-    LazyLock::force(&TRACING);
+    larder_bus::testing::init_tracing("info,stock=debug");
     let test_db = TestDatabase::new().await;
     let nats = TestNats::new().await;
     let db = test_db.connect(Service::Stock).await;
@@ -389,25 +366,16 @@ pub async fn movements_of_order(
         .expect("movements can be read")
 }
 
+/// SPEC §2: the movements are the audit trail; their sum is the stock, and no stock is negative.
 pub async fn assert_movements_sum_to_stock(db: &DatabaseConnection) {
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT i.name, i.stock, COALESCE(SUM(m.delta), 0)::bigint AS total \
-             FROM ingredients i LEFT JOIN stock_movements m ON m.ingredient_id = i.id \
-             GROUP BY i.id ORDER BY i.id",
-        ))
+    let ingredients = ingredients::Entity::find().count(db).await;
+    assert!(
+        ingredients.expect("ingredients can be counted") > 0,
+        "there are ingredients"
+    );
+    let found = stock::audit::find_inconsistencies(db)
         .await
-        .expect("movements can be summed");
-    assert!(!rows.is_empty(), "there are ingredients");
-    for row in rows {
-        let name: String = row.try_get("", "name").unwrap();
-        let stock: i64 = row.try_get("", "stock").unwrap();
-        let total: i64 = row.try_get("", "total").unwrap();
-        assert!(stock >= 0, "{name}: stock {stock} is negative");
-        assert_eq!(
-            total, stock,
-            "{name}: movements sum to {total}, stock is {stock}"
-        );
-    }
+        .expect("the stock can be audited");
+    let found: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "{}", found.join("; "));
 }

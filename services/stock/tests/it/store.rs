@@ -270,3 +270,36 @@ async fn listing_shows_only_the_merchants_ingredients_by_id() {
         [catalogue.beef.id, catalogue.cheese.id, catalogue.onion.id]
     );
 }
+
+#[actix::test]
+async fn the_audit_names_an_ingredient_whose_level_is_not_the_sum_of_its_movements() {
+    let test_db = TestDatabase::new().await;
+    let db = test_db.connect(Service::Stock).await;
+    let catalogue = seed_burger_stock(&db).await;
+    assert_eq!(stock::audit::find_inconsistencies(&db).await.unwrap(), []);
+
+    // A level changed without its movement, as a bug bypassing the store would.
+    ingredients::Entity::update_many()
+        .col_expr(
+            ingredients::Column::Stock,
+            (catalogue.onion.stock - 1).into(),
+        )
+        .filter(ingredients::Column::Id.eq(catalogue.onion.id))
+        .exec(&db)
+        .await
+        .unwrap();
+
+    let found = stock::audit::find_inconsistencies(&db).await.unwrap();
+    assert_eq!(
+        found,
+        [stock::audit::Inconsistency::Drift {
+            ingredient: "Onion".into(),
+            stock: catalogue.onion.stock - 1,
+            moved: catalogue.onion.stock,
+        }]
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "Onion: level 999 but movements add up to 1000"
+    );
+}
