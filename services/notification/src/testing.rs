@@ -70,7 +70,7 @@ impl MailInbox {
                 return inbox;
             }
         }
-        panic!("maildev found a port of its taken {START_ATTEMPTS} times in a row");
+        panic!("maildev found one of its ports taken at each of {START_ATTEMPTS} starts");
     }
 
     pub fn smtp_port(&self) -> u16 {
@@ -86,7 +86,8 @@ impl MailInbox {
     }
 
     /// Starts maildev again on the same ports (the service under test was given the SMTP one)
-    /// and waits until it answers. A restarted maildev forgets the emails it had.
+    /// and waits until it answers. It still shows the emails it had: it reloads them from its
+    /// mail directory.
     pub async fn start_again(&mut self) {
         self.stop();
         if self.run().await == Started::PortTaken {
@@ -97,7 +98,7 @@ impl MailInbox {
         }
     }
 
-    /// Every email received since maildev (last) started.
+    /// Every email received so far.
     pub async fn emails(&self) -> Vec<Email> {
         self.get_emails()
             .await
