@@ -390,10 +390,7 @@ async fn orders_survive_every_fault_one_at_a_time() {
         .await;
     let emails = stack.mail.emails().await;
     assert_eq!(emails.len(), 1, "{emails:?}");
-    assert!(
-        emails[0]["subject"].as_str().unwrap_or("").contains("Beef"),
-        "{emails:?}"
-    );
+    assert!(emails[0].subject.contains("Beef"), "{emails:?}");
     let rows = query(
         &stack.db,
         "SELECT attempts, status FROM notification.notifications",

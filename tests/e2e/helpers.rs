@@ -2,13 +2,14 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use larder_bus::testing::TestNats;
 pub use larder_bus::testing::eventually;
 use migration::Service;
 use migration::testing::TestDatabase;
+use notification::testing::MailInbox;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -16,96 +17,13 @@ use uuid::Uuid;
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
 pub const MERCHANT_PASSWORD: &str = "merchant-password";
 
+/// A loopback port nobody listens on (yet), for a process the test starts.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A maildev process on free ports, killed on drop, with a mail directory of its own that is
-/// removed then (without `--mail-directory` maildev leaves a `maildev-<pid>` in the temp dir).
-pub struct MailInbox {
-    pub smtp_port: u16,
-    pub web: String,
-    web_port: u16,
-    child: Option<Child>,
-    mail_dir: PathBuf,
-}
-
-impl MailInbox {
-    pub async fn start() -> Self {
-        let mail_dir = std::env::temp_dir().join(format!("larder-maildev-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&mail_dir).expect("a mail directory can be created");
-        let web_port = free_port();
-        let mut inbox = Self {
-            smtp_port: free_port(),
-            web: format!("http://127.0.0.1:{web_port}"),
-            web_port,
-            child: None,
-            mail_dir,
-        };
-        inbox.start_again().await;
-        inbox
-    }
-
-    /// Kills maildev, as an SMTP outage: connections to its port are refused.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts maildev (again) on the same ports and waits until it answers. A restarted maildev
-    /// forgets the emails it had.
-    pub async fn start_again(&mut self) {
-        // `./stack.sh test` installs maildev and sets MAILDEV to it.
-        let program = std::env::var("MAILDEV").unwrap_or_else(|_| "maildev".into());
-        let child = Command::new(&program)
-            .args([
-                "--smtp",
-                &self.smtp_port.to_string(),
-                "--web",
-                &self.web_port.to_string(),
-                "--ip",
-                "127.0.0.1",
-            ])
-            .arg("--mail-directory")
-            .arg(&self.mail_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {program} ({e}): ./stack.sh test installs maildev")
-            });
-        self.child = Some(child);
-        let client = reqwest::Client::new();
-        let smtp = format!("127.0.0.1:{}", self.smtp_port);
-        eventually("maildev answers", || async {
-            client
-                .get(format!("{}/email", self.web))
-                .send()
-                .await
-                .is_ok()
-                && tokio::net::TcpStream::connect(&smtp).await.is_ok()
-        })
-        .await;
-    }
-
-    pub async fn emails(&self) -> Vec<Value> {
-        let response = reqwest::get(format!("{}/email", self.web)).await.unwrap();
-        response.json().await.unwrap()
-    }
-}
-
-impl Drop for MailInbox {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.mail_dir);
-    }
 }
 
 /// `larder all` (plus any extra instances) on a database, namespace and inbox of its own.
@@ -270,7 +188,7 @@ impl Stack {
             .env("NATS_NAMESPACE", self.nats.namespace().as_str())
             .env("HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
             .env("SMTP_HOST", "127.0.0.1")
-            .env("SMTP_PORT", self.mail.smtp_port.to_string())
+            .env("SMTP_PORT", self.mail.smtp_port().to_string())
             .env("OUTBOX_POLL_INTERVAL_MS", "200")
             .env("DELIVERY_DISPATCH_DELAY_MS", "300")
             .env("DELIVERY_DELIVER_DELAY_MS", "300")

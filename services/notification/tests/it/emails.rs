@@ -4,12 +4,14 @@ use futures::StreamExt as _;
 use larder_contract::commands::ListAlerts;
 use uuid::Uuid;
 
-use crate::helpers::{MERCHANT_EMAIL, MailDev, beef_is_low, eventually, spawn_app, test_settings};
+use notification::testing::MailInbox;
+
+use crate::helpers::{MERCHANT_EMAIL, beef_is_low, eventually, spawn_app, test_settings};
 
 #[actix::test]
 async fn a_stock_low_event_sends_one_email_to_the_merchant_naming_the_ingredient() {
-    let maildev = MailDev::start().await;
-    let app = spawn_app(test_settings(maildev.smtp_port)).await;
+    let maildev = MailInbox::start().await;
+    let app = spawn_app(test_settings(maildev.smtp_port())).await;
     let event = beef_is_low();
 
     app.publish(&event).await;
@@ -48,8 +50,8 @@ async fn a_stock_low_event_sends_one_email_to_the_merchant_naming_the_ingredient
 
 #[actix::test]
 async fn the_same_event_delivered_twice_sends_one_email() {
-    let maildev = MailDev::start().await;
-    let app = spawn_app(test_settings(maildev.smtp_port)).await;
+    let maildev = MailInbox::start().await;
+    let app = spawn_app(test_settings(maildev.smtp_port())).await;
     let event = beef_is_low();
 
     // Twice at once (one batch), then once more after the email went out (a replay).
@@ -73,8 +75,8 @@ async fn the_same_event_delivered_twice_sends_one_email() {
 
 #[actix::test]
 async fn two_events_send_two_emails() {
-    let maildev = MailDev::start().await;
-    let app = spawn_app(test_settings(maildev.smtp_port)).await;
+    let maildev = MailInbox::start().await;
+    let app = spawn_app(test_settings(maildev.smtp_port())).await;
     let beef = beef_is_low();
     let mut onion = beef_is_low();
     onion.data.ingredient = "Onion".into();
@@ -102,8 +104,8 @@ async fn two_events_send_two_emails() {
 #[actix::test]
 async fn the_merchants_alerts_are_served_over_nats_with_the_emails_outcome_and_each_change_pushed()
 {
-    let maildev = MailDev::start().await;
-    let app = spawn_app(test_settings(maildev.smtp_port)).await;
+    let maildev = MailInbox::start().await;
+    let app = spawn_app(test_settings(maildev.smtp_port())).await;
     let namespace = app.nats.namespace().clone();
     let mut pushes = app
         .nats

@@ -4,4 +4,5 @@
 mod breaker;
 mod emails;
 mod helpers;
+mod inbox;
 mod smtp_outage;

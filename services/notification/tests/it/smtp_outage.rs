@@ -2,14 +2,17 @@ use std::time::{Duration, Instant};
 
 use larder_contract::subjects;
 
-use crate::helpers::{MailDev, beef_is_low, eventually, free_port, spawn_app, test_settings};
+use notification::testing::MailInbox;
+
+use crate::helpers::{beef_is_low, eventually, spawn_app, test_settings};
 
 #[actix::test]
 async fn smtp_down_then_back_delivers_the_email_once() {
-    let smtp_port = free_port(); // nothing listens yet
+    let mut maildev = MailInbox::start().await;
+    maildev.stop(); // nothing listens yet
     let app = spawn_app(notification::config::NotificationSettings {
         max_attempts: 20,
-        ..test_settings(smtp_port)
+        ..test_settings(maildev.smtp_port())
     })
     .await;
     let event = beef_is_low();
@@ -27,7 +30,7 @@ async fn smtp_down_then_back_delivers_the_email_once() {
         "{failing:?}"
     );
 
-    let maildev = MailDev::start_on(smtp_port).await;
+    maildev.start_again().await;
 
     eventually("the email", || async {
         Some(maildev.emails().await).filter(|emails| !emails.is_empty())
@@ -50,7 +53,8 @@ async fn smtp_down_then_back_delivers_the_email_once() {
 #[actix::test]
 async fn an_email_held_while_smtp_is_down_goes_out_soon_after_it_is_back_not_at_the_next_retry_step()
  {
-    let smtp_port = free_port(); // nothing listens yet
+    let mut maildev = MailInbox::start().await;
+    maildev.stop(); // nothing listens yet
     let retry_step = Duration::from_secs(60);
     let app = spawn_app(notification::config::NotificationSettings {
         smtp_timeout_secs: 1,
@@ -58,7 +62,7 @@ async fn an_email_held_while_smtp_is_down_goes_out_soon_after_it_is_back_not_at_
         retry_max_secs: retry_step.as_secs(),
         breaker_failures: 1,
         breaker_cool_down_ms: 500,
-        ..test_settings(smtp_port)
+        ..test_settings(maildev.smtp_port())
     })
     .await;
     let event = beef_is_low();
@@ -69,7 +73,7 @@ async fn an_email_held_while_smtp_is_down_goes_out_soon_after_it_is_back_not_at_
         .await;
 
     let back = Instant::now();
-    let maildev = MailDev::start_on(smtp_port).await;
+    maildev.start_again().await;
     eventually("the email", || async {
         Some(maildev.emails().await).filter(|emails| !emails.is_empty())
     })
@@ -92,9 +96,11 @@ async fn an_email_held_while_smtp_is_down_goes_out_soon_after_it_is_back_not_at_
 
 #[actix::test]
 async fn smtp_never_back_dead_letters_the_event_and_marks_the_notification_failed() {
+    let mut maildev = MailInbox::start().await;
+    maildev.stop(); // and never back
     let settings = notification::config::NotificationSettings {
         max_attempts: 3,
-        ..test_settings(free_port())
+        ..test_settings(maildev.smtp_port())
     };
     let app = spawn_app(settings).await;
     let event = beef_is_low();
@@ -147,10 +153,11 @@ async fn smtp_never_back_dead_letters_the_event_and_marks_the_notification_faile
 
 #[actix::test]
 async fn a_replayed_dead_letter_is_sent_once_smtp_is_back() {
-    let smtp_port = free_port();
+    let mut maildev = MailInbox::start().await;
+    maildev.stop();
     let app = spawn_app(notification::config::NotificationSettings {
         max_attempts: 2,
-        ..test_settings(smtp_port)
+        ..test_settings(maildev.smtp_port())
     })
     .await;
     let event = beef_is_low();
@@ -164,7 +171,7 @@ async fn a_replayed_dead_letter_is_sent_once_smtp_is_back() {
     })
     .await;
 
-    let maildev = MailDev::start_on(smtp_port).await;
+    maildev.start_again().await;
     larder_bus::dlq::replay(&app.nats.jetstream, app.nats.namespace(), dead.sequence)
         .await
         .expect("the dead letter is replayed");
