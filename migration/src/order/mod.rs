@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 pub(crate) mod m20261201_000001_create_order_schema;
 pub(crate) mod m20261201_000002_add_order_shipment_facts;
 pub(crate) mod m20261201_000003_add_user_token_version;
+pub(crate) mod m20261204_000001_update_orders_in_place;
 
 /// The order service's migrations, oldest first.
 pub struct OrderMigrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for OrderMigrator {
             Box::new(m20261201_000001_create_order_schema::Migration),
             Box::new(m20261201_000002_add_order_shipment_facts::Migration),
             Box::new(m20261201_000003_add_user_token_version::Migration),
+            Box::new(m20261204_000001_update_orders_in_place::Migration),
         ]
     }
 }

@@ -16,10 +16,10 @@ use larder_bus::outbox::Outbox;
 use larder_bus::topology::{
     ORDER_DEAD_ORDERS_CREATED, ORDER_DELIVERY, ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED,
 };
+use larder_contract::Envelope;
 use larder_contract::events::{
     DeadOrderCreated, DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected,
 };
-use larder_contract::{Decode, Envelope};
 
 use crate::domain::{OrderStatus, Settle};
 use crate::push::{Committed, StatusPublisher};
@@ -45,7 +45,6 @@ impl OrderEvents {
 /// One event's effect on one order.
 #[derive(Clone, Debug)]
 pub struct Transition {
-    pub event_id: Uuid,
     pub order_id: Uuid,
     pub to: OrderStatus,
     pub rejection: Option<serde_json::Value>,
@@ -64,7 +63,6 @@ impl HandleEvents<Envelope<OrderConfirmed>> for OrderEvents {
         let transitions = batch
             .iter()
             .map(|d| Transition {
-                event_id: d.event.id,
                 order_id: d.event.data.order_id,
                 to: OrderStatus::Confirmed,
                 rejection: None,
@@ -98,7 +96,6 @@ impl HandleEvents<Envelope<OrderRejected>> for OrderEvents {
                     .map(|s| s.ingredient.as_str())
                     .collect();
                 Transition {
-                    event_id: d.event.id,
                     order_id: d.event.data.order_id,
                     to: OrderStatus::Rejected,
                     rejection: serde_json::to_value(&d.event.data.shortages).ok(),
@@ -133,7 +130,6 @@ impl HandleEvents<DeadOrderCreated> for OrderEvents {
                     .get(larder_bus::dlq::REASON_HEADER)
                     .map_or("no reason given", |v| v.as_str());
                 Transition {
-                    event_id: d.event.event_id,
                     order_id: d.event.order_id,
                     to: OrderStatus::Rejected,
                     rejection: None,
@@ -197,7 +193,6 @@ impl HandleEvents<DeliveryEvent> for OrderEvents {
                     DeliveryEvent::Cancelled(e) => e.trace,
                 };
                 Transition {
-                    event_id: d.event.event_id(),
                     order_id,
                     to,
                     rejection: None,
@@ -222,7 +217,7 @@ impl HandleEvents<DeliveryEvent> for OrderEvents {
 /// Applies a batch in one transaction; if that fails, each transition in its own. Answers one
 /// outcome per transition, after the commit, and pushes what changed (after the commit too: a
 /// watcher that reads the order on a push sees the change).
-#[tracing::instrument(skip_all, fields(consumer, events = transitions.len()))]
+#[tracing::instrument(skip_all, fields(consumer = consumer, events = transitions.len()))]
 pub async fn settle(
     db: &DatabaseConnection,
     outbox: &Outbox,
@@ -231,7 +226,7 @@ pub async fn settle(
     transitions: Vec<Transition>,
 ) -> Vec<Outcome> {
     let results = batch::all_else_each(&transitions, |transitions| {
-        settle_in_one_transaction(db, outbox, consumer, transitions)
+        settle_in_one_transaction(db, outbox, transitions)
     })
     .await;
     let mut changed = Vec::new();
@@ -255,13 +250,11 @@ pub async fn settle(
 async fn settle_in_one_transaction(
     db: &DatabaseConnection,
     outbox: &Outbox,
-    consumer: &str,
     transitions: &[Transition],
 ) -> Result<Vec<(Outcome, Option<Committed>)>, DbErr> {
     let moves: Vec<store::Move> = transitions
         .iter()
         .map(|t| store::Move {
-            event_id: t.event_id,
             order_id: t.order_id,
             to: t.to,
             rejection: t.rejection.clone(),
@@ -270,8 +263,7 @@ async fn settle_in_one_transaction(
         })
         .collect();
     let txn = db.begin().await?;
-    let store::Advanced { settled, merchants } =
-        store::advance_orders(&txn, consumer, &moves).await?;
+    let store::Advanced { settled, merchants } = store::advance_orders(&txn, &moves).await?;
     // A cancel delivery accepted releases the stock, announced in the same transaction.
     let mut cancelled = Vec::new();
     for (t, settled) in transitions.iter().zip(&settled) {

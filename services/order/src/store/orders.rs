@@ -414,7 +414,6 @@ pub async fn advance_order(
 /// One event's requested move, for [`advance_orders`].
 #[derive(Clone, Debug)]
 pub struct Move {
-    pub event_id: Uuid,
     pub order_id: Uuid,
     pub to: OrderStatus,
     pub rejection: Option<serde_json::Value>,
@@ -434,17 +433,14 @@ pub struct ShipmentFact {
 /// Settles a batch of moves in the caller's transaction with four statements, whatever the batch
 /// size: the orders are locked in id order (`FOR UPDATE`: concurrent batches serialise per order
 /// and cannot deadlock), each move is settled in memory in batch order with
-/// [`OrderStatus::settle`] (SPEC §5 rule 4: forward only), then the new statuses, the history
-/// entries and the inbox records of every applied or ignored move are written set-wise. A move
-/// that came too early (`NotYet`) is not recorded, so its redelivery is processed.
+/// [`OrderStatus::settle`] (SPEC §5 rule 4: forward only), then the new statuses and the history
+/// entries are written set-wise. No inbox row is kept: the forward-only rule makes a redelivered
+/// or duplicated event a no-op by itself (the order is already there, so it is `Ignore`d), and a
+/// move that came too early (`NotYet`) is simply delivered again.
 ///
 /// Returns, per move in order, the status it found and how it settled (`None` for an unknown
 /// order), and the merchant of every order found.
-pub async fn advance_orders(
-    db: &impl ConnectionTrait,
-    consumer: &str,
-    moves: &[Move],
-) -> Result<Advanced, DbErr> {
+pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result<Advanced, DbErr> {
     if moves.is_empty() {
         return Ok(Advanced::default());
     }
@@ -468,7 +464,6 @@ pub async fn advance_orders(
     let mut history = Vec::new();
     let mut rejections: HashMap<Uuid, serde_json::Value> = HashMap::new();
     let mut shipments: HashMap<Uuid, ShipmentFact> = HashMap::new();
-    let mut recorded = Vec::new();
     for m in moves {
         let Some(status) = current.get_mut(&m.order_id) else {
             results.push(None);
@@ -490,9 +485,6 @@ pub async fn advance_orders(
                 known.dispatched_at = known.dispatched_at.or(fact.dispatched_at);
                 known.delivered_at = known.delivered_at.or(fact.delivered_at);
             }
-        }
-        if settle != Settle::NotYet {
-            recorded.push(m.event_id);
         }
         results.push(Some((found, settle)));
     }
@@ -542,7 +534,6 @@ pub async fn advance_orders(
         ))
         .await?;
     }
-    larder_bus::inbox::record_all(db, consumer, &recorded).await?;
     Ok(Advanced {
         settled: results,
         merchants: locked.iter().map(|o| (o.id, o.merchant_id)).collect(),

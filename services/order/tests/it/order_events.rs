@@ -1,5 +1,8 @@
 //! The order service's consumers move orders forward, never back (SPEC §5 rule 4).
 
+use std::time::Duration;
+
+use larder_bus::topology::{ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
 use larder_contract::Envelope;
 use larder_contract::events::{DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage};
 use reqwest::StatusCode;
@@ -58,10 +61,11 @@ async fn confirmed_moves_a_pending_order_forward_once() {
         ),
     )
     .await;
-    eventually("both events are recorded", || async {
-        app.count("SELECT count(*) FROM inbox").await == 2
-    })
-    .await;
+    for consumer in [ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED] {
+        app.nats
+            .wait_until_consumed(consumer, Duration::from_secs(10))
+            .await;
+    }
     let order = status_of(&app, &token, id).await;
     assert_eq!(order["status"], "confirmed");
     let history: Vec<&str> = order["history"]
