@@ -1,5 +1,5 @@
 //! The outbox relay: publishes committed outbox rows to JetStream with `Nats-Msg-Id` = row id,
-//! then marks them published (SPEC §5 rule 1).
+//! deleting them in the same transaction once the server has acknowledged them (SPEC §5 rule 1).
 //!
 //! Each service has its own `outbox` in its own schema; the pool's `search_path` picks it, so a
 //! relay only ever publishes its own service's events.
@@ -9,10 +9,9 @@
 //! trigger notifies `larder_outbox_<schema>`, `migration::Service::outbox_channel`), with a
 //! fallback poll in case a wake-up is lost, and flushed on shutdown.
 //!
-//! Published rows are kept for [`KEEP_PUBLISHED`], then [`prune_published`] deletes them and
-//! vacuums the outbox, every [`PRUNE_EVERY`]: the table stays as small as what is in flight, so
-//! the claim never walks the index entries of rows published long ago (this project's
-//! PostgreSQL may run without autovacuum).
+//! The table holds only what is in flight. Every [`VACUUM_EVERY`] the relay vacuums it
+//! ([`vacuum_outbox`]), so the claim never walks the dead index entries of rows published long
+//! ago (this project's PostgreSQL may run without autovacuum).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,38 +20,33 @@ use actix::prelude::*;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::future::join_all;
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement,
-    TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbBackend, EntityTrait, Statement, TransactionTrait};
 
 use entities::outbox;
 
 use crate::{NatsError, OutboxConfig};
 
-/// How long a published row stays in the outbox (for operators and for a relay that crashed
-/// between the server's ack and its commit: that row is still unpublished and goes again).
-pub const KEEP_PUBLISHED: std::time::Duration = std::time::Duration::from_secs(10);
-/// How often the relay deletes rows published more than [`KEEP_PUBLISHED`] ago and vacuums.
-pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the relay vacuums its outbox.
+pub const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RelayRound {
     /// Rows claimed from the outbox.
     pub claimed: usize,
-    /// Rows the server acknowledged and that are now marked published.
+    /// Rows the server acknowledged (deleted from the outbox when the round commits).
     pub published: usize,
     /// Of those, how many the server had already stored (a re-publish inside the duplicate window).
     pub duplicates: usize,
 }
 
-/// Claims up to `batch_size` unpublished rows and marks them published in one statement
-/// (`FOR UPDATE SKIP LOCKED`, so several relays never claim the same row), publishes them all with
-/// their acks in flight, and commits. A row whose publish failed is set back to unpublished in the
-/// same transaction and retried with the same `Nats-Msg-Id`, so the server drops it if it had been
-/// stored after all; if the relay dies before the commit, every claimed row stays unpublished.
+/// Takes up to `batch_size` rows out of the outbox in one statement (`DELETE … FOR UPDATE SKIP
+/// LOCKED … RETURNING`, so several relays never take the same row), publishes them all with their
+/// acks in flight, and commits. If any publish failed, the transaction is rolled back instead:
+/// every row is back and goes again with the same `Nats-Msg-Id`, so the server drops the copies
+/// of those it had stored. A relay that dies before its commit leaves every row in place too.
+/// Deleting at publish (rather than marking the row published and deleting it later) writes no
+/// second version of the row and no index entry for it.
 pub async fn publish_pending(
     db: &DatabaseConnection,
     js: &jetstream::Context,
@@ -63,7 +57,7 @@ pub async fn publish_pending(
     let mut rows = outbox::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "UPDATE outbox SET published_at = now() WHERE id IN ( \
+            "DELETE FROM outbox WHERE id IN ( \
              SELECT id FROM outbox WHERE published_at IS NULL ORDER BY created_at \
              LIMIT $1 FOR UPDATE SKIP LOCKED) \
          RETURNING *",
@@ -99,7 +93,6 @@ pub async fn publish_pending(
         claimed: rows.len(),
         ..Default::default()
     };
-    let mut failed_ids = Vec::new();
     let mut first_error = None;
     for (row, ack) in rows.iter().zip(acks) {
         match ack {
@@ -109,7 +102,6 @@ pub async fn publish_pending(
             }
             Err(source) => {
                 tracing::warn!(outbox_id = %row.id, subject = %row.subject, error = %source, "publish failed; will retry");
-                failed_ids.push(row.id);
                 first_error.get_or_insert(NatsError::Publish {
                     subject: row.subject.clone(),
                     source,
@@ -117,17 +109,16 @@ pub async fn publish_pending(
             }
         }
     }
-    if !failed_ids.is_empty() {
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::PublishedAt, Expr::cust("NULL"))
-            .filter(outbox::Column::Id.is_in(failed_ids))
-            .exec(&txn)
-            .await?;
-    }
-    txn.commit().await?;
     match first_error {
-        Some(error) if round.published == 0 => Err(error),
-        _ => Ok(round),
+        Some(error) => {
+            // Every row goes again; the server drops the copies of the ones it had stored.
+            txn.rollback().await?;
+            Err(error)
+        }
+        None => {
+            txn.commit().await?;
+            Ok(round)
+        }
     }
 }
 
@@ -147,27 +138,13 @@ pub async fn drain(
     }
 }
 
-/// Deletes the rows published more than `older_than` ago, then vacuums the outbox (skipped
-/// when another relay's vacuum holds it), so dead rows and their index entries go. Returns the
-/// rows deleted.
-pub async fn prune_published(
-    db: &DatabaseConnection,
-    older_than: std::time::Duration,
-) -> Result<u64, NatsError> {
+/// Vacuums the outbox (skipped when another relay's vacuum holds it), so the index entries of the
+/// rows published since the last vacuum go.
+pub async fn vacuum_outbox(db: &DatabaseConnection) -> Result<(), NatsError> {
     use sea_orm::ConnectionTrait;
-    let deleted = db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
-            [older_than.as_secs_f64().into()],
-        ))
-        .await?
-        .rows_affected();
-    if deleted > 0 {
-        // Outside a transaction (VACUUM cannot run in one); the relay's role owns the table.
-        db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox").await?;
-    }
-    Ok(deleted)
+    // Outside a transaction (VACUUM cannot run in one); the relay's role owns the table.
+    db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox").await?;
+    Ok(())
 }
 
 fn header_map(headers: &serde_json::Value) -> HeaderMap {
@@ -191,8 +168,8 @@ pub struct OutboxRelay {
     channel: String,
     /// Set while a drain is queued, so a burst of notifications queues one drain, not thousands.
     drain_queued: Arc<AtomicBool>,
-    /// Set while a prune runs, so a slow one is not stacked on.
-    prune_running: Arc<AtomicBool>,
+    /// Set while a vacuum runs, so a slow one is not stacked on.
+    vacuum_running: Arc<AtomicBool>,
     /// The LISTEN loop. A tokio task rather than an actor future: the runtime drops it inside its
     /// own context at shutdown, which sqlx's listener needs.
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -213,7 +190,7 @@ impl OutboxRelay {
             config,
             channel: channel.into(),
             drain_queued: Arc::new(AtomicBool::new(false)),
-            prune_running: Arc::new(AtomicBool::new(false)),
+            vacuum_running: Arc::new(AtomicBool::new(false)),
             listener: None,
         }
     }
@@ -234,15 +211,13 @@ impl Actor for OutboxRelay {
         ctx.run_interval(self.config.poll_interval(), |relay, ctx| {
             relay.queue_drain(ctx)
         });
-        ctx.run_interval(PRUNE_EVERY, |relay, _| {
-            if !relay.prune_running.swap(true, Ordering::AcqRel) {
-                let (db, running) = (relay.db.clone(), relay.prune_running.clone());
-                // A task of its own: a drain never waits for a prune, nor a prune for a drain.
+        ctx.run_interval(VACUUM_EVERY, |relay, _| {
+            if !relay.vacuum_running.swap(true, Ordering::AcqRel) {
+                let (db, running) = (relay.db.clone(), relay.vacuum_running.clone());
+                // A task of its own: a drain never waits for a vacuum, nor a vacuum for a drain.
                 tokio::spawn(async move {
-                    match prune_published(&db, KEEP_PUBLISHED).await {
-                        Ok(0) => {}
-                        Ok(deleted) => tracing::debug!(deleted, "published outbox rows pruned"),
-                        Err(error) => tracing::warn!(%error, "outbox prune failed; will retry"),
+                    if let Err(error) = vacuum_outbox(&db).await {
+                        tracing::warn!(%error, "outbox vacuum failed; will retry");
                     }
                     running.store(false, Ordering::Release);
                 });

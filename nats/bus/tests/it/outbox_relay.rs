@@ -23,11 +23,12 @@ fn cancelled(merchant_id: i64) -> Envelope<OrderCancelled> {
     )
 }
 
+/// Rows left in the outbox: a published row is deleted in the transaction that saw its ack.
 async fn unpublished(db: &impl ConnectionTrait) -> i64 {
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+            "SELECT count(*) FROM outbox",
         ))
         .await
         .unwrap()
@@ -105,13 +106,17 @@ async fn a_forced_republish_of_the_same_row_is_reported_as_a_duplicate_by_the_se
     let outbox = Outbox::new(nats.namespace().clone());
     let event = cancelled(1);
     outbox.enqueue(&db, &event).await.unwrap();
+    db.execute_unprepared("CREATE TABLE kept AS SELECT * FROM outbox")
+        .await
+        .unwrap();
     let first = relay::publish_pending(&db, &nats.jetstream, 10)
         .await
         .unwrap();
     assert_eq!((first.published, first.duplicates), (1, 0));
+    assert_eq!(unpublished(&db).await, 0, "a published row is deleted");
 
-    // As if the relay had crashed between the server's ack and marking the row published.
-    db.execute_unprepared("UPDATE outbox SET published_at = NULL")
+    // As if the relay had died between the server's ack and its commit: the row is still there.
+    db.execute_unprepared("INSERT INTO outbox SELECT * FROM kept")
         .await
         .unwrap();
     let second = relay::publish_pending(&db, &nats.jetstream, 10)
