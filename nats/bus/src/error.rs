@@ -40,6 +40,11 @@ pub enum NatsError {
         #[source]
         source: jetstream::context::PublishError,
     },
+    #[error("{rows} outbox rows were not acknowledged within {deadline:?}")]
+    PublishTimedOut {
+        rows: usize,
+        deadline: std::time::Duration,
+    },
     #[error("could not read stream {stream}")]
     ReadStream {
         stream: String,

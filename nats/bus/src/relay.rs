@@ -26,6 +26,8 @@ use entities::outbox;
 
 use crate::{NatsError, OutboxConfig};
 
+/// The longest a round waits for the server to acknowledge its rows before it gives them back.
+pub const PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How often the relay vacuums its outbox.
 pub const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -72,22 +74,38 @@ pub async fn publish_pending(
     // RETURNING has no order: publish in insertion order.
     rows.sort_by_key(|row| row.created_at);
 
-    let mut pending_acks = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let payload = serde_json::to_vec(&row.payload)?;
-        let message = PublishMessage::build()
-            .payload(payload.into())
-            .headers(header_map(&row.headers))
-            .message_id(row.id.to_string());
-        pending_acks.push(js.send_publish(row.subject.clone(), message).await);
-    }
-    let acks = join_all(pending_acks.into_iter().map(|sent| async move {
-        match sent {
-            Ok(ack) => ack.await,
-            Err(error) => Err(error),
+    let publishing = async {
+        let mut pending_acks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let payload = serde_json::to_vec(&row.payload)?;
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .headers(header_map(&row.headers))
+                .message_id(row.id.to_string());
+            pending_acks.push(js.send_publish(row.subject.clone(), message).await);
         }
-    }))
-    .await;
+        Ok::<_, NatsError>(
+            join_all(pending_acks.into_iter().map(|sent| async move {
+                match sent {
+                    Ok(ack) => ack.await,
+                    Err(error) => Err(error),
+                }
+            }))
+            .await,
+        )
+    };
+    // Each publish and ack has its own timeout, yet a round was once seen waiting for minutes
+    // at shutdown, its rows locked: bound the whole round, so the rows go back and are retried.
+    let acks = match tokio::time::timeout(PUBLISH_DEADLINE, publishing).await {
+        Ok(acks) => acks?,
+        Err(_elapsed) => {
+            txn.rollback().await?;
+            return Err(NatsError::PublishTimedOut {
+                rows: rows.len(),
+                deadline: PUBLISH_DEADLINE,
+            });
+        }
+    };
 
     let mut round = RelayRound {
         claimed: rows.len(),
