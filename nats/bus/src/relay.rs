@@ -188,6 +188,8 @@ pub struct OutboxRelay {
     drain_queued: Arc<AtomicBool>,
     /// Set while a vacuum runs, so a slow one is not stacked on.
     vacuum_running: Arc<AtomicBool>,
+    /// Set when a round deleted rows: an idle relay has nothing to vacuum.
+    published_since_vacuum: Arc<AtomicBool>,
     /// The LISTEN loop. A tokio task rather than an actor future: the runtime drops it inside its
     /// own context at shutdown, which sqlx's listener needs.
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -209,6 +211,7 @@ impl OutboxRelay {
             channel: channel.into(),
             drain_queued: Arc::new(AtomicBool::new(false)),
             vacuum_running: Arc::new(AtomicBool::new(false)),
+            published_since_vacuum: Arc::new(AtomicBool::new(false)),
             listener: None,
         }
     }
@@ -230,7 +233,10 @@ impl Actor for OutboxRelay {
             relay.queue_drain(ctx)
         });
         ctx.run_interval(VACUUM_EVERY, |relay, _| {
-            if !relay.vacuum_running.swap(true, Ordering::AcqRel) {
+            if !relay.vacuum_running.load(Ordering::Acquire)
+                && relay.published_since_vacuum.swap(false, Ordering::AcqRel)
+            {
+                relay.vacuum_running.store(true, Ordering::Release);
                 let (db, running) = (relay.db.clone(), relay.vacuum_running.clone());
                 // A task of its own: a drain never waits for a vacuum, nor a vacuum for a drain.
                 tokio::spawn(async move {
@@ -320,11 +326,15 @@ impl Handler<Drain> for OutboxRelay {
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         self.drain_queued.store(false, Ordering::Release);
         let (db, js, batch) = (self.db.clone(), self.js.clone(), self.config.batch_size);
+        let published_since_vacuum = self.published_since_vacuum.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 match drain(&db, &js, batch).await {
                     Ok(0) => {}
-                    Ok(published) => tracing::debug!(published, "outbox drained"),
+                    Ok(published) => {
+                        published_since_vacuum.store(true, Ordering::Release);
+                        tracing::debug!(published, "outbox drained")
+                    }
                     Err(error) => {
                         // With its cause: "database error" alone says nothing of which.
                         let cause = std::error::Error::source(&error).map(ToString::to_string);
