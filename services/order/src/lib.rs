@@ -5,7 +5,8 @@
 //! - [`domain`]: validation, pricing and the status machine, as plain functions.
 //! - [`auth`]: argon2id passwords and HS256 access tokens.
 //! - [`catalogue_cache`]: products, prices and recipes in memory for a second.
-//! - [`order_writer`]: group commit for `POST /order`: concurrent orders share one statement.
+//! - [`order_writer`]: group commit for `POST /order`: an actor whose queued orders share one
+//!   statement.
 //! - [`store`]: the SQL, with the idempotency and forward-only rules beside it.
 //! - [`api`]: the OpenAPI operations, one module per tag; errors as problem+json.
 //! - [`handlers`]: the consumers' handlers that move orders forward on stock and delivery events.

@@ -2,19 +2,21 @@
 //!
 //! Every new order is one statement (see [`store::insert_orders_with_events`]), but one statement
 //! and one commit per request leaves PostgreSQL parsing, planning and committing the same small
-//! insert thousands of times a second. Handlers hand their order to an [`OrderWriter`] instead;
-//! each writer task takes everything that queued up while its previous statement ran, writes it as
-//! one statement (one commit), and answers every handler. Under light load a batch is a single
-//! order and nothing waits; under heavy load batches grow by themselves. No timer, no added
+//! insert thousands of times a second. Handlers hand their order to the [`OrderWriter`] actor
+//! instead. It queues what its mailbox brings and, whenever one of its [`WRITERS`] statements is
+//! free, writes everything queued (up to [`MAX_BATCH`]) as one statement and one commit, then
+//! answers every handler. Under light load a batch is a single order and nothing waits; under
+//! heavy load batches grow by themselves while the previous statements run. No timer, no added
 //! latency.
 //!
 //! A batch that fails as a whole (a constraint one order broke) is retried one order at a time, so
 //! one bad order answers with its own error and the others are still written.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 
+use actix::prelude::*;
 use sea_orm::{DatabaseConnection, DbErr};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use larder_bus::batch;
 use larder_bus::outbox::PreparedEvent;
@@ -25,12 +27,35 @@ use crate::store::{self, Inserted, NewOrder};
 
 /// The most orders one statement writes: large enough to amortise a round trip and a commit,
 /// small enough that one batch's JSON parameter stays well under a megabyte.
-const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 256;
 /// Statements in flight at once: one writing while the next batch gathers, per core.
-const WRITERS: usize = 2;
-/// Orders waiting for a writer; beyond this, handlers wait to enqueue (the API's in-flight limit
-/// is hit long before).
-const QUEUE: usize = 4 * MAX_BATCH;
+pub const WRITERS: usize = 2;
+
+/// Inserts one order, its lines, its first history entry and its `orders.created` outbox row
+/// (SPEC §5 rule 1), together with whatever other orders are queued.
+#[derive(Message)]
+#[rtype(result = "Result<Inserted, DbErr>")]
+pub struct Insert {
+    pub order: NewOrder,
+    pub event: PreparedEvent,
+}
+
+/// Sends one order to `writer` and waits for its answer. The queue is bounded by the API's
+/// in-flight request limit: every queued order is a request waiting here.
+pub async fn insert(
+    writer: &Addr<OrderWriter>,
+    order: NewOrder,
+    event: PreparedEvent,
+) -> Result<Inserted, DbErr> {
+    writer
+        .send(Insert { order, event })
+        .await
+        .map_err(|_| stopped())?
+}
+
+fn stopped() -> DbErr {
+    DbErr::Custom("the order writer has stopped".into())
+}
 
 struct Job {
     order: NewOrder,
@@ -38,70 +63,101 @@ struct Job {
     answer: oneshot::Sender<Result<Inserted, DbErr>>,
 }
 
-/// Writes orders in batches. Cheap to clone; the writer tasks stop when the last clone is dropped.
-#[derive(Clone)]
+/// Writes orders in batches: its state is the queue and the number of statements running. It
+/// stops once every address is dropped and its last statement has answered.
 pub struct OrderWriter {
-    jobs: mpsc::Sender<Job>,
+    db: DatabaseConnection,
+    pushes: StatusPublisher,
+    queued: VecDeque<Job>,
+    writing: usize,
+    write_scheduled: bool,
 }
 
 impl OrderWriter {
-    /// Starts the writer tasks on the current tokio runtime. What they commit is announced with
-    /// `pushes` (new orders are `pending`), for the merchants' live feeds.
-    pub fn start(db: DatabaseConnection, pushes: StatusPublisher) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE);
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..WRITERS {
-            tokio::spawn(write_batches(db.clone(), pushes.clone(), queue.clone()));
+    /// What it commits is announced with `pushes` (new orders are `pending`), for the
+    /// merchants' live feeds. Start it inside the actix system.
+    pub fn new(db: DatabaseConnection, pushes: StatusPublisher) -> Self {
+        Self {
+            db,
+            pushes,
+            queued: VecDeque::new(),
+            writing: 0,
+            write_scheduled: false,
         }
-        Self { jobs }
     }
 
-    /// Inserts the order, its lines, its first history entry and its `orders.created` outbox row
-    /// (SPEC §5 rule 1), together with whatever other orders are waiting.
-    pub async fn insert(&self, order: NewOrder, event: PreparedEvent) -> Result<Inserted, DbErr> {
+    /// Starts a statement per free writer, each with as much of the queue as a batch holds.
+    fn write_queued(&mut self, ctx: &mut Context<Self>) {
+        while self.writing < WRITERS && !self.queued.is_empty() {
+            let batch: Vec<Job> = self
+                .queued
+                .drain(..self.queued.len().min(MAX_BATCH))
+                .collect();
+            self.writing += 1;
+            // The statement runs on the runtime's workers, not on the actor's thread, which
+            // only keeps the count.
+            let written = tokio::spawn(write_batch(self.db.clone(), self.pushes.clone(), batch));
+            ctx.spawn(written.into_actor(self).map(|joined, writer, ctx| {
+                if let Err(error) = joined {
+                    // Its jobs' answers were dropped with it: those handlers see an error.
+                    tracing::error!(%error, "an order batch's task failed");
+                }
+                writer.writing -= 1;
+                writer.write_queued(ctx);
+            }));
+        }
+    }
+}
+
+impl Actor for OrderWriter {
+    type Context = Context<Self>;
+}
+
+impl Handler<Insert> for OrderWriter {
+    type Result = ResponseFuture<Result<Inserted, DbErr>>;
+
+    fn handle(&mut self, insert: Insert, ctx: &mut Context<Self>) -> Self::Result {
         let (answer, answered) = oneshot::channel();
-        let stopped = || DbErr::Custom("the order writer has stopped".into());
-        self.jobs
-            .send(Job {
-                order,
-                event,
-                answer,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
-    }
-}
-
-async fn write_batches(
-    db: DatabaseConnection,
-    pushes: StatusPublisher,
-    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // Holding the lock only while taking a batch lets the other writer take the next one
-        // while this one's statement runs.
-        let received = queue.lock().await.recv_many(&mut batch, MAX_BATCH).await;
-        if received == 0 {
-            return; // every sender is gone
+        self.queued.push_back(Job {
+            order: insert.order,
+            event: insert.event,
+            answer,
+        });
+        // Deciding after the mailbox is drained (a notification is handled after the messages
+        // already waiting) lets a burst that arrived together share one statement.
+        if !self.write_scheduled {
+            self.write_scheduled = true;
+            ctx.notify(WriteQueued);
         }
-        let created = write_batch(&db, std::mem::take(&mut batch)).await;
-        pushes.publish(&created).await;
+        Box::pin(async move { answered.await.map_err(|_| stopped())? })
     }
 }
 
-/// Writes the batch, answers every job, and returns the orders it created.
-async fn write_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Committed> {
+/// Sent to itself: the mailbox is drained, write what is queued.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriteQueued;
+
+impl Handler<WriteQueued> for OrderWriter {
+    type Result = ();
+
+    fn handle(&mut self, _: WriteQueued, ctx: &mut Context<Self>) {
+        self.write_scheduled = false;
+        self.write_queued(ctx);
+    }
+}
+
+/// Writes the batch, answers every job, and announces the orders it created.
+async fn write_batch(db: DatabaseConnection, pushes: StatusPublisher, batch: Vec<Job>) {
     let rows: Vec<(&NewOrder, &PreparedEvent)> =
         batch.iter().map(|job| (&job.order, &job.event)).collect();
     let results =
-        batch::all_else_each(&rows, |rows| store::insert_orders_with_events(db, rows)).await;
+        batch::all_else_each(&rows, |rows| store::insert_orders_with_events(&db, rows)).await;
     let mut created = Vec::with_capacity(batch.len());
     for (job, result) in batch.into_iter().zip(results) {
         answer(job, result, &mut created);
     }
-    created
+    pushes.publish(&created).await;
 }
 
 fn answer(job: Job, result: Result<Inserted, DbErr>, created: &mut Vec<Committed>) {

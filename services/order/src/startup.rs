@@ -165,7 +165,7 @@ impl Application {
             ),
             service_request_timeout: self.config.settings.service_request_timeout(),
             catalogue: Default::default(),
-            order_writer: OrderWriter::start(self.db.clone(), pushes.clone()),
+            order_writer: OrderWriter::new(self.db.clone(), pushes.clone()).start(),
             metrics: self.metrics,
             listeners,
             pushes,

@@ -52,7 +52,7 @@ pub struct AppState {
     pub service_request_timeout: std::time::Duration,
     pub catalogue: std::sync::Arc<crate::catalogue_cache::CatalogueCache>,
     /// Group commit for `POST /order`.
-    pub order_writer: crate::order_writer::OrderWriter,
+    pub order_writer: actix::Addr<crate::order_writer::OrderWriter>,
     /// What `GET /metrics` renders; `None` when the process installed no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// This instance's watchers of orders and merchant feeds, woken by every instance's and

@@ -5,9 +5,10 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use uuid::Uuid;
 
+use actix::Actor as _;
 use larder_bus::outbox::PreparedEvent;
 use order::domain::{PricedLine, PricedOrder};
-use order::order_writer::OrderWriter;
+use order::order_writer::{self, OrderWriter};
 use order::push::StatusPublisher;
 use order::store::{self, Inserted, NewOrder};
 
@@ -110,7 +111,8 @@ async fn one_statement_writes_a_batch_and_a_key_used_twice_in_it_makes_one_order
     );
 }
 
-#[tokio::test]
+// The writer is an actor: it needs an actix system.
+#[actix::test]
 async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_good_ones() {
     let app = spawn_app().await;
     let burger = app.seed().await;
@@ -127,7 +129,7 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
 
     // The writer: whether they share a batch or not, each order gets its own answer.
     let pushes = StatusPublisher::new(app.nats.client.clone(), app.nats.namespace());
-    let writer = OrderWriter::start(app.order_db.clone(), pushes);
+    let writer = OrderWriter::new(app.order_db.clone(), pushes).start();
     let orders: Vec<_> = (0..30)
         .map(|i| {
             new_order(
@@ -139,7 +141,7 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
         .collect();
     let answers = futures::future::join_all(orders.into_iter().map(|(order, event)| {
         let writer = writer.clone();
-        async move { writer.insert(order, event).await }
+        async move { order_writer::insert(&writer, order, event).await }
     }))
     .await;
 
@@ -164,5 +166,41 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
         )
         .await,
         29
+    );
+}
+
+#[actix::test]
+async fn orders_arriving_together_share_statements() {
+    let app = spawn_app().await;
+    let burger = app.seed().await;
+    let customer = customer(&app).await;
+    let pushes = StatusPublisher::new(app.nats.client.clone(), app.nats.namespace());
+    let writer = OrderWriter::new(app.order_db.clone(), pushes).start();
+
+    let answers = futures::future::join_all((0..40).map(|_| {
+        let (order, event) = new_order(customer, burger, None);
+        order_writer::insert(&writer, order, event)
+    }))
+    .await;
+
+    assert!(
+        answers
+            .iter()
+            .all(|answer| matches!(answer, Ok(Inserted::CreatedAt(_)))),
+        "{answers:?}"
+    );
+    assert_eq!(
+        count(&app.order_db, "SELECT count(*) FROM orders").await,
+        40
+    );
+    // Rows a transaction inserted carry its id (xmin): fewer ids than orders, fewer commits.
+    let transactions = count(
+        &app.order_db,
+        "SELECT count(DISTINCT xmin::text) FROM orders",
+    )
+    .await;
+    assert!(
+        transactions < 40,
+        "40 orders sent together took {transactions} transactions"
     );
 }

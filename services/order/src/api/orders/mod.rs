@@ -26,6 +26,7 @@ use crate::auth::Role;
 use crate::domain::{
     self, Cancellation, FieldError, OrderStatus, PricingError, RequestedLine, ValidOrder,
 };
+use crate::order_writer;
 use crate::push;
 use crate::store::{self, Inserted, NewOrder, OrderScope};
 use larder_bus::trace::InTrace as _;
@@ -174,21 +175,20 @@ impl OrdersApi {
         // SPEC §5 rule 1: the order and its event commit together, in one statement, grouped
         // with the other orders arriving meanwhile.
         let prepared = state.outbox.prepare(&event)?;
-        let inserted = state
-            .order_writer
-            .insert(
-                NewOrder {
-                    id: order_id,
-                    customer_id,
-                    currency: currency.clone(),
-                    priced: priced.clone(),
-                    idempotency_key: key.map(str::to_owned),
-                    fingerprint: fingerprint.clone(),
-                    correlation_id: Some(request_id.0.0.clone()),
-                },
-                prepared,
-            )
-            .await?;
+        let inserted = order_writer::insert(
+            &state.order_writer,
+            NewOrder {
+                id: order_id,
+                customer_id,
+                currency: currency.clone(),
+                priced: priced.clone(),
+                idempotency_key: key.map(str::to_owned),
+                fingerprint: fingerprint.clone(),
+                correlation_id: Some(request_id.0.0.clone()),
+            },
+            prepared,
+        )
+        .await?;
         match inserted {
             Inserted::CreatedAt(created_at) => {
                 // Everything the new order shows is known here: no need to read it back.
