@@ -18,9 +18,7 @@ pub struct Model {
     /// The e-mail address.
     #[sea_orm(column_type = "Text")]
     pub recipient: String,
-    /// `pending`, `sent` or `failed`.
-    #[sea_orm(column_type = "Text")]
-    pub status: String,
+    pub status: NotificationStatus,
     pub attempts: i32,
     #[sea_orm(column_type = "Text", nullable)]
     pub last_error: Option<String>,
@@ -39,3 +37,35 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// A notification's status; `notifications.status`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    /// Not sent yet: being tried, or waiting for a retry.
+    Pending,
+    /// The SMTP server accepted the email. Final: a redelivery sends nothing.
+    Sent,
+    /// Given up: the event is in the dead-letter stream. A replayed dead letter tries again.
+    Failed,
+}
+
+impl NotificationStatus {
+    /// The stored name (what [`sea_orm::ActiveEnum::to_value`] gives, without allocating).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for NotificationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

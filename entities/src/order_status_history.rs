@@ -11,9 +11,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub order_id: Uuid,
-    /// Same values as `orders.status`.
-    #[sea_orm(column_type = "Text")]
-    pub status: String,
+    pub status: super::orders::OrderStatus,
     pub at: DateTimeWithTimeZone,
     #[sea_orm(column_type = "Text", nullable)]
     pub note: Option<String>,

@@ -10,9 +10,7 @@ pub struct Model {
     pub id: Uuid,
     pub customer_id: Uuid,
     pub merchant_id: i64,
-    /// `pending`, `confirmed`, `rejected`, `dispatched`, `delivered` or `cancelled`.
-    #[sea_orm(column_type = "Text")]
-    pub status: String,
+    pub status: OrderStatus,
     pub total_cents: i64,
     #[sea_orm(column_type = "Text")]
     pub currency: String,
@@ -83,3 +81,39 @@ impl Related<super::order_status_history::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where an order is (SPEC §5 rule 4); `orders.status` and `order_status_history.status`. The
+/// order service's domain says which moves are legal.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Rejected,
+    Dispatched,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// The stored name (what [`sea_orm::ActiveEnum::to_value`] gives, without allocating).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+            Self::Dispatched => "dispatched",
+            Self::Delivered => "delivered",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -15,9 +15,7 @@ pub struct Model {
     pub ingredient_id: i64,
     /// Signed, in the ingredient's base unit.
     pub delta: i64,
-    /// `seed`, `reserve`, `release` or `restock`.
-    #[sea_orm(column_type = "Text")]
-    pub reason: String,
+    pub reason: Reason,
     pub created_at: DateTimeWithTimeZone,
 }
 
@@ -38,3 +36,32 @@ impl Related<super::ingredients::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Why a stock movement happened; `stock_movements.reason`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// The level a merchant's seed set.
+    Seed,
+    /// Taken by a confirmed order.
+    Reserve,
+    /// Given back by a cancelled order.
+    Release,
+    /// Added by a merchant's restock.
+    Restock,
+}
+
+impl Reason {
+    /// The stored name (what [`sea_orm::ActiveEnum::to_value`] gives, without allocating).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Seed => "seed",
+            Self::Reserve => "reserve",
+            Self::Release => "release",
+            Self::Restock => "restock",
+        }
+    }
+}

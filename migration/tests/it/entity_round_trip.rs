@@ -139,7 +139,7 @@ async fn every_entity_round_trips_through_the_schema() {
         id: Set(Uuid::new_v4()),
         customer_id: Set(customer.id),
         merchant_id: Set(merchant.id),
-        status: Set("rejected".to_owned()),
+        status: Set(orders::OrderStatus::Rejected),
         total_cents: Set(2500),
         currency: Set("EUR".to_owned()),
         idempotency_key: Set(Some("key-1".to_owned())),
@@ -182,7 +182,7 @@ async fn every_entity_round_trips_through_the_schema() {
 
     let history = order_status_history::ActiveModel {
         order_id: Set(order.id),
-        status: Set("pending".to_owned()),
+        status: Set(orders::OrderStatus::Pending),
         note: Set(Some("created".to_owned())),
         ..Default::default()
     }
@@ -202,7 +202,7 @@ async fn every_entity_round_trips_through_the_schema() {
         order_id: Set(Some(order.id)),
         ingredient_id: Set(ingredient.id),
         delta: Set(-300),
-        reason: Set("reserve".to_owned()),
+        reason: Set(stock_movements::Reason::Reserve),
         ..Default::default()
     }
     .insert(db)
@@ -221,7 +221,7 @@ async fn every_entity_round_trips_through_the_schema() {
     let shipment = shipments::ActiveModel {
         id: Set(Uuid::new_v4()),
         order_id: Set(order.id),
-        status: Set("dispatched".to_owned()),
+        status: Set(shipments::ShipmentStatus::Dispatched),
         next_step_at: Set(Some(now + Duration::seconds(30))),
         dispatched_at: Set(Some(now)),
         delivered_at: Set(None),
@@ -245,7 +245,7 @@ async fn every_entity_round_trips_through_the_schema() {
         ingredient_id: Set(ingredient.id),
         ingredient_name: Set(ingredient.name.clone()),
         recipient: Set(merchant.email.clone()),
-        status: Set("sent".to_owned()),
+        status: Set(notifications::NotificationStatus::Sent),
         attempts: Set(1),
         last_error: Set(None),
         sent_at: Set(Some(now)),

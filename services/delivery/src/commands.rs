@@ -101,7 +101,7 @@ fn shipment_state(shipment: entities::shipments::Model) -> ShipmentState {
     ShipmentState {
         id: shipment.id,
         order_id: shipment.order_id,
-        status: shipment.status,
+        status: shipment.status.as_str().to_owned(),
         dispatched_at: shipment.dispatched_at.map(|t| t.with_timezone(&Utc)),
         delivered_at: shipment.delivered_at.map(|t| t.with_timezone(&Utc)),
     }

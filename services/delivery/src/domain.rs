@@ -13,23 +13,9 @@ use larder_contract::commands::CourierStep;
 
 use crate::config::DeliverySettings;
 
-/// Where a shipment is. Stored as its lower-case name (`shipments_status_check`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ShipmentStatus {
-    /// Waiting for the courier; dispatched when its timer is due.
-    Pending,
-    /// With the courier; delivered when its timer is due.
-    Dispatched,
-    /// Final: the customer has it.
-    Delivered,
-    /// Final: the order was cancelled before the courier picked it up.
-    Cancelled,
-}
-
-/// A status name that is not one of the four.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown shipment status {0:?}")]
-pub struct UnknownStatus(pub String);
+/// Where a shipment is: the stored vocabulary (an active enum of the `shipments` entity). The
+/// moves between statuses are the functions below.
+pub use entities::shipments::ShipmentStatus;
 
 /// A move the rules forbid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,102 +25,68 @@ pub struct IllegalTransition {
     pub to: ShipmentStatus,
 }
 
-impl ShipmentStatus {
-    pub const ALL: [ShipmentStatus; 4] = [
-        Self::Pending,
-        Self::Dispatched,
-        Self::Delivered,
-        Self::Cancelled,
-    ];
+/// Whether `from -> to` is one of the three allowed moves.
+pub const fn can_become(from: ShipmentStatus, to: ShipmentStatus) -> bool {
+    use ShipmentStatus::*;
+    matches!(
+        (from, to),
+        (Pending, Dispatched) | (Dispatched, Delivered) | (Pending, Cancelled)
+    )
+}
 
-    /// The stored name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Dispatched => "dispatched",
-            Self::Delivered => "delivered",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether `self -> to` is one of the three allowed moves.
-    pub const fn can_become(self, to: ShipmentStatus) -> bool {
-        matches!(
-            (self, to),
-            (Self::Pending, Self::Dispatched)
-                | (Self::Dispatched, Self::Delivered)
-                | (Self::Pending, Self::Cancelled)
-        )
-    }
-
-    /// `to`, when the rules allow it.
-    pub fn advance(self, to: ShipmentStatus) -> Result<ShipmentStatus, IllegalTransition> {
-        if self.can_become(to) {
-            Ok(to)
-        } else {
-            Err(IllegalTransition { from: self, to })
-        }
-    }
-
-    /// The step the timer takes from here, if any.
-    pub const fn next_step(self) -> Option<Step> {
-        match self {
-            Self::Pending => Some(Step::Dispatched),
-            Self::Dispatched => Some(Step::Delivered),
-            Self::Delivered | Self::Cancelled => None,
-        }
-    }
-
-    /// No step leads anywhere from here.
-    pub const fn is_final(self) -> bool {
-        self.next_step().is_none()
-    }
-
-    /// When the next step is due for a shipment that entered this status at `entered_at`:
-    /// `pending` waits the dispatch delay, `dispatched` the deliver delay, final ones nothing.
-    pub fn next_step_at(
-        self,
-        entered_at: DateTime<Utc>,
-        settings: &DeliverySettings,
-    ) -> Option<DateTime<Utc>> {
-        let delay_ms = match self {
-            Self::Pending => settings.dispatch_delay_ms,
-            Self::Dispatched => settings.deliver_delay_ms,
-            Self::Delivered | Self::Cancelled => return None,
-        };
-        let delay = TimeDelta::milliseconds(i64::try_from(delay_ms).unwrap_or(i64::MAX));
-        Some(
-            entered_at
-                .checked_add_signed(delay)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC),
-        )
-    }
-
-    /// What a cancellation of the order does to a shipment in this status: only a pending one
-    /// is dropped; the courier has a dispatched one (the order service refuses such cancels).
-    pub const fn on_cancel(self) -> OnCancel {
-        match self {
-            Self::Pending => OnCancel::Cancel,
-            Self::Cancelled => OnCancel::AlreadyCancelled,
-            Self::Dispatched | Self::Delivered => OnCancel::TooLate,
-        }
+/// `to`, when the rules allow it.
+pub fn advance(
+    from: ShipmentStatus,
+    to: ShipmentStatus,
+) -> Result<ShipmentStatus, IllegalTransition> {
+    if can_become(from, to) {
+        Ok(to)
+    } else {
+        Err(IllegalTransition { from, to })
     }
 }
 
-impl fmt::Display for ShipmentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The step the timer takes from `status`, if any.
+pub const fn next_step(status: ShipmentStatus) -> Option<Step> {
+    match status {
+        ShipmentStatus::Pending => Some(Step::Dispatched),
+        ShipmentStatus::Dispatched => Some(Step::Delivered),
+        ShipmentStatus::Delivered | ShipmentStatus::Cancelled => None,
     }
 }
 
-impl FromStr for ShipmentStatus {
-    type Err = UnknownStatus;
+/// No step leads anywhere from `status`.
+pub const fn is_final(status: ShipmentStatus) -> bool {
+    next_step(status).is_none()
+}
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_owned()))
+/// When the next step is due for a shipment that entered `status` at `entered_at`: `pending`
+/// waits the dispatch delay, `dispatched` the deliver delay, final ones nothing.
+pub fn next_step_at(
+    status: ShipmentStatus,
+    entered_at: DateTime<Utc>,
+    settings: &DeliverySettings,
+) -> Option<DateTime<Utc>> {
+    let delay_ms = match status {
+        ShipmentStatus::Pending => settings.dispatch_delay_ms,
+        ShipmentStatus::Dispatched => settings.deliver_delay_ms,
+        ShipmentStatus::Delivered | ShipmentStatus::Cancelled => return None,
+    };
+    let delay = TimeDelta::milliseconds(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+    Some(
+        entered_at
+            .checked_add_signed(delay)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    )
+}
+
+/// What a cancellation of the order does to a shipment in `status`: only a pending one is
+/// dropped; the courier has a dispatched one (the order service refuses such cancels).
+pub const fn on_cancel(status: ShipmentStatus) -> OnCancel {
+    match status {
+        ShipmentStatus::Pending => OnCancel::Cancel,
+        ShipmentStatus::Cancelled => OnCancel::AlreadyCancelled,
+        ShipmentStatus::Dispatched | ShipmentStatus::Delivered => OnCancel::TooLate,
     }
 }
 
@@ -239,7 +191,7 @@ pub fn plan_force(current: ShipmentStatus, requested: Step) -> Result<Vec<Step>,
     let mut steps = Vec::new();
     let mut at = current;
     while at != target {
-        match at.next_step() {
+        match next_step(at) {
             Some(next) => {
                 steps.push(next);
                 at = next.status();
@@ -252,6 +204,8 @@ pub fn plan_force(current: ShipmentStatus, requested: Step) -> Result<Vec<Step>,
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::Iterable as _;
+
     use super::*;
     use ShipmentStatus::*;
 
@@ -269,12 +223,12 @@ mod tests {
             (Dispatched, Delivered),
             (Pending, Cancelled),
         ];
-        for from in ShipmentStatus::ALL {
-            for to in ShipmentStatus::ALL {
+        for from in ShipmentStatus::iter() {
+            for to in ShipmentStatus::iter() {
                 let expected = allowed.contains(&(from, to));
-                assert_eq!(from.can_become(to), expected, "{from} -> {to}");
+                assert_eq!(can_become(from, to), expected, "{from} -> {to}");
                 assert_eq!(
-                    from.advance(to),
+                    advance(from, to),
                     if expected {
                         Ok(to)
                     } else {
@@ -287,30 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn statuses_round_trip_through_their_stored_names() {
-        for status in ShipmentStatus::ALL {
-            assert_eq!(status.as_str().parse::<ShipmentStatus>(), Ok(status));
-            assert_eq!(status.to_string(), status.as_str());
-        }
-        assert_eq!(
-            "shipped".parse::<ShipmentStatus>(),
-            Err(UnknownStatus("shipped".into()))
-        );
-    }
-
-    #[test]
     fn the_timer_dispatches_then_delivers_then_stops() {
-        assert_eq!(Pending.next_step(), Some(Step::Dispatched));
-        assert_eq!(Dispatched.next_step(), Some(Step::Delivered));
-        assert_eq!(Delivered.next_step(), None);
-        assert_eq!(Cancelled.next_step(), None);
-        for status in ShipmentStatus::ALL {
-            if let Some(next) = status.next_step() {
-                assert!(status.can_become(next.status()), "{status} -> {next}");
+        assert_eq!(next_step(Pending), Some(Step::Dispatched));
+        assert_eq!(next_step(Dispatched), Some(Step::Delivered));
+        assert_eq!(next_step(Delivered), None);
+        assert_eq!(next_step(Cancelled), None);
+        for status in ShipmentStatus::iter() {
+            if let Some(next) = next_step(status) {
+                assert!(can_become(status, next.status()), "{status} -> {next}");
             }
         }
-        assert!(Delivered.is_final() && Cancelled.is_final());
-        assert!(!Pending.is_final() && !Dispatched.is_final());
+        assert!(is_final(Delivered) && is_final(Cancelled));
+        assert!(!is_final(Pending) && !is_final(Dispatched));
     }
 
     #[test]
@@ -320,33 +262,33 @@ mod tests {
             .to_utc();
         let s = settings();
         assert_eq!(
-            Pending.next_step_at(t0, &s),
+            next_step_at(Pending, t0, &s),
             Some(t0 + TimeDelta::seconds(2))
         );
         assert_eq!(
-            Dispatched.next_step_at(t0, &s),
+            next_step_at(Dispatched, t0, &s),
             Some(t0 + TimeDelta::seconds(5))
         );
-        assert_eq!(Delivered.next_step_at(t0, &s), None);
-        assert_eq!(Cancelled.next_step_at(t0, &s), None);
+        assert_eq!(next_step_at(Delivered, t0, &s), None);
+        assert_eq!(next_step_at(Cancelled, t0, &s), None);
         let absurd = DeliverySettings {
             dispatch_delay_ms: u64::MAX,
             deliver_delay_ms: 0,
         };
         assert_eq!(
-            Pending.next_step_at(t0, &absurd),
+            next_step_at(Pending, t0, &absurd),
             Some(DateTime::<Utc>::MAX_UTC),
             "a huge delay saturates instead of overflowing"
         );
-        assert_eq!(Dispatched.next_step_at(t0, &absurd), Some(t0));
+        assert_eq!(next_step_at(Dispatched, t0, &absurd), Some(t0));
     }
 
     #[test]
     fn a_cancellation_drops_only_a_pending_shipment() {
-        assert_eq!(Pending.on_cancel(), OnCancel::Cancel);
-        assert_eq!(Cancelled.on_cancel(), OnCancel::AlreadyCancelled);
-        assert_eq!(Dispatched.on_cancel(), OnCancel::TooLate);
-        assert_eq!(Delivered.on_cancel(), OnCancel::TooLate);
+        assert_eq!(on_cancel(Pending), OnCancel::Cancel);
+        assert_eq!(on_cancel(Cancelled), OnCancel::AlreadyCancelled);
+        assert_eq!(on_cancel(Dispatched), OnCancel::TooLate);
+        assert_eq!(on_cancel(Delivered), OnCancel::TooLate);
     }
 
     #[test]
@@ -413,14 +355,12 @@ mod tests {
 
     #[test]
     fn every_forced_plan_follows_the_allowed_moves() {
-        for current in ShipmentStatus::ALL {
+        for current in ShipmentStatus::iter() {
             for requested in Step::ALL {
                 if let Ok(steps) = plan_force(current, requested) {
                     let mut at = current;
                     for step in steps {
-                        at = at
-                            .advance(step.status())
-                            .expect("a planned step is allowed");
+                        at = advance(at, step.status()).expect("a planned step is allowed");
                     }
                     assert_eq!(at, requested.status(), "{current} forced to {requested}");
                 }

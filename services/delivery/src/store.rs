@@ -28,7 +28,7 @@ use larder_contract::events::{DeliveryCancelled, DeliveryDelivered, DeliveryDisp
 use larder_contract::trace::TraceParent;
 
 use crate::config::DeliverySettings;
-use crate::domain::{ForceRefusal, OnCancel, ShipmentStatus, Step, plan_force};
+use crate::domain::{self, ForceRefusal, OnCancel, ShipmentStatus, Step, plan_force};
 use larder_bus::trace::InTrace as _;
 
 /// The inbox consumer of `orders.confirmed`.
@@ -128,7 +128,7 @@ pub async fn insert_shipments(
             [
                 serde_json::Value::Array(rows).into(),
                 status.as_str().into(),
-                Value::from(status.next_step_at(now, settings).map(|t| t.fixed_offset())),
+                Value::from(domain::next_step_at(status, now, settings).map(|t| t.fixed_offset())),
                 now.fixed_offset().into(),
             ],
         ))
@@ -151,7 +151,7 @@ pub async fn insert_shipments(
             .all(txn)
             .await?
         {
-            existing.insert(shipment.order_id, status_of(&shipment)?);
+            existing.insert(shipment.order_id, shipment.status);
         }
     }
     confirmations
@@ -159,7 +159,7 @@ pub async fn insert_shipments(
         .map(|c| {
             // The first confirmation of a new shipment gets it; any other one finds it there.
             if let Some(shipment) = new.remove(&c.order_id) {
-                existing.insert(c.order_id, status_of(&shipment)?);
+                existing.insert(c.order_id, shipment.status);
                 Ok(Inserted::New(shipment))
             } else {
                 existing
@@ -213,15 +213,14 @@ async fn drop_shipment(
     // confirmation has just committed it, and the second round locks and reads it.
     for _ in 0..2 {
         if let Some(shipment) = find_shipment_for_update(txn, order_id).await? {
-            let current = status_of(&shipment)?;
-            return match current.on_cancel() {
+            return match domain::on_cancel(shipment.status) {
                 OnCancel::Cancel => {
                     let dropped =
                         set_status(txn, shipment, ShipmentStatus::Cancelled, now, None).await?;
                     Ok((Cancelled::Dropped, Some(dropped)))
                 }
                 OnCancel::AlreadyCancelled => Ok((Cancelled::AlreadyCancelled, Some(shipment))),
-                OnCancel::TooLate => Ok((Cancelled::TooLate(current), None)),
+                OnCancel::TooLate => Ok((Cancelled::TooLate(shipment.status), None)),
             };
         }
         // SPEC §5 rule 4: the unique order id makes a later `orders.confirmed` a no-op.
@@ -320,18 +319,18 @@ pub async fn advance_due(
         std::collections::HashMap::with_capacity(due.len());
     let mut steps = Vec::with_capacity(due.len());
     for shipment in &due {
-        let from = status_of(shipment)?;
+        let from = shipment.status;
         // Not claimable (see the query); a final shipment has no step to take.
-        let Some(next) = from.next_step() else {
+        let Some(next) = domain::next_step(from) else {
             continue;
         };
-        from.advance(next.status())
+        domain::advance(from, next.status())
             .map_err(|illegal| DbErr::Custom(illegal.to_string()))?;
         taken.insert(shipment.id, next);
         steps.push(serde_json::json!({
             "id": shipment.id,
             "status": next.as_str(),
-            "next_step_at": next.status().next_step_at(now, settings),
+            "next_step_at": domain::next_step_at(next.status(), now, settings),
         }));
     }
     if steps.is_empty() {
@@ -450,7 +449,7 @@ pub async fn force_next_step(
     let mut shipment = find_shipment_for_update(txn, order_id)
         .await?
         .ok_or(ForceStepError::NoShipment)?;
-    let steps = plan_force(status_of(&shipment)?, to)?;
+    let steps = plan_force(shipment.status, to)?;
     let now = Utc::now();
     for step in steps {
         shipment = take_step(txn, outbox, shipment, step, now, settings).await?;
@@ -469,7 +468,7 @@ async fn take_step(
     settings: &DeliverySettings,
 ) -> Result<shipments::Model, DbErr> {
     let to = step.status();
-    let next_step_at = to.next_step_at(now, settings);
+    let next_step_at = domain::next_step_at(to, now, settings);
     let updated = set_status(txn, shipment, to, now, next_step_at).await?;
     // The confirmation's correlation id, kept on the row for the timer's later steps.
     let (order_id, shipment_id) = (updated.order_id, updated.id);
@@ -511,11 +510,9 @@ async fn set_status(
     now: DateTime<Utc>,
     next_step_at: Option<DateTime<Utc>>,
 ) -> Result<shipments::Model, DbErr> {
-    let from = status_of(&shipment)?;
-    from.advance(to)
-        .map_err(|illegal| DbErr::Custom(illegal.to_string()))?;
+    domain::advance(shipment.status, to).map_err(|illegal| DbErr::Custom(illegal.to_string()))?;
     let mut row: shipments::ActiveModel = shipment.into();
-    row.status = Set(to.as_str().to_owned());
+    row.status = Set(to);
     row.next_step_at = Set(next_step_at.map(|t| t.fixed_offset()));
     row.updated_at = Set(now.fixed_offset());
     match to {
@@ -565,12 +562,4 @@ async fn find_shipment_for_update(
         .lock_exclusive()
         .one(txn)
         .await
-}
-
-/// The stored status; `shipments_status_check` keeps it one of the four.
-pub fn status_of(shipment: &shipments::Model) -> Result<ShipmentStatus, DbErr> {
-    shipment
-        .status
-        .parse()
-        .map_err(|e: crate::domain::UnknownStatus| DbErr::Custom(e.to_string()))
 }

@@ -58,7 +58,7 @@ fn alert_view(row: notifications::Model) -> Alert {
         reference_level: row.reference_level.unwrap_or_default(),
         percent: row.percent.unwrap_or_default(),
         recipient: row.recipient,
-        email_status: row.status,
+        email_status: row.status.as_str().to_owned(),
         attempts: row.attempts,
         last_error: row.last_error,
         raised_at: row.created_at.to_utc(),

@@ -13,12 +13,6 @@ use larder_contract::events::StockLow;
 
 use crate::domain::NotificationStatus;
 
-fn status_of(row: &notifications::Model) -> Result<NotificationStatus, DbErr> {
-    row.status
-        .parse()
-        .map_err(|e: crate::domain::UnknownStatus| DbErr::Type(e.to_string()))
-}
-
 /// Inserts the event's row as `pending` unless it exists (`notifications_event_id_key`), and
 /// returns the row's status. Never waits for a row being sent elsewhere: `ON CONFLICT DO
 /// NOTHING` takes no row lock and the read is a plain snapshot.
@@ -31,7 +25,7 @@ pub async fn insert_pending(
         ingredient_id: Set(event.data.ingredient_id),
         ingredient_name: Set(event.data.ingredient.clone()),
         recipient: Set(event.data.merchant_email.clone()),
-        status: Set(NotificationStatus::Pending.as_str().to_owned()),
+        status: Set(NotificationStatus::Pending),
         merchant_id: Set(Some(event.data.merchant_id)),
         unit: Set(Some(event.data.unit.clone())),
         level: Set(Some(event.data.level)),
@@ -46,7 +40,7 @@ pub async fn insert_pending(
     let row = find_by_event(db, event.id)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("notification of event {}", event.id)))?;
-    status_of(&row)
+    Ok(row.status)
 }
 
 /// Locks the event's row (`FOR UPDATE`) for the rest of the transaction and returns its status.
@@ -62,7 +56,7 @@ pub async fn lock_for_sending(
         .one(txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("notification of event {event_id}")))?;
-    status_of(&row)
+    Ok(row.status)
 }
 
 /// The SMTP server accepted the email.
@@ -70,7 +64,7 @@ pub async fn mark_sent(db: &impl ConnectionTrait, event_id: Uuid) -> Result<(), 
     notifications::Entity::update_many()
         .col_expr(
             notifications::Column::Status,
-            Expr::value(NotificationStatus::Sent.as_str()),
+            Expr::value(NotificationStatus::Sent),
         )
         .col_expr(notifications::Column::SentAt, Expr::current_timestamp())
         .col_expr(
@@ -101,14 +95,14 @@ pub async fn record_failure(
         NotificationStatus::Pending
     };
     notifications::Entity::update_many()
-        .col_expr(notifications::Column::Status, Expr::value(status.as_str()))
+        .col_expr(notifications::Column::Status, Expr::value(status))
         .col_expr(
             notifications::Column::Attempts,
             Expr::col(notifications::Column::Attempts).add(1),
         )
         .col_expr(notifications::Column::LastError, Expr::value(error))
         .filter(notifications::Column::EventId.eq(event_id))
-        .filter(notifications::Column::Status.ne(NotificationStatus::Sent.as_str()))
+        .filter(notifications::Column::Status.ne(NotificationStatus::Sent))
         .exec(db)
         .await?;
     Ok(())

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::OrderStatus;
+use sea_orm::ActiveEnum as _;
 
 /// Pushes one listener may fall behind by before it is told it missed some (and re-reads); an
 /// order has at most four changes, a console coalesces what it is sent.
@@ -171,7 +172,7 @@ impl Listeners {
     /// Hands each change to the order's watchers and its merchant's feeds here.
     pub fn deliver_statuses(&self, pushes: &OrderStatusPushes) {
         for change in &pushes.changes {
-            let Some(status) = OrderStatus::parse(&change.status) else {
+            let Ok(status) = OrderStatus::try_from_value(&change.status) else {
                 continue;
             };
             self.orders.deliver(&change.order_id, status);

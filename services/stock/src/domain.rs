@@ -366,44 +366,8 @@ impl Seed {
 // ---------------------------------------------------------------------------------------------
 // Movements
 
-/// Why a stock movement happened (`stock_movements.reason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    Seed,
-    Reserve,
-    Release,
-    Restock,
-}
-
-/// A reason name that is not one of the four.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stock movement reason {0:?}")]
-pub struct UnknownReason(pub String);
-
-impl Reason {
-    pub const ALL: [Reason; 4] = [Self::Seed, Self::Reserve, Self::Release, Self::Restock];
-
-    /// The stored name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Seed => "seed",
-            Self::Reserve => "reserve",
-            Self::Release => "release",
-            Self::Restock => "restock",
-        }
-    }
-}
-
-impl FromStr for Reason {
-    type Err = UnknownReason;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|reason| reason.as_str() == s)
-            .ok_or_else(|| UnknownReason(s.to_owned()))
-    }
-}
+/// Why a stock movement happened: an active enum of the `stock_movements` entity.
+pub use entities::stock_movements::Reason;
 
 /// One entry of the audit trail: the movements of an ingredient sum to its stock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1198,17 +1162,6 @@ mod tests {
             assert_eq!(parsed, expected.map_err(str::to_owned), "{given:?}");
         }
         assert!(Seed::parse_all(&[seed("g", 1), seed("l", 1)]).is_err());
-    }
-
-    #[test]
-    fn reasons_round_trip_through_their_stored_names() {
-        for reason in Reason::ALL {
-            assert_eq!(reason.as_str().parse::<Reason>(), Ok(reason));
-        }
-        assert_eq!(
-            "refund".parse::<Reason>(),
-            Err(UnknownReason("refund".into()))
-        );
     }
 
     fn id(n: u128) -> Uuid {

@@ -554,7 +554,7 @@ async fn find_orders_with(
             .column(stock_movements::Column::OrderId)
             .distinct()
             .filter(stock_movements::Column::OrderId.is_in(chunk.iter().copied()))
-            .filter(stock_movements::Column::Reason.eq(reason.as_str()))
+            .filter(stock_movements::Column::Reason.eq(reason))
             .into_tuple()
             .all(txn)
             .await?;
@@ -573,19 +573,13 @@ async fn find_movements(
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let rows = stock_movements::Entity::find()
             .filter(stock_movements::Column::OrderId.is_in(chunk.iter().copied()))
-            .filter(
-                stock_movements::Column::Reason
-                    .is_in([Reason::Reserve.as_str(), Reason::Release.as_str()]),
-            )
+            .filter(stock_movements::Column::Reason.is_in([Reason::Reserve, Reason::Release]))
             .order_by_asc(stock_movements::Column::Id)
             .all(txn)
             .await?;
         for row in rows {
             movements.push(Movement {
-                reason: row
-                    .reason
-                    .parse()
-                    .map_err(|e: domain::UnknownReason| DbErr::Custom(e.to_string()))?,
+                reason: row.reason,
                 order_id: row.order_id,
                 ingredient_id: row.ingredient_id,
                 delta: row.delta,
@@ -667,7 +661,7 @@ async fn insert_movements(db: &impl ConnectionTrait, movements: &[Movement]) -> 
             order_id: Set(m.order_id),
             ingredient_id: Set(m.ingredient_id),
             delta: Set(m.delta),
-            reason: Set(m.reason.as_str().to_owned()),
+            reason: Set(m.reason),
             ..Default::default()
         });
         stock_movements::Entity::insert_many(rows)

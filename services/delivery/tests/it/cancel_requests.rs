@@ -107,7 +107,10 @@ async fn a_dispatched_shipment_refuses_the_cancel() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert_eq!(app.shipment(order_id).await.unwrap().status, "dispatched");
+    assert_eq!(
+        app.shipment(order_id).await.unwrap().status.as_str(),
+        "dispatched"
+    );
     app.wait_until_published().await;
     assert_eq!(cancellations_announced(&app, order_id).await, 0);
     app.stop().await;
@@ -129,7 +132,10 @@ async fn a_cancel_before_the_shipment_exists_means_none_is_ever_created() {
         .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    assert_eq!(app.shipment(order_id).await.unwrap().status, "cancelled");
+    assert_eq!(
+        app.shipment(order_id).await.unwrap().status.as_str(),
+        "cancelled"
+    );
     assert_eq!(app.steps_of(order_id).await, Vec::<&str>::new());
     app.wait_until_published().await;
     assert_eq!(cancellations_announced(&app, order_id).await, 1);

@@ -39,7 +39,7 @@ async fn a_cancellation_before_dispatch_drops_the_shipment() {
     after_a_later_order_is_delivered(&app).await;
     assert_eq!(app.steps_of(order_id).await, Vec::<&str>::new());
     assert_eq!(
-        app.shipment(order_id).await.map(|s| s.status).as_deref(),
+        app.shipment(order_id).await.map(|s| s.status.as_str()),
         Some("cancelled")
     );
     app.stop().await;
@@ -65,7 +65,7 @@ async fn a_cancellation_that_overtakes_the_confirmation_prevents_the_shipment() 
         .shipment(order_id)
         .await
         .expect("the cancellation is remembered");
-    assert_eq!(shipment.status, "cancelled");
+    assert_eq!(shipment.status.as_str(), "cancelled");
     assert_eq!(shipment.next_step_at, None);
     after_a_later_order_is_delivered(&app).await;
     assert_eq!(
@@ -102,7 +102,7 @@ async fn a_cancellation_after_dispatch_leaves_the_shipment_to_the_courier() {
     app.wait_until_settled().await;
     assert_eq!(steps, ["dispatched", "delivered"]);
     assert_eq!(
-        app.shipment(order_id).await.map(|s| s.status).as_deref(),
+        app.shipment(order_id).await.map(|s| s.status.as_str()),
         Some("delivered")
     );
     app.stop().await;

@@ -36,7 +36,7 @@ async fn forcing_delivered_on_a_pending_shipment_dispatches_it_first_and_is_idem
 
     // Assert
     assert_eq!(delivered.id, pending.id);
-    assert_eq!(delivered.status, "delivered");
+    assert_eq!(delivered.status.as_str(), "delivered");
     assert_eq!(delivered.next_step_at, None);
     assert!(delivered.dispatched_at.is_some() && delivered.delivered_at.is_some());
     let steps = app
@@ -90,7 +90,7 @@ async fn a_forced_dispatch_is_delivered_by_the_timer_once() {
         .expect("idempotent");
 
     // Assert
-    assert_eq!(dispatched.status, "dispatched");
+    assert_eq!(dispatched.status.as_str(), "dispatched");
     assert_eq!(again, dispatched);
     let due = dispatched.next_step_at.expect("delivery is scheduled");
     assert!(due >= before + TimeDelta::milliseconds(300));

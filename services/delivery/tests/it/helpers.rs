@@ -271,7 +271,7 @@ impl TestApp {
             || async {
                 self.shipment(order_id)
                     .await
-                    .is_some_and(|s| s.status == status)
+                    .is_some_and(|s| s.status.as_str() == status)
             },
         )
         .await;

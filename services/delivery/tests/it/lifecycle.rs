@@ -37,7 +37,7 @@ async fn a_confirmed_order_is_dispatched_then_delivered_once_each() {
         .shipment(order_id)
         .await
         .expect("the order has a shipment");
-    assert_eq!(shipment.status, "delivered");
+    assert_eq!(shipment.status.as_str(), "delivered");
     assert_eq!(shipment.next_step_at, None, "no timer left");
     let dispatched_at = shipment.dispatched_at.expect("dispatched_at is set");
     let delivered_at = shipment.delivered_at.expect("delivered_at is set");

@@ -31,7 +31,8 @@ async fn timers_survive_a_restart_before_and_between_steps() {
     app.stop_instances().await;
     let stopped = app.shipment(order_id).await.expect("the shipment exists");
     assert_eq!(
-        stopped.status, "pending",
+        stopped.status.as_str(),
+        "pending",
         "the service stopped before the dispatch was due"
     );
     assert_eq!(app.steps_of(order_id).await, Vec::<&str>::new());
@@ -48,7 +49,7 @@ async fn timers_survive_a_restart_before_and_between_steps() {
     // Act 2: the service stops between the steps, and starts again.
     app.stop_instances().await;
     assert_eq!(
-        app.shipment(order_id).await.map(|s| s.status).as_deref(),
+        app.shipment(order_id).await.map(|s| s.status.as_str()),
         Some("dispatched"),
         "the service stopped before the delivery was due"
     );
@@ -162,7 +163,7 @@ async fn concurrent_rounds_claim_disjoint_shipments_and_step_each_once() {
         );
     }
     let shipments = app.shipments().await;
-    assert!(shipments.iter().all(|s| s.status == "dispatched"));
+    assert!(shipments.iter().all(|s| s.status.as_str() == "dispatched"));
     let txn = db.begin().await.unwrap();
     assert!(
         store::claim_due(&txn, Utc::now(), 100)

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use larder_contract::commands::ListAlerts;
+use notification::domain::NotificationStatus;
 use uuid::Uuid;
 
 use notification::testing::MailInbox;
@@ -22,7 +23,7 @@ async fn a_stock_low_event_sends_one_email_to_the_merchant_naming_the_ingredient
     .await;
     let row = app
         .notification_when(&event, "the notification to be sent", |row| {
-            row.status == "sent"
+            row.status == NotificationStatus::Sent
         })
         .await;
     app.wait_until_consumer_is_drained().await;
@@ -59,7 +60,7 @@ async fn the_same_event_delivered_twice_sends_one_email() {
     app.publish_with_message_id(&event, &format!("copy-{}", Uuid::new_v4()))
         .await;
     app.notification_when(&event, "the notification to be sent", |row| {
-        row.status == "sent"
+        row.status == NotificationStatus::Sent
     })
     .await;
     app.publish_with_message_id(&event, &format!("replay-{}", Uuid::new_v4()))
@@ -118,7 +119,7 @@ async fn the_merchants_alerts_are_served_over_nats_with_the_emails_outcome_and_e
 
     app.publish(&event).await;
     app.notification_when(&event, "the notification to be sent", |row| {
-        row.status == "sent"
+        row.status == NotificationStatus::Sent
     })
     .await;
 

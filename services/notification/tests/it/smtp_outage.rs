@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use larder_contract::subjects;
+use notification::domain::NotificationStatus;
 
 use notification::testing::MailInbox;
 
@@ -21,7 +22,7 @@ async fn smtp_down_then_back_delivers_the_email_once() {
     let failing = app
         .notification_when(&event, "two failed attempts", |row| row.attempts >= 2)
         .await;
-    assert_eq!(failing.status, "pending");
+    assert_eq!(failing.status, NotificationStatus::Pending);
     assert!(
         failing
             .last_error
@@ -38,7 +39,7 @@ async fn smtp_down_then_back_delivers_the_email_once() {
     .await;
     let row = app
         .notification_when(&event, "the notification to be sent", |row| {
-            row.status == "sent"
+            row.status == NotificationStatus::Sent
         })
         .await;
     app.wait_until_consumer_is_drained().await;
@@ -84,7 +85,7 @@ async fn an_email_held_while_smtp_is_down_goes_out_soon_after_it_is_back_not_at_
         back.elapsed()
     );
     app.notification_when(&event, "the notification to be sent", |row| {
-        row.status == "sent"
+        row.status == NotificationStatus::Sent
     })
     .await;
     app.wait_until_consumer_is_drained().await;
@@ -141,7 +142,7 @@ async fn smtp_never_back_dead_letters_the_event_and_marks_the_notification_faile
     );
     let row = app
         .notification_when(&event, "the notification to fail", |row| {
-            row.status == "failed"
+            row.status == NotificationStatus::Failed
         })
         .await;
     assert_eq!(row.attempts, 3);
@@ -167,7 +168,7 @@ async fn a_replayed_dead_letter_is_sent_once_smtp_is_back() {
     })
     .await;
     app.notification_when(&event, "the notification to fail", |row| {
-        row.status == "failed"
+        row.status == NotificationStatus::Failed
     })
     .await;
 
@@ -178,7 +179,7 @@ async fn a_replayed_dead_letter_is_sent_once_smtp_is_back() {
 
     let row = app
         .notification_when(&event, "the notification to be sent", |row| {
-            row.status == "sent"
+            row.status == NotificationStatus::Sent
         })
         .await;
     app.wait_until_consumer_is_drained().await;

@@ -32,7 +32,7 @@ use super::problem::ApiError;
 use super::security::BearerAuth;
 use super::{ApiTags, AppState};
 use crate::config::OrderSettings;
-use crate::domain::OrderStatus;
+use crate::domain::{self, OrderStatus};
 use crate::push::OrderWatch;
 use crate::store;
 
@@ -101,11 +101,11 @@ pub struct StatusEvent {
 
 impl StatusEvent {
     fn of(change: entities::order_status_history::Model) -> Self {
-        let is_final = OrderStatus::parse(&change.status).is_some_and(OrderStatus::is_final);
+        let is_final = domain::is_final(change.status);
         Self {
             id: change.id,
             order_id: change.order_id,
-            status: change.status,
+            status: change.status.as_str().to_owned(),
             at: change.at.with_timezone(&Utc),
             note: change.note,
             is_final,
@@ -156,7 +156,7 @@ impl LiveApi {
             .filter(|order| may_see(&auth, order))
             .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
         let changes = store::find_status_changes(&state.db, id.0, last_event_id.0).await?;
-        let is_final = OrderStatus::parse(&order.status).is_some_and(OrderStatus::is_final);
+        let is_final = domain::is_final(order.status);
         if last_event_id.0.is_some() && changes.is_empty() && is_final {
             return Ok(EventsResponse::Finished);
         }

@@ -21,7 +21,7 @@ use larder_contract::events::{
     DeadOrderCreated, DeliveryEvent, OrderCancelled, OrderConfirmed, OrderRejected,
 };
 
-use crate::domain::{OrderStatus, Settle};
+use crate::domain::{self, OrderStatus, Settle};
 use crate::push::{Committed, StatusPublisher};
 use crate::store;
 use larder_bus::trace::InTrace as _;
@@ -281,7 +281,7 @@ async fn settle_in_one_transaction(
                         OrderCancelled {
                             order_id,
                             merchant_id: merchants[&order_id],
-                            release_stock: found.reservation_confirmed(),
+                            release_stock: domain::reservation_confirmed(found),
                         },
                         correlation_id,
                     )

@@ -14,7 +14,7 @@ use entities::{merchants, order_lines, order_status_history, orders};
 use larder_contract::events::IngredientAmount;
 
 use super::catalogue::{find_products, find_recipes};
-use crate::domain::{CatalogueProduct, OrderStatus, PricedOrder, Settle};
+use crate::domain::{self, CatalogueProduct, OrderStatus, PricedOrder, Settle};
 
 /// A new order, priced, ready to insert.
 pub struct NewOrder {
@@ -201,7 +201,7 @@ async fn insert_history(
 ) -> Result<(), DbErr> {
     order_status_history::Entity::insert(order_status_history::ActiveModel {
         order_id: Set(order_id),
-        status: Set(status.as_str().to_owned()),
+        status: Set(status),
         note: Set(note),
         ..Default::default()
     })
@@ -389,9 +389,8 @@ pub async fn advance_order(
     else {
         return Ok(None);
     };
-    let current = OrderStatus::parse(&order.status)
-        .ok_or_else(|| DbErr::Custom(format!("unknown status {:?} in orders", order.status)))?;
-    let settle = current.settle(to);
+    let current = order.status;
+    let settle = domain::settle(current, to);
     if settle == Settle::Apply {
         let mut update = orders::Entity::update_many()
             .col_expr(orders::Column::Status, to.as_str().into())
@@ -455,9 +454,7 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
         .await?;
     let mut current: HashMap<Uuid, OrderStatus> = HashMap::with_capacity(locked.len());
     for order in &locked {
-        let status = OrderStatus::parse(&order.status)
-            .ok_or_else(|| DbErr::Custom(format!("unknown status {:?} in orders", order.status)))?;
-        current.insert(order.id, status);
+        current.insert(order.id, order.status);
     }
 
     let mut results = Vec::with_capacity(moves.len());
@@ -470,7 +467,7 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
             continue;
         };
         let found = *status;
-        let settle = found.settle(m.to);
+        let settle = domain::settle(found, m.to);
         if settle == Settle::Apply {
             *status = m.to;
             history.push(serde_json::json!({
@@ -492,7 +489,7 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
     if !history.is_empty() {
         let changed: Vec<&orders::Model> = locked
             .iter()
-            .filter(|o| OrderStatus::parse(&o.status) != current.get(&o.id).copied())
+            .filter(|o| Some(o.status) != current.get(&o.id).copied())
             .collect();
         let changed_ids: Vec<Uuid> = changed.iter().map(|o| o.id).collect();
         let changes: Vec<serde_json::Value> = changed

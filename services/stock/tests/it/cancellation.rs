@@ -49,7 +49,7 @@ async fn cancelling_a_confirmed_order_restores_its_stock_exactly_once() {
         .movements_of_order(order.data.order_id)
         .await
         .into_iter()
-        .map(|m| (m.reason, m.ingredient_id, m.delta))
+        .map(|m| (m.reason.as_str().to_owned(), m.ingredient_id, m.delta))
         .collect();
     let c = &app.catalogue;
     assert_eq!(
@@ -237,7 +237,7 @@ async fn a_cancellation_waiting_on_a_reservation_releases_what_it_reserved() {
     let reasons: Vec<String> = movements_of_order(&db, order.data.order_id)
         .await
         .into_iter()
-        .map(|m| m.reason)
+        .map(|m| m.reason.as_str().to_owned())
         .collect();
     assert_eq!(
         reasons,

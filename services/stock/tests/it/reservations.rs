@@ -93,7 +93,7 @@ async fn two_hundred_burgers_against_stock_for_fifty(app: &TestApp) {
             .await
             .iter()
             .map(|m| {
-                assert_eq!(m.reason, "reserve");
+                assert_eq!(m.reason.as_str(), "reserve");
                 IngredientAmount {
                     ingredient_id: m.ingredient_id,
                     amount: -m.delta,

@@ -48,7 +48,7 @@ async fn movements_of(db: &DatabaseConnection, ingredient_id: i64) -> Vec<(Strin
         .await
         .unwrap()
         .into_iter()
-        .map(|m| (m.reason, m.delta))
+        .map(|m| (m.reason.as_str().to_owned(), m.delta))
         .collect()
 }
 

@@ -391,8 +391,8 @@ impl OrdersApi {
                 .await?
                 .filter(|o| may_see(&auth, o))
                 .ok_or_else(|| ApiError::not_found(format!("no order {}", id.0)))?;
-            let current = parse_status(&order.status)?;
-            match current.cancellation() {
+            let current = order.status;
+            match domain::cancellation(current) {
                 Cancellation::AlreadyCancelled => break txn,
                 Cancellation::AskDelivery if !delivery_agreed => {
                     // Delivery owns the dispatch decision: it drops an undispatched shipment
@@ -426,7 +426,7 @@ impl OrdersApi {
                         OrderCancelled {
                             order_id: id.0,
                             merchant_id: order.merchant_id,
-                            release_stock: current.reservation_confirmed(),
+                            release_stock: domain::reservation_confirmed(current),
                         },
                         correlation_id.clone(),
                     )
@@ -520,11 +520,6 @@ fn location(order_id: Uuid) -> String {
 pub fn may_see(auth: &BearerAuth, order: &entities::orders::Model) -> bool {
     order.customer_id == auth.0.sub
         || (auth.0.role == Role::Merchant && auth.0.merchant_id == Some(order.merchant_id))
-}
-
-fn parse_status(status: &str) -> Result<OrderStatus, ApiError> {
-    OrderStatus::parse(status)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown status {status}")))
 }
 
 pub async fn load(state: &AppState, order_id: Uuid) -> Result<Order, ApiError> {

@@ -131,7 +131,7 @@ impl From<entities::orders::Model> for OrderSummary {
     fn from(o: entities::orders::Model) -> Self {
         Self {
             id: o.id,
-            status: o.status,
+            status: o.status.as_str().to_owned(),
             merchant_id: o.merchant_id,
             total_cents: o.total_cents,
             currency: o.currency,
@@ -209,7 +209,7 @@ pub fn to_view(details: OrderDetails) -> Order {
         });
     Order {
         id: order.id,
-        status: order.status,
+        status: order.status.as_str().to_owned(),
         customer_id: order.customer_id,
         merchant_id: order.merchant_id,
         total_cents: order.total_cents,
@@ -227,7 +227,7 @@ pub fn to_view(details: OrderDetails) -> Order {
         history: history
             .into_iter()
             .map(|h| StatusChange {
-                status: h.status,
+                status: h.status.as_str().to_owned(),
                 at: h.at.with_timezone(&Utc),
                 note: h.note,
             })
