@@ -4,7 +4,7 @@ use futures::StreamExt as _;
 use larder_contract::commands::ListAlerts;
 use uuid::Uuid;
 
-use notification::testing::MailInbox;
+use larder_test_support::MailInbox;
 
 use crate::helpers::{MERCHANT_EMAIL, beef_is_low, eventually, spawn_app, test_settings};
 
