@@ -7,7 +7,6 @@ use larder_bus::testing::{NatsCluster, TestNats};
 use crate::helpers::Stack;
 use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 #[tokio::test]
 async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
@@ -27,11 +26,7 @@ async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
         orders.push(
             stack
                 .api
-                .place_order(
-                    &customer,
-                    &NewOrder::of(burger, 1),
-                    &[("X-Request-Id", &Uuid::new_v4().to_string())],
-                )
+                .place_order(&customer, &NewOrder::of(burger, 1), &[])
                 .await
                 .unwrap()
                 .id,

@@ -15,7 +15,6 @@ use larder_contract::subjects;
 
 use crate::helpers::Stack;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 /// Reads one `text/event-stream` response event by event.
 struct Feed {
@@ -159,11 +158,7 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
     // half, and the alert appears with its email sent.
     let order = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 30),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 30), &[])
         .await
         .unwrap()
         .id;

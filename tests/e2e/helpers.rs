@@ -1,4 +1,4 @@
-//! The stack under test: `larder` child processes, a maildev inbox, and API helpers.
+//! The stack under test: `larder` child processes and a maildev inbox; the API is `stack.api`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 use crate::helpers::{Stack, eventually};
 use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 #[tokio::test]
 async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_order() {
@@ -82,11 +81,7 @@ async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
 
     let id = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 3),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 3), &[])
         .await
         .unwrap()
         .id;
@@ -125,11 +120,7 @@ async fn cancelling_after_dispatch_is_a_conflict() {
     let customer = stack.api.new_customer().await.unwrap();
     let id = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 1),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
         .await
         .unwrap()
         .id;
@@ -190,11 +181,7 @@ async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() 
     for _ in 0..5 {
         let id = stack
             .api
-            .place_order(
-                &customer,
-                &NewOrder::of(burger, 4),
-                &[("X-Request-Id", &Uuid::new_v4().to_string())],
-            )
+            .place_order(&customer, &NewOrder::of(burger, 4), &[])
             .await
             .unwrap()
             .id;
@@ -247,11 +234,7 @@ async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
     for i in 0..16 {
         let id = stack
             .api
-            .place_order(
-                &customer,
-                &NewOrder::of(burger, 1),
-                &[("X-Request-Id", &Uuid::new_v4().to_string())],
-            )
+            .place_order(&customer, &NewOrder::of(burger, 1), &[])
             .await
             .unwrap()
             .id;

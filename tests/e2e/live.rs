@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use crate::helpers::{Stack, eventually, free_port};
 use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 /// The `data` of each `status` event of a `text/event-stream` response, until the server ends
 /// it; fails if that takes longer than `within`.
@@ -79,11 +78,7 @@ async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts()
     let customer = stack.api.new_customer().await.unwrap();
     let order = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(deli_burger, 26),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(deli_burger, 26), &[])
         .await
         .unwrap()
         .id;
@@ -162,11 +157,7 @@ async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happ
     stack.kill(1);
     let order = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 1),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
         .await
         .unwrap()
         .id;

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use crate::helpers::{Stack, eventually};
 use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 const STOCK: usize = 1;
 
@@ -224,11 +223,7 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
 
     let delivered = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 1),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
         .await
         .unwrap()
         .id;
@@ -248,11 +243,7 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     // A courier update goes to the delivery process; the order follows its events.
     let forced = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 1),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
         .await
         .unwrap()
         .id;

@@ -7,7 +7,6 @@ use reqwest::StatusCode;
 use crate::helpers::{Stack, eventually, free_port};
 use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 #[tokio::test]
 async fn every_service_serves_its_own_metrics() {
@@ -27,11 +26,7 @@ async fn every_service_serves_its_own_metrics() {
     // 30 burgers take 600 g of the 1 kg of onion: below 50 %, one alert.
     let id = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 30),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 30), &[])
         .await
         .unwrap()
         .id;

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 use crate::helpers::{Stack, eventually};
 use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 /// Between two steps of the start: long enough for a started service to try its servers and
 /// fail a few times.
@@ -84,11 +83,7 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     let customer = stack.api.new_customer().await.unwrap();
     let id = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 1),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
         .await
         .unwrap()
         .id;

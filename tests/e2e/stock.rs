@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::helpers::{Stack, eventually};
 use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
-use uuid::Uuid;
 
 /// 200 single-burger orders from 20 customers, all at once, against stock for exactly 50
 /// burgers (onion: 1 000 g, 20 g each).
@@ -148,11 +147,7 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     // 26 burgers take onion from 1 000 g to 480 g: below 50 %.
     let first = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 26),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 26), &[])
         .await
         .unwrap()
         .id;
@@ -169,11 +164,7 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     // Further down: no new alert.
     let second = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, 5),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, 5), &[])
         .await
         .unwrap()
         .id;
@@ -233,11 +224,7 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     let burgers_to_cross = (level - restocked["reference_level"].as_i64().unwrap() / 2) / 20 + 1;
     let third = stack
         .api
-        .place_order(
-            &customer,
-            &NewOrder::of(burger, burgers_to_cross),
-            &[("X-Request-Id", &Uuid::new_v4().to_string())],
-        )
+        .place_order(&customer, &NewOrder::of(burger, burgers_to_cross), &[])
         .await
         .unwrap()
         .id;

@@ -323,3 +323,19 @@ async fn expect<T: DeserializeOwned>(
     }
     response.json().await.map_err(http(what))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_the_base_without_its_trailing_slash_and_the_path() {
+        let client = Client::new("http://127.0.0.1:3000/");
+        assert_eq!(client.base_url(), "http://127.0.0.1:3000");
+        assert_eq!(
+            client.url("/orders?page=2"),
+            "http://127.0.0.1:3000/orders?page=2"
+        );
+        assert_eq!(&*client.order_url, "http://127.0.0.1:3000/order");
+    }
+}

@@ -154,3 +154,44 @@ pub struct Shipment {
     #[serde(default)]
     pub delivered_at: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_new_order_is_the_body_post_order_takes() {
+        assert_eq!(
+            serde_json::to_value(NewOrder::of(7, 2)).unwrap(),
+            json!({ "products": [{ "product_id": 7, "quantity": 2 }] })
+        );
+    }
+
+    #[test]
+    fn an_order_decodes_with_or_without_its_optional_parts() {
+        let id = Uuid::new_v4();
+        let mut order = json!({
+            "id": id, "status": "rejected", "customer_id": Uuid::new_v4(), "merchant_id": 1,
+            "total_cents": 1798, "currency": "EUR",
+            "lines": [{ "product_id": 1, "product_name": "Burger", "quantity": 2,
+                        "unit_price_cents": 899, "line_total_cents": 1798 }],
+            "history": [{ "status": "pending", "at": "2026-01-01T00:00:00Z" },
+                        { "status": "rejected", "at": "2026-01-01T00:00:01Z", "note": "short" }],
+            "rejection": { "shortages": [{ "ingredient_id": 1, "ingredient": "Beef",
+                                           "required": 300, "available": 100 }] },
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:01Z",
+            "a_field_of_a_newer_server": true
+        });
+        let decoded: Order = serde_json::from_value(order.clone()).unwrap();
+        assert_eq!(decoded.id, id);
+        assert_eq!(decoded.rejection.unwrap().shortages[0].available, 100);
+        assert!(decoded.shipment.is_none());
+
+        order.as_object_mut().unwrap().remove("rejection");
+        let decoded: Order = serde_json::from_value(order).unwrap();
+        assert!(decoded.rejection.is_none());
+        assert_eq!(decoded.history[1].note.as_deref(), Some("short"));
+    }
+}
