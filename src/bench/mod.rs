@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
+use order_client::{Client, NewOrder, OrderId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
-use serde_json::{Value, json};
 use stock::audit::Inconsistency;
 use uuid::Uuid;
 
@@ -170,10 +170,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let api = Api {
-        client: client.clone(),
-        base: Arc::from(args.base_url.trim_end_matches('/')),
-    };
+    let api = Client::with_http(client, &args.base_url);
     // Named, so that the CPU probe can leave the bench's own backends out.
     let separator = if args.database_url.contains('?') {
         '&'
@@ -195,48 +192,37 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // Arrange: merchant, stock, one fresh customer.
     let merchant = api
-        .login(&args.merchant_email, &args.merchant_password)
+        .sign_in(&args.merchant_email, &args.merchant_password)
         .await
         .context("merchant login")?;
-    let catalogue = api.post(&merchant, "/order/seed", &Value::Null).await?.1;
-    let burger = catalogue["products"][0]["id"]
-        .as_i64()
+    let catalogue = api.seed(&merchant).await?;
+    let product = catalogue
+        .products
+        .first()
         .context("seed returned no product")?;
     let burgers = args.stock_burgers.unwrap_or(100_000_000);
     if burgers < 50 {
         bail!("--stock-burgers must be at least 50, the seeded amount");
     }
-    for recipe in catalogue["products"][0]["recipe"]
-        .as_array()
-        .context("no recipe")?
-    {
-        let id = recipe["ingredient_id"]
-            .as_i64()
-            .context("no ingredient id")?;
-        let level = catalogue["ingredients"]
-            .as_array()
-            .and_then(|all| all.iter().find(|i| i["id"] == id))
-            .and_then(|i| i["stock"].as_i64())
+    for recipe in &product.recipe {
+        let id = recipe.ingredient_id;
+        let level = catalogue
+            .ingredients
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| i.stock)
             .context("recipe ingredient missing from the catalogue")?;
-        let add = burgers * recipe["amount"].as_i64().context("no amount")? - level;
+        let add = burgers * recipe.amount - level;
         if add > 0 {
-            api.post(
-                &merchant,
-                &format!("/ingredients/{id}/restock"),
-                &json!({"amount": add}),
-            )
-            .await?;
+            api.restock(&merchant, id, add).await?;
         }
     }
     let email = format!("bench-{}@example.com", Uuid::new_v4().simple());
-    api.post_anonymous(
-        "/auth/register",
-        &json!({"email": email, "password": "bench-password"}),
-    )
-    .await?;
-    let customer = api.login(&email, "bench-password").await?;
+    // Any answer will do (as before): the sign-in below fails if the account is not there.
+    api.register(&email, "bench-password").await?;
+    let customer = api.sign_in(&email, "bench-password").await?;
     let customer_id = customer_id_of(&db, &email).await?;
-    let body = Arc::new(json!({"products": [{"product_id": burger, "quantity": args.quantity}]}));
+    let body = Arc::new(NewOrder::of(product.id, args.quantity));
 
     // Act: offer orders.
     let counters = Arc::new(Counters::default());
@@ -303,89 +289,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Clone)]
-struct Api {
-    client: reqwest::Client,
-    base: Arc<str>,
-}
-
-impl Api {
-    async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
-        let (status, body) = self
-            .post_anonymous(
-                "/auth/login",
-                &json!({"email": email, "password": password}),
-            )
-            .await?;
-        if status != 200 {
-            bail!("login as {email} failed: {status} {body}");
+/// The bench's measured request: one `POST /order` through the shared client (its URL built
+/// once, the body serialised straight from the shared `NewOrder`), timed until the answer's id
+/// is read.
+async fn place_order(api: &Client, token: &str, body: &NewOrder) -> Sample {
+    let sent_at = Utc::now();
+    let started = Instant::now();
+    let result = api.post_order(token, body, &[]).await;
+    let order_id = match result {
+        Ok(response) if response.status().as_u16() == 202 => {
+            response.json::<OrderId>().await.ok().map(|o| o.id)
         }
-        Ok(body["access_token"]
-            .as_str()
-            .context("no token")?
-            .to_owned())
-    }
-
-    async fn post_anonymous(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await?;
-        Ok((
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        ))
-    }
-
-    async fn post(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if !body.is_null() {
-            request = request.json(body);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status >= 400 {
-            bail!("POST {path}: {status} {body}");
-        }
-        Ok((status, body))
-    }
-
-    async fn place_order(&self, token: &str, body: &Value) -> Sample {
-        let sent_at = Utc::now();
-        let started = Instant::now();
-        let result = self
-            .client
-            .post(format!("{}/order", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await;
-        let order_id = match result {
-            Ok(response) if response.status().as_u16() == 202 => response
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|b| b["id"].as_str().and_then(|id| id.parse().ok())),
-            _ => None,
-        };
-        Sample {
-            sent_at,
-            latency: started.elapsed(),
-            order_id,
-        }
+        _ => None,
+    };
+    Sample {
+        sent_at,
+        latency: started.elapsed(),
+        order_id,
     }
 }
 
 async fn closed_loop(
-    api: &Api,
+    api: &Client,
     token: &str,
-    body: Arc<Value>,
+    body: Arc<NewOrder>,
     concurrency: usize,
     deadline: Instant,
     counters: &Counters,
@@ -396,7 +323,7 @@ async fn closed_loop(
             let mut samples = Vec::new();
             while Instant::now() < deadline {
                 counters.sent.fetch_add(1, Ordering::Relaxed);
-                let sample = api.place_order(token, &body).await;
+                let sample = place_order(api, token, &body).await;
                 tally(counters, &sample);
                 samples.push(sample);
             }
@@ -411,9 +338,9 @@ async fn closed_loop(
 }
 
 async fn open_loop(
-    api: &Api,
+    api: &Client,
     token: &str,
-    body: Arc<Value>,
+    body: Arc<NewOrder>,
     rate: u64,
     deadline: Instant,
     counters: &Counters,
@@ -443,7 +370,7 @@ async fn open_loop(
                         continue;
                     }
                     let (api, token, body) = (api.clone(), token.clone(), body.clone());
-                    in_flight.push(tokio::spawn(async move { api.place_order(&token, &body).await }));
+                    in_flight.push(tokio::spawn(async move { place_order(&api, &token, &body).await }));
                 }
             }
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {

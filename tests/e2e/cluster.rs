@@ -5,6 +5,8 @@
 use larder_bus::testing::{NatsCluster, TestNats};
 
 use crate::helpers::Stack;
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 #[tokio::test]
 async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
@@ -13,22 +15,33 @@ async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
     let stack = Stack::start_on(nats, &[]).await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
-    let beef_before = stack.levels(&merchant).await[0].1;
+    let customer = stack.api.new_customer().await.unwrap();
+    let beef_before = stack.api.levels(&merchant).await.unwrap()[0].1;
 
     let mut orders = Vec::new();
     for i in 0..30 {
         if i == 10 {
             cluster.kill(1);
         }
-        orders.push(stack.order(&customer, burger, 1).await);
+        orders.push(
+            stack
+                .api
+                .place_order(&customer, &NewOrder::of(burger, 1), &[])
+                .await
+                .unwrap()
+                .id,
+        );
     }
 
     for id in &orders {
-        stack.wait_for_status(&customer, id, "delivered").await;
+        stack
+            .api
+            .wait_for_status(&customer, *id, "delivered", WAIT_AT_MOST)
+            .await
+            .unwrap();
     }
     for id in &orders {
-        let events = stack.events_of_order(id).await;
+        let events = stack.events_of_order(*id).await;
         for kind in [
             "order.created",
             "order.confirmed",
@@ -40,7 +53,7 @@ async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
         }
     }
     assert_eq!(
-        stack.levels(&merchant).await[0].1,
+        stack.api.levels(&merchant).await.unwrap()[0].1,
         beef_before - 150 * orders.len() as i64,
         "every order reserved its beef exactly once"
     );

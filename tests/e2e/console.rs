@@ -14,6 +14,7 @@ use larder_contract::events::OrderCreated;
 use larder_contract::subjects;
 
 use crate::helpers::Stack;
+use order_client::NewOrder;
 
 /// Reads one `text/event-stream` response event by event.
 struct Feed {
@@ -27,8 +28,9 @@ const WITHIN: Duration = Duration::from_secs(30);
 impl Feed {
     async fn open(stack: &Stack, token: &str) -> Self {
         let response = stack
-            .client
-            .get(stack.url("/merchant/events"))
+            .api
+            .http()
+            .get(stack.api.url("/merchant/events"))
             .bearer_auth(token)
             .send()
             .await
@@ -102,8 +104,9 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
     let login = format!("owner-{suffix}@grill.example");
     let alert_address = format!("alerts-{suffix}@grill.example");
     let signed_up = stack
-        .client
-        .post(stack.url("/auth/merchants"))
+        .api
+        .http()
+        .post(stack.api.url("/auth/merchants"))
         .json(&json!({
             "name": format!("Grill {suffix}"), "alert_email": alert_address, "currency": "EUR",
             "email": login, "password": "grill-password",
@@ -112,13 +115,14 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
         .await
         .unwrap();
     assert_eq!(signed_up.status(), StatusCode::CREATED);
-    let merchant = stack.token(&login, "grill-password").await;
-    let customer = stack.new_customer().await;
+    let merchant = stack.api.sign_in(&login, "grill-password").await.unwrap();
+    let customer = stack.api.new_customer().await.unwrap();
 
     // Only a merchant has a feed.
     let refused = stack
-        .client
-        .get(stack.url("/merchant/events"))
+        .api
+        .http()
+        .get(stack.api.url("/merchant/events"))
         .bearer_auth(&customer)
         .send()
         .await
@@ -152,13 +156,18 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
 
     // 30 burgers take the onion from 1 kg to 400 g: the order moves, the onion falls below
     // half, and the alert appears with its email sent.
-    let order = stack.order(&customer, burger, 30).await;
+    let order = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 30), &[])
+        .await
+        .unwrap()
+        .id;
     feed.until("order", "the new order", |e| {
-        e["order_id"] == order.as_str() && e["status"] == "pending"
+        e["order_id"] == order.to_string() && e["status"] == "pending"
     })
     .await;
     feed.until("order", "the order confirmed", |e| {
-        e["order_id"] == order.as_str() && e["status"] == "confirmed"
+        e["order_id"] == order.to_string() && e["status"] == "confirmed"
     })
     .await;
     let fallen = feed
@@ -187,19 +196,27 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
         (Some(400), Some(40))
     );
     // The same, asked for.
-    let listed = stack.get(&merchant, "/alerts").await;
+    let listed = stack
+        .api
+        .get_json::<Value>(&merchant, "/alerts")
+        .await
+        .unwrap();
     assert_eq!(listed[0]["event_id"], alerts[0]["event_id"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
 
     // An orders.created of one of its orders that no stock can ever take (quantity 0): stock
     // dead-letters it, and the merchant sees the dead letter and can replay it.
     let bootstrap = stack.merchant().await;
-    let merchant_id = stack.get(&merchant, "/orders").await["items"][0]["merchant_id"]
+    let merchant_id = stack
+        .api
+        .get_json::<Value>(&merchant, "/orders")
+        .await
+        .unwrap()["items"][0]["merchant_id"]
         .as_i64()
         .unwrap();
     let event = Envelope::new(
         OrderCreated {
-            order_id: order.parse().unwrap(),
+            order_id: order,
             merchant_id,
             customer_id: uuid::Uuid::new_v4(),
             lines: vec![larder_contract::events::OrderedLine {
@@ -227,11 +244,15 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
         })
         .await;
     let letter = &dead["items"][0];
-    assert_eq!(letter["order_id"], order.as_str());
+    assert_eq!(letter["order_id"], order.to_string());
     assert_eq!(letter["consumer"], "stock-orders-created");
     let sequence = letter["sequence"].as_u64().unwrap();
     // Another merchant neither sees nor replays it.
-    let theirs = stack.get(&bootstrap, "/dead-letters").await;
+    let theirs = stack
+        .api
+        .get_json::<Value>(&bootstrap, "/dead-letters")
+        .await
+        .unwrap();
     assert!(
         theirs
             .as_array()
@@ -241,20 +262,24 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
         "{theirs}"
     );
     let foreign = stack
+        .api
         .post(
             &bootstrap,
             &format!("/dead-letters/{sequence}/replay"),
             &Value::Null,
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
     let replayed = stack
+        .api
         .post(
             &merchant,
             &format!("/dead-letters/{sequence}/replay"),
             &Value::Null,
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
     let replayed: Value = replayed.json().await.unwrap();
     assert_eq!(
@@ -270,12 +295,14 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
     // A restock back above half re-arms the alert.
     let onion_id = onion["id"].as_i64().unwrap();
     let restocked = stack
+        .api
         .post(
             &merchant,
             &format!("/ingredients/{onion_id}/restock"),
             &json!({"amount": 600}),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(restocked.status(), StatusCode::OK);
     let rearmed = feed
         .until("ingredients", "the onion re-armed", |e| {
@@ -310,7 +337,7 @@ async fn console_in_a_browser_shows_the_gauge_fall_the_alert_appear_and_the_rest
     script
         .arg("console.test.mjs")
         .current_dir(&dir)
-        .env("LARDER_URL", &stack.address)
+        .env("LARDER_URL", stack.api.base_url())
         .env("CHROMIUM", &chromium);
     if let Some(path) = std::env::var_os("CONSOLE_SCREENSHOT") {
         script.env("SCREENSHOT", path);

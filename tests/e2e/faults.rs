@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::Stack;
+use larder_bus::testing::WAIT_AT_MOST;
 
 /// Process indexes of [`Stack::start_separately_on_servers`].
 const SERVICES: [(usize, &str); 4] = [
@@ -220,26 +221,30 @@ async fn orders_survive_every_fault_one_at_a_time() {
     let mut stack = Stack::start_separately_on_servers(nats, db).await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
+    let customer = stack.api.new_customer().await.unwrap();
     for ingredient in stack
-        .get(&merchant, "/ingredients")
+        .api
+        .get_json::<Value>(&merchant, "/ingredients")
         .await
+        .unwrap()
         .as_array()
         .unwrap()
     {
         let restock = format!("/ingredients/{}/restock", ingredient["id"]);
         let response = stack
+            .api
             .post(&merchant, &restock, &json!({"amount": RESTOCK}))
-            .await;
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let beef_before = stack.levels(&merchant).await[0].1;
+    let beef_before = stack.api.levels(&merchant).await.unwrap()[0].1;
 
     let accepted: Accepted = Arc::default();
     let stop = CancellationToken::new();
     let load = tokio::spawn(offer_orders(
-        stack.client.clone(),
-        stack.address.clone(),
+        stack.api.http().clone(),
+        stack.api.base_url().to_owned(),
         customer.clone(),
         burger,
         Arc::clone(&accepted),
@@ -291,8 +296,8 @@ async fn orders_survive_every_fault_one_at_a_time() {
             tokio::time::sleep(profile.between).await;
             stack.mail.stop();
             let id = place(
-                &stack.client,
-                &stack.address,
+                stack.api.http(),
+                stack.api.base_url(),
                 &customer,
                 "fault-crossing",
                 burger,
@@ -304,7 +309,16 @@ async fn orders_survive_every_fault_one_at_a_time() {
                 burgers: CROSSING_BURGERS,
                 cancel_requested: false,
             });
-            stack.wait_for_status(&customer, &id, "confirmed").await;
+            stack
+                .api
+                .wait_for_status(
+                    &customer,
+                    id.parse().expect("an order id"),
+                    "confirmed",
+                    WAIT_AT_MOST,
+                )
+                .await
+                .unwrap();
             tokio::time::sleep(profile.outage.max(Duration::from_secs(2))).await;
             stack.mail.start_again().await;
             let back = Instant::now();
@@ -378,7 +392,7 @@ async fn orders_survive_every_fault_one_at_a_time() {
         .map(|(id, _)| orders.iter().find(|o| &o.id == id).unwrap().burgers)
         .sum();
     assert_eq!(
-        stack.levels(&merchant).await[0].1,
+        stack.api.levels(&merchant).await.unwrap()[0].1,
         beef_before - BEEF_PER_BURGER * delivered,
         "the beef left is what the delivered orders did not take"
     );

@@ -1,4 +1,4 @@
-//! The stack under test: `larder` child processes, a maildev inbox, and API helpers.
+//! The stack under test: `larder` child processes and a maildev inbox; the API is `stack.api`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use larder_bus::testing::TestNats;
 pub use larder_bus::testing::eventually;
+use larder_test_support::MailInbox;
 use migration::Service;
 use migration::testing::TestDatabase;
-use notification::testing::MailInbox;
+use order_client::Client;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
@@ -28,8 +29,8 @@ pub fn free_port() -> u16 {
 
 /// `larder all` (plus any extra instances) on a database, namespace and inbox of its own.
 pub struct Stack {
-    pub address: String,
-    pub client: reqwest::Client,
+    /// The order API of this stack.
+    pub api: Client,
     pub db: TestDatabase,
     pub nats: TestNats,
     pub mail: MailInbox,
@@ -107,8 +108,8 @@ impl Stack {
         for command in commands {
             stack.spawn(command);
         }
-        let client = stack.client.clone();
-        let ready = format!("{}/ready", stack.address);
+        let client = stack.api.http().clone();
+        let ready = stack.api.url("/ready");
         eventually("the order service is ready", || async {
             client
                 .get(&ready)
@@ -130,8 +131,7 @@ impl Stack {
         let mail = MailInbox::start().await;
         let http_port = free_port();
         Self {
-            address: format!("http://127.0.0.1:{http_port}"),
-            client: reqwest::Client::new(),
+            api: Client::new(&format!("http://127.0.0.1:{http_port}")),
             db,
             nats,
             mail,
@@ -213,40 +213,12 @@ impl Stack {
         self.processes.len() - 1
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    pub async fn token(&self, email: &str, password: &str) -> String {
-        let response = self
-            .client
-            .post(self.url("/auth/login"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "login {email}");
-        response.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
+    /// A token of the bootstrap merchant.
     pub async fn merchant(&self) -> String {
-        self.token(MERCHANT_EMAIL, MERCHANT_PASSWORD).await
-    }
-
-    pub async fn new_customer(&self) -> String {
-        let email = format!("c{}@example.com", uuid::Uuid::new_v4().simple());
-        let response = self
-            .client
-            .post(self.url("/auth/register"))
-            .json(&json!({"email": email, "password": "password-123"}))
-            .send()
+        self.api
+            .sign_in(MERCHANT_EMAIL, MERCHANT_PASSWORD)
             .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        self.token(&email, "password-123").await
+            .unwrap()
     }
 
     /// Seeds and returns the burger's product id. Retries while the stock service is not
@@ -255,111 +227,24 @@ impl Stack {
     pub async fn seed(&self, merchant: &str) -> i64 {
         let give_up = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let response = self.post(merchant, "/order/seed", &Value::Null).await;
-            match response.status() {
-                StatusCode::OK => {
-                    let catalogue: Value = response.json().await.unwrap();
-                    return catalogue["products"][0]["id"].as_i64().unwrap();
-                }
-                StatusCode::SERVICE_UNAVAILABLE if std::time::Instant::now() < give_up => {
+            match self.api.seed(merchant).await {
+                Ok(catalogue) => return catalogue.products[0].id,
+                Err(e)
+                    if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE)
+                        && std::time::Instant::now() < give_up =>
+                {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                other => panic!("seeding answered {other}"),
+                Err(e) => panic!("seeding failed: {e}"),
             }
         }
     }
 
-    pub async fn post(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
-        let mut request = self.client.post(self.url(path)).bearer_auth(token);
-        if !body.is_null() {
-            request = request.json(body);
-        }
-        request.send().await.unwrap()
-    }
-
-    pub async fn get(&self, token: &str, path: &str) -> Value {
-        let response = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.unwrap()
-    }
-
-    /// Places an order of `quantity` burgers; returns its id.
-    pub async fn order(&self, token: &str, burger: i64, quantity: i64) -> String {
-        self.order_with_header(
-            token,
-            burger,
-            quantity,
-            ("X-Request-Id", &Uuid::new_v4().to_string()),
-        )
-        .await
-    }
-
-    /// [`Stack::order`] with one request header of the caller's (`X-Request-Id`, `traceparent`).
-    pub async fn order_with_header(
-        &self,
-        token: &str,
-        burger: i64,
-        quantity: i64,
-        (name, value): (&str, &str),
-    ) -> String {
-        let response = self
-            .client
-            .post(self.url("/order"))
-            .bearer_auth(token)
-            .header(name, value)
-            .json(&json!({"products": [{"product_id": burger, "quantity": quantity}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        response.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    pub async fn order_status(&self, token: &str, id: &str) -> String {
-        self.get(token, &format!("/order/{id}")).await["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// Waits until the order reaches `status`.
-    pub async fn wait_for_status(&self, token: &str, id: &str, status: &str) {
-        eventually(&format!("order {id} is {status}"), || async {
-            self.order_status(token, id).await == status
-        })
-        .await;
-    }
-
-    /// Ingredient name -> current level.
-    pub async fn levels(&self, merchant: &str) -> Vec<(String, i64)> {
-        self.get(merchant, "/ingredients")
-            .await
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                (
-                    i["name"].as_str().unwrap().to_owned(),
-                    i["stock"].as_i64().unwrap(),
-                )
-            })
-            .collect()
-    }
-
     /// Every event on the ORDERS and DELIVERY streams whose data names this order.
-    pub async fn events_of_order(&self, order_id: &str) -> Vec<Value> {
+    pub async fn events_of_order(&self, order_id: Uuid) -> Vec<Value> {
         self.events_by_order()
             .await
-            .remove(order_id)
+            .remove(&order_id.to_string())
             .unwrap_or_default()
     }
 

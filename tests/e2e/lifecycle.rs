@@ -4,21 +4,34 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 #[tokio::test]
 async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_order() {
     let stack = Stack::start().await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
+    let customer = stack.api.new_customer().await.unwrap();
 
     let id = stack
-        .order_with_header(&customer, burger, 2, ("X-Request-Id", "e2e-flow-1"))
-        .await;
-    stack.wait_for_status(&customer, &id, "delivered").await;
+        .api
+        .place_order(
+            &customer,
+            &NewOrder::of(burger, 2),
+            &[("X-Request-Id", "e2e-flow-1")],
+        )
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, id, "delivered", WAIT_AT_MOST)
+        .await
+        .unwrap();
 
     // Every event of its life carries the request's id (SPEC §3).
-    let events = stack.events_of_order(&id).await;
+    let events = stack.events_of_order(id).await;
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     for kind in [
         "order.created",
@@ -32,7 +45,11 @@ async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_orde
         assert_eq!(event["correlation_id"], "e2e-flow-1", "{event}");
     }
 
-    let order = stack.get(&customer, &format!("/order/{id}")).await;
+    let order = stack
+        .api
+        .get_json::<Value>(&customer, &format!("/order/{id}"))
+        .await
+        .unwrap();
     let history: Vec<&str> = order["history"]
         .as_array()
         .unwrap()
@@ -59,26 +76,40 @@ async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
     let stack = Stack::start_with(&[("DELIVERY_DISPATCH_DELAY_MS", "60000")]).await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
-    let before = stack.levels(&merchant).await;
+    let customer = stack.api.new_customer().await.unwrap();
+    let before = stack.api.levels(&merchant).await.unwrap();
 
-    let id = stack.order(&customer, burger, 3).await;
-    stack.wait_for_status(&customer, &id, "confirmed").await;
+    let id = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 3), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, id, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
     assert_ne!(
-        stack.levels(&merchant).await,
+        stack.api.levels(&merchant).await.unwrap(),
         before,
         "the order reserved stock"
     );
     let response = stack
+        .api
         .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     eventually("the stock is back", || async {
-        stack.levels(&merchant).await == before
+        stack.api.levels(&merchant).await.unwrap() == before
     })
     .await;
     stack.assert_stock_consistent().await;
-    assert_eq!(stack.order_status(&customer, &id).await, "cancelled");
+    assert_eq!(
+        stack.api.order(&customer, id).await.unwrap().status,
+        "cancelled"
+    );
 }
 
 #[tokio::test]
@@ -86,30 +117,49 @@ async fn cancelling_after_dispatch_is_a_conflict() {
     let stack = Stack::start().await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
-    let id = stack.order(&customer, burger, 1).await;
-    stack.wait_for_status(&customer, &id, "confirmed").await;
+    let customer = stack.api.new_customer().await.unwrap();
+    let id = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, id, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
 
     // The merchant's courier update forces the dispatch.
     let response = stack
+        .api
         .post(
             &merchant,
             &format!("/order/{id}/delivery"),
             &json!({"status": "dispatched"}),
         )
-        .await;
+        .await
+        .unwrap();
     assert!(response.status() == StatusCode::ACCEPTED || response.status() == StatusCode::CONFLICT);
     eventually("the order is dispatched", || async {
         matches!(
-            stack.order_status(&customer, &id).await.as_str(),
+            stack
+                .api
+                .order(&customer, id)
+                .await
+                .unwrap()
+                .status
+                .as_str(),
             "dispatched" | "delivered"
         )
     })
     .await;
 
     let response = stack
+        .api
         .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert!(
         response.headers()["content-type"]
@@ -124,34 +174,47 @@ async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() 
     let stack = Stack::start().await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
-    let before = stack.levels(&merchant).await;
+    let customer = stack.api.new_customer().await.unwrap();
+    let before = stack.api.levels(&merchant).await.unwrap();
 
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let id = stack.order(&customer, burger, 4).await;
+        let id = stack
+            .api
+            .place_order(&customer, &NewOrder::of(burger, 4), &[])
+            .await
+            .unwrap()
+            .id;
         // No waiting: the cancellation is usually processed before or around the reservation.
         let response = stack
+            .api
             .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-            .await;
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         ids.push(id);
     }
 
     for id in &ids {
-        assert_eq!(stack.order_status(&customer, id).await, "cancelled");
+        assert_eq!(
+            stack.api.order(&customer, *id).await.unwrap().status,
+            "cancelled"
+        );
     }
     eventually("every reservation is released", || async {
-        stack.levels(&merchant).await == before
+        stack.api.levels(&merchant).await.unwrap() == before
     })
     .await;
     // And it stays so: once stock processing has consumed every event, nothing was reserved late.
     stack.wait_until_consumed("stock-orders-created").await;
     stack.wait_until_consumed("stock-orders-cancelled").await;
-    assert_eq!(stack.levels(&merchant).await, before);
+    assert_eq!(stack.api.levels(&merchant).await.unwrap(), before);
     stack.assert_stock_consistent().await;
     for id in &ids {
-        assert_eq!(stack.order_status(&customer, id).await, "cancelled");
+        assert_eq!(
+            stack.api.order(&customer, *id).await.unwrap().status,
+            "cancelled"
+        );
     }
 }
 
@@ -163,22 +226,29 @@ async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
     let stack = Stack::start().await; // dispatch 300 ms after confirmation, delivery 300 ms later
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
-    let beef_before = stack.levels(&merchant).await[0].1;
+    let customer = stack.api.new_customer().await.unwrap();
+    let beef_before = stack.api.levels(&merchant).await.unwrap()[0].1;
 
     let mut placed = Vec::new();
     let mut answers = Vec::new();
     for i in 0..16 {
-        let id = stack.order(&customer, burger, 1).await;
+        let id = stack
+            .api
+            .place_order(&customer, &NewOrder::of(burger, 1), &[])
+            .await
+            .unwrap()
+            .id;
         eventually(&format!("order {id} is confirmed"), || async {
-            stack.order_status(&customer, &id).await != "pending"
+            stack.api.order(&customer, id).await.unwrap().status != "pending"
         })
         .await;
         // Spread the cancels from right away to well after the dispatch.
         tokio::time::sleep(std::time::Duration::from_millis(50 * (i % 12))).await;
         let response = stack
+            .api
             .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-            .await;
+            .await
+            .unwrap();
         answers.push(response.status());
         placed.push(id);
     }
@@ -188,14 +258,20 @@ async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
     for (id, answer) in placed.iter().zip(&answers) {
         eventually(&format!("order {id} is final"), || async {
             matches!(
-                stack.order_status(&customer, id).await.as_str(),
+                stack
+                    .api
+                    .order(&customer, *id)
+                    .await
+                    .unwrap()
+                    .status
+                    .as_str(),
                 "cancelled" | "delivered"
             )
         })
         .await;
-        let status = stack.order_status(&customer, id).await;
+        let status = stack.api.order(&customer, *id).await.unwrap().status;
         let shipped = stack
-            .events_of_order(id)
+            .events_of_order(*id)
             .await
             .iter()
             .any(|e| e["type"] == "delivery.dispatched" || e["type"] == "delivery.delivered");
@@ -222,7 +298,7 @@ async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
     );
     stack.wait_until_consumed("stock-orders-cancelled").await;
     assert_eq!(
-        stack.levels(&merchant).await[0].1,
+        stack.api.levels(&merchant).await.unwrap()[0].1,
         beef_before - 150 * delivered,
         "exactly the delivered orders keep their beef"
     );

@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually, free_port};
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 /// The `data` of each `status` event of a `text/event-stream` response, until the server ends
 /// it; fails if that takes longer than `within`.
@@ -47,8 +49,9 @@ async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts()
         format!("kitchen-{suffix}@deli.example"),
     );
     let signed_up = stack
-        .client
-        .post(stack.url("/auth/merchants"))
+        .api
+        .http()
+        .post(stack.api.url("/auth/merchants"))
         .json(&json!({
             "name": "Corner Deli", "alert_email": alerts, "currency": "GBP",
             "email": login, "password": "deli-password",
@@ -57,22 +60,35 @@ async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts()
         .await
         .unwrap();
     assert_eq!(signed_up.status(), StatusCode::CREATED);
-    let deli = stack.token(&login, "deli-password").await;
+    let deli = stack.api.sign_in(&login, "deli-password").await.unwrap();
     let bootstrap = stack.merchant().await;
 
     let deli_burger = stack.seed(&deli).await;
     let burger = stack.seed(&bootstrap).await;
     assert_ne!(deli_burger, burger, "a catalogue of its own");
-    let catalogue = stack.post(&deli, "/order/seed", &Value::Null).await;
+    let catalogue = stack
+        .api
+        .post(&deli, "/order/seed", &Value::Null)
+        .await
+        .unwrap();
     let catalogue: Value = catalogue.json().await.unwrap();
     assert_eq!(catalogue["products"][0]["currency"], "GBP");
 
     // 26 burgers take the deli's onion from 1 000 g to 480 g: below half, one alert, to the deli.
-    let customer = stack.new_customer().await;
-    let order = stack.order(&customer, deli_burger, 26).await;
-    stack.wait_for_status(&customer, &order, "confirmed").await;
+    let customer = stack.api.new_customer().await.unwrap();
+    let order = stack
+        .api
+        .place_order(&customer, &NewOrder::of(deli_burger, 26), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, order, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
     assert_eq!(
-        stack.levels(&deli).await,
+        stack.api.levels(&deli).await.unwrap(),
         vec![
             ("Beef".into(), 20_000 - 26 * 150),
             ("Cheese".into(), 5_000 - 26 * 30),
@@ -80,7 +96,7 @@ async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts()
         ]
     );
     assert_eq!(
-        stack.levels(&bootstrap).await,
+        stack.api.levels(&bootstrap).await.unwrap(),
         vec![
             ("Beef".into(), 20_000),
             ("Cheese".into(), 5_000),
@@ -97,10 +113,17 @@ async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts()
     assert_eq!(emails[0].to[0].address, alerts);
     assert!(emails[0].subject.contains("Onion"));
 
-    let deli_orders = stack.get(&deli, "/orders").await;
+    let deli_orders = stack.api.get_json::<Value>(&deli, "/orders").await.unwrap();
     assert_eq!(deli_orders["total"], 1);
-    assert_eq!(deli_orders["items"][0]["id"], order.as_str());
-    assert_eq!(stack.get(&bootstrap, "/orders").await["total"], 0);
+    assert_eq!(deli_orders["items"][0]["id"], order.to_string());
+    assert_eq!(
+        stack
+            .api
+            .get_json::<Value>(&bootstrap, "/orders")
+            .await
+            .unwrap()["total"],
+        0
+    );
 }
 
 /// A second API instance that consumes nothing (`ORDER_API_ONLY`): every status its clients see
@@ -117,7 +140,7 @@ async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happ
             ("ORDER_API_ONLY", "true"),
         ],
     );
-    let client = stack.client.clone();
+    let client = stack.api.http().clone();
     eventually("the second API instance is ready", || async {
         client
             .get(format!("{other}/ready"))
@@ -128,11 +151,16 @@ async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happ
     .await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
+    let customer = stack.api.new_customer().await.unwrap();
 
     // With stock away the order stays pending while the stream opens; then stock comes back.
     stack.kill(1);
-    let order = stack.order(&customer, burger, 1).await;
+    let order = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
     let stream = client
         .get(format!("{other}/order/{order}/events"))
         .bearer_auth(&customer)

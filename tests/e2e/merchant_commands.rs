@@ -9,6 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 const STOCK: usize = 1;
 
@@ -28,14 +30,18 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
     let merchant = stack.merchant().await;
 
     let first: Value = stack
+        .api
         .post(&merchant, "/order/seed", &Value::Null)
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
     let second: Value = stack
+        .api
         .post(&merchant, "/order/seed", &Value::Null)
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -60,7 +66,7 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
         ]
     );
     assert_eq!(
-        stack.levels(&merchant).await,
+        stack.api.levels(&merchant).await.unwrap(),
         [
             ("Beef".into(), 20_000),
             ("Cheese".into(), 5_000),
@@ -69,8 +75,10 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
     );
 
     let onion = stack
-        .get(&merchant, "/ingredients")
+        .api
+        .get_json::<Value>(&merchant, "/ingredients")
         .await
+        .unwrap()
         .as_array()
         .unwrap()
         .iter()
@@ -83,8 +91,10 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
     );
     let restock = format!("/ingredients/{}/restock", onion["id"]);
     let response = stack
+        .api
         .post(&merchant, &restock, &json!({"amount": 500}))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let restocked: Value = response.json().await.unwrap();
     assert_eq!(
@@ -115,7 +125,12 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
         ),
     ];
     for (path, body, status) in cases {
-        problem(stack.post(&merchant, path, &body).await, status, path).await;
+        problem(
+            stack.api.post(&merchant, path, &body).await.unwrap(),
+            status,
+            path,
+        )
+        .await;
     }
     stack.assert_stock_consistent().await;
 }
@@ -125,15 +140,21 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     let mut stack = Stack::start_separately().await;
     let merchant = stack.merchant().await;
     stack.seed(&merchant).await;
-    let onion = stack.levels(&merchant).await[2].clone();
-    let onion_id = stack.get(&merchant, "/ingredients").await[2]["id"].clone();
+    let onion = stack.api.levels(&merchant).await.unwrap()[2].clone();
+    let onion_id = stack
+        .api
+        .get_json::<Value>(&merchant, "/ingredients")
+        .await
+        .unwrap()[2]["id"]
+        .clone();
     let restock = format!("/ingredients/{onion_id}/restock");
 
     stack.kill(STOCK);
     let started = Instant::now();
     let response = stack
-        .client
-        .get(stack.url("/ingredients"))
+        .api
+        .http()
+        .get(stack.api.url("/ingredients"))
         .bearer_auth(&merchant)
         .send()
         .await
@@ -146,8 +167,10 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     )
     .await;
     let response = stack
+        .api
         .post(&merchant, &restock, &json!({"amount": 100}))
-        .await;
+        .await
+        .unwrap();
     problem(
         response,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -164,8 +187,9 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     stack.spawn(&["stock"]);
     eventually("the stock service answers again", || async {
         stack
-            .client
-            .get(stack.url("/ingredients"))
+            .api
+            .http()
+            .get(stack.api.url("/ingredients"))
             .bearer_auth(&merchant)
             .send()
             .await
@@ -173,15 +197,20 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     })
     .await;
     assert_eq!(
-        stack.levels(&merchant).await[2],
+        stack.api.levels(&merchant).await.unwrap()[2],
         onion,
         "the refused restock changed nothing"
     );
     let response = stack
+        .api
         .post(&merchant, &restock, &json!({"amount": 100}))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(stack.levels(&merchant).await[2].1, onion.1 + 100);
+    assert_eq!(
+        stack.api.levels(&merchant).await.unwrap()[2].1,
+        onion.1 + 100
+    );
     stack.assert_stock_consistent().await;
 }
 
@@ -190,35 +219,64 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     let stack = Stack::start_separately().await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
+    let customer = stack.api.new_customer().await.unwrap();
 
-    let delivered = stack.order(&customer, burger, 1).await;
+    let delivered = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
     stack
-        .wait_for_status(&customer, &delivered, "delivered")
-        .await;
-    let order = stack.get(&customer, &format!("/order/{delivered}")).await;
+        .api
+        .wait_for_status(&customer, delivered, "delivered", WAIT_AT_MOST)
+        .await
+        .unwrap();
+    let order = stack
+        .api
+        .get_json::<Value>(&customer, &format!("/order/{delivered}"))
+        .await
+        .unwrap();
     assert_eq!(order["shipment"]["status"], "delivered", "{order}");
     assert!(order["shipment"]["delivered_at"].is_string(), "{order}");
 
     // A courier update goes to the delivery process; the order follows its events.
-    let forced = stack.order(&customer, burger, 1).await;
-    stack.wait_for_status(&customer, &forced, "confirmed").await;
+    let forced = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, forced, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
     let response = stack
+        .api
         .post(
             &merchant,
             &format!("/order/{forced}/delivery"),
             &json!({"status": "delivered"}),
         )
-        .await;
+        .await
+        .unwrap();
     // Delivery's timers may already have moved it; either way it ends delivered.
     assert!(
         [StatusCode::ACCEPTED, StatusCode::CONFLICT].contains(&response.status()),
         "{}",
         response.status()
     );
-    stack.wait_for_status(&customer, &forced, "delivered").await;
+    stack
+        .api
+        .wait_for_status(&customer, forced, "delivered", WAIT_AT_MOST)
+        .await
+        .unwrap();
     stack.assert_stock_consistent().await;
-    assert_eq!(stack.levels(&merchant).await[0].1, 20_000 - 2 * 150);
+    assert_eq!(
+        stack.api.levels(&merchant).await.unwrap()[0].1,
+        20_000 - 2 * 150
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,8 @@
 use reqwest::StatusCode;
 
 use crate::helpers::{Stack, eventually, free_port};
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 #[tokio::test]
 async fn every_service_serves_its_own_metrics() {
@@ -20,12 +22,21 @@ async fn every_service_serves_its_own_metrics() {
     .await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
+    let customer = stack.api.new_customer().await.unwrap();
     // 30 burgers take 600 g of the 1 kg of onion: below 50 %, one alert.
-    let id = stack.order(&customer, burger, 30).await;
-    stack.wait_for_status(&customer, &id, "delivered").await;
+    let id = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 30), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, id, "delivered", WAIT_AT_MOST)
+        .await
+        .unwrap();
 
-    let order = format!("{}/metrics", stack.address);
+    let order = format!("{}/metrics", stack.api.base_url());
     let [stock, delivery, notification] =
         [0, 1, 2].map(|i| format!("http://{}/metrics", addresses[i]));
     let expected: [(&str, &[&str]); 4] = [
@@ -69,7 +80,7 @@ async fn every_service_serves_its_own_metrics() {
     ];
     for (url, lines) in expected {
         eventually(&format!("{url} shows {lines:?}"), || async {
-            let Ok(response) = stack.client.get(url).send().await else {
+            let Ok(response) = stack.api.http().get(url).send().await else {
                 return false;
             };
             if response.status() != StatusCode::OK {
@@ -84,7 +95,8 @@ async fn every_service_serves_its_own_metrics() {
     }
     // A service's figures are its own: stock's process has no HTTP requests to count.
     let stock_text = stack
-        .client
+        .api
+        .http()
         .get(&stock)
         .send()
         .await

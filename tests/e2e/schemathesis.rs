@@ -18,7 +18,7 @@ async fn schemathesis_finds_nothing_for_any_role() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/schemathesis.sh");
     let output = tokio::process::Command::new("bash")
         .arg(&script)
-        .arg(&stack.address)
+        .arg(stack.api.base_url())
         .output()
         .await
         .expect("bash runs scripts/schemathesis.sh");

@@ -10,6 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 /// Between two steps of the start: long enough for a started service to try its servers and
 /// fail a few times.
@@ -41,7 +43,7 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     tokio::time::sleep(PAUSE).await;
     let notification = stack.spawn(&["notification"]);
     tokio::time::sleep(PAUSE).await;
-    let early = stack.client.get(stack.url("/ready")).send().await;
+    let early = stack.api.http().get(stack.api.url("/ready")).send().await;
     assert!(
         !early.is_ok_and(|r| r.status() == StatusCode::OK),
         "the order service is ready without NATS"
@@ -50,10 +52,11 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     tokio::time::sleep(PAUSE).await;
     let stock = stack.spawn(&["stock"]);
 
-    let ready = stack.url("/ready");
+    let ready = stack.api.url("/ready");
     eventually("the order service is ready", || async {
         stack
-            .client
+            .api
+            .http()
             .get(&ready)
             .send()
             .await
@@ -61,7 +64,8 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     })
     .await;
     let readiness: Value = stack
-        .client
+        .api
+        .http()
         .get(&ready)
         .send()
         .await
@@ -76,10 +80,22 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
 
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
-    let id = stack.order(&customer, burger, 1).await;
-    stack.wait_for_status(&customer, &id, "delivered").await;
-    assert_eq!(stack.levels(&merchant).await[0].1, 20_000 - 150);
+    let customer = stack.api.new_customer().await.unwrap();
+    let id = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, id, "delivered", WAIT_AT_MOST)
+        .await
+        .unwrap();
+    assert_eq!(
+        stack.api.levels(&merchant).await.unwrap()[0].1,
+        20_000 - 150
+    );
 
     // Notification is on no order's path: that it waited rather than gave up shows here.
     for (index, name) in [

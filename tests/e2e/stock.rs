@@ -7,24 +7,32 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 /// 200 single-burger orders from 20 customers, all at once, against stock for exactly 50
 /// burgers (onion: 1 000 g, 20 g each).
 async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customers = join_all((0..20).map(|_| stack.new_customer())).await;
+    let customers: Vec<String> = join_all((0..20).map(|_| stack.api.new_customer()))
+        .await
+        .into_iter()
+        .map(|customer| customer.unwrap())
+        .collect();
 
     let requests = (0..200).map(|i| {
         let token = customers[i % customers.len()].clone();
         async move {
             let response = stack
+                .api
                 .post(
                     &token,
                     "/order",
                     &json!({"products": [{"product_id": burger, "quantity": 1}]}),
                 )
-                .await;
+                .await
+                .unwrap();
             assert_eq!(response.status(), StatusCode::ACCEPTED);
             let id = response.json::<Value>().await.unwrap()["id"]
                 .as_str()
@@ -38,14 +46,23 @@ async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
     let mut statuses: HashMap<String, usize> = HashMap::new();
     eventually("every order is confirmed or rejected", || async {
         let merchant_view = stack
-            .get(&merchant, "/orders?status=pending&per_page=1")
-            .await;
+            .api
+            .get_json::<Value>(&merchant, "/orders?status=pending&per_page=1")
+            .await
+            .unwrap();
         merchant_view["total"] == 0
     })
     .await;
     for (token, id) in &orders {
         *statuses
-            .entry(stack.order_status(token, id).await)
+            .entry(
+                stack
+                    .api
+                    .order(token, id.parse().unwrap())
+                    .await
+                    .unwrap()
+                    .status,
+            )
             .or_default() += 1;
     }
     assert_eq!(statuses.get("confirmed"), Some(&50), "{statuses:?}");
@@ -54,21 +71,32 @@ async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
     let (token, rejected) = {
         let mut found = None;
         for (token, id) in &orders {
-            if stack.order_status(token, id).await == "rejected" {
+            if stack
+                .api
+                .order(token, id.parse().unwrap())
+                .await
+                .unwrap()
+                .status
+                == "rejected"
+            {
                 found = Some((token.clone(), id.clone()));
                 break;
             }
         }
         found.unwrap()
     };
-    let rejected = stack.get(&token, &format!("/order/{rejected}")).await;
+    let rejected = stack
+        .api
+        .get_json::<Value>(&token, &format!("/order/{rejected}"))
+        .await
+        .unwrap();
     assert_eq!(
         rejected["rejection"]["shortages"][0]["ingredient"], "Onion",
         "{rejected}"
     );
     assert_eq!(rejected["rejection"]["shortages"][0]["available"], 0);
 
-    let levels = stack.levels(&merchant).await;
+    let levels = stack.api.levels(&merchant).await.unwrap();
     assert_eq!(
         levels,
         vec![
@@ -114,24 +142,44 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     let stack = Stack::start().await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
+    let customer = stack.api.new_customer().await.unwrap();
 
     // 26 burgers take onion from 1 000 g to 480 g: below 50 %.
-    let first = stack.order(&customer, burger, 26).await;
-    stack.wait_for_status(&customer, &first, "confirmed").await;
+    let first = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 26), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, first, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
     eventually("one email", || async {
         stack.mail.emails().await.len() == 1
     })
     .await;
 
     // Further down: no new alert.
-    let second = stack.order(&customer, burger, 5).await;
-    stack.wait_for_status(&customer, &second, "confirmed").await;
+    let second = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, 5), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, second, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
 
     // A restock that stays below 50 % does not re-arm; one that reaches it does.
     let onion = stack
-        .get(&merchant, "/ingredients")
+        .api
+        .get_json::<Value>(&merchant, "/ingredients")
         .await
+        .unwrap()
         .as_array()
         .unwrap()
         .iter()
@@ -140,23 +188,27 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
         .clone();
     let onion_id = onion["id"].as_i64().unwrap();
     let restocked: Value = stack
+        .api
         .post(
             &merchant,
             &format!("/ingredients/{onion_id}/restock"),
             &json!({"amount": 10}),
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(restocked["alert"], "alerted");
     let restocked: Value = stack
+        .api
         .post(
             &merchant,
             &format!("/ingredients/{onion_id}/restock"),
             &json!({"amount": 600}),
         )
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -170,8 +222,17 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     // Crossing again after the re-arm: a second email.
     let level = restocked["stock"].as_i64().unwrap();
     let burgers_to_cross = (level - restocked["reference_level"].as_i64().unwrap() / 2) / 20 + 1;
-    let third = stack.order(&customer, burger, burgers_to_cross).await;
-    stack.wait_for_status(&customer, &third, "confirmed").await;
+    let third = stack
+        .api
+        .place_order(&customer, &NewOrder::of(burger, burgers_to_cross), &[])
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, third, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
     eventually("a second email", || async {
         stack.mail.emails().await.len() == 2
     })

@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Stack, eventually};
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
 
 type Received = Arc<Mutex<Vec<Vec<u8>>>>;
 
@@ -59,14 +61,25 @@ async fn the_trace_of_a_post_order_continues_through_stock_order_and_delivery() 
     .await;
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
-    let customer = stack.new_customer().await;
+    let customer = stack.api.new_customer().await.unwrap();
 
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     let id = stack
-        .order_with_header(&customer, burger, 1, ("traceparent", &traceparent))
-        .await;
-    stack.wait_for_status(&customer, &id, "delivered").await;
+        .api
+        .place_order(
+            &customer,
+            &NewOrder::of(burger, 1),
+            &[("traceparent", &traceparent)],
+        )
+        .await
+        .unwrap()
+        .id;
+    stack
+        .api
+        .wait_for_status(&customer, id, "delivered", WAIT_AT_MOST)
+        .await
+        .unwrap();
 
     // Every event of the order carries the trace in its headers.
     let trace_bytes: Vec<u8> = (0..16)
@@ -100,7 +113,7 @@ async fn the_trace_of_a_post_order_continues_through_stock_order_and_delivery() 
                 continue;
             };
             let event: Value = serde_json::from_slice(&message.payload).unwrap();
-            if event["data"]["order_id"] != id.as_str() {
+            if event["data"]["order_id"] != id.to_string() {
                 continue;
             }
             let header = message

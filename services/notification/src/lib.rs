@@ -8,7 +8,6 @@
 //! - [`actors`]: the notifier, the handler of the `stock.low` consumer.
 //! - [`commands`]: `list-alerts` over NATS request/reply, for the merchant's console.
 //! - [`startup`]: `Application::build(config)` then `run_until_stopped(shutdown)`.
-//! - `testing` (feature `testing`): `MailInbox`, an SMTP inbox of a test's own, for tests.
 
 pub mod actors;
 pub mod commands;
@@ -17,8 +16,6 @@ pub mod domain;
 pub mod mailer;
 pub mod startup;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use config::Config;
 pub use startup::Application;

@@ -5,7 +5,7 @@ use larder_contract::commands::ListAlerts;
 use notification::domain::NotificationStatus;
 use uuid::Uuid;
 
-use notification::testing::MailInbox;
+use larder_test_support::MailInbox;
 
 use crate::helpers::{MERCHANT_EMAIL, beef_is_low, eventually, spawn_app, test_settings};
 

@@ -1,6 +1,6 @@
 //! `spawn_app(settings)`: a fresh database and JetStream namespace with the notification service
 //! running on them against an SMTP port (an inbox of the test's own is
-//! `notification::testing::MailInbox`); and helpers that read like what the tests check.
+//! `larder_test_support::MailInbox`); and helpers that read like what the tests check.
 
 use std::time::Duration;
 

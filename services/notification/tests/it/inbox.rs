@@ -1,6 +1,6 @@
 //! The SMTP inbox fixture itself: maildev exiting on a taken port is told from a slow start.
 
-use notification::testing::MailInbox;
+use larder_test_support::MailInbox;
 
 #[tokio::test]
 #[should_panic(expected = "was taken while maildev was stopped")]

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use larder_contract::subjects;
 use notification::domain::NotificationStatus;
 
-use notification::testing::MailInbox;
+use larder_test_support::MailInbox;
 
 use crate::helpers::{beef_is_low, eventually, spawn_app, test_settings};
 

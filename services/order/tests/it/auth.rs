@@ -7,14 +7,22 @@ use crate::helpers::{MERCHANT_EMAIL, MERCHANT_PASSWORD, assert_problem, spawn_ap
 async fn a_customer_registers_logs_in_and_gets_a_bearer_token_with_its_role() {
     let app = spawn_app().await;
 
-    let response = app.register("Ada@Example.com", "password-123").await;
+    let response = app
+        .api
+        .register("Ada@Example.com", "password-123")
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["role"], "customer");
     assert!(user.get("password_hash").is_none());
 
     // Emails compare case-insensitively.
-    let response = app.login("ada@example.com", "password-123").await;
+    let response = app
+        .api
+        .login("ada@example.com", "password-123")
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let token: Value = response.json().await.unwrap();
     assert_eq!(token["token_type"], "Bearer");
@@ -38,8 +46,10 @@ async fn the_bootstrap_merchant_exists_at_start_and_its_token_names_its_merchant
 async fn registration_refuses_duplicates_and_invalid_credentials() {
     let app = spawn_app().await;
     assert_eq!(
-        app.register("bob@example.com", "password-123")
+        app.api
+            .register("bob@example.com", "password-123")
             .await
+            .unwrap()
             .status(),
         StatusCode::CREATED
     );
@@ -78,8 +88,9 @@ async fn registration_refuses_duplicates_and_invalid_credentials() {
     ];
     for (body, status, field) in cases {
         let response = app
-            .client
-            .post(app.url("/auth/register"))
+            .api
+            .http()
+            .post(app.api.url("/auth/register"))
             .json(&body)
             .send()
             .await
@@ -95,13 +106,19 @@ async fn registration_refuses_duplicates_and_invalid_credentials() {
 async fn login_refuses_wrong_credentials_without_saying_which_part_was_wrong() {
     let app = spawn_app().await;
     let wrong_password = assert_problem(
-        app.login(MERCHANT_EMAIL, "wrong-password").await,
+        app.api
+            .login(MERCHANT_EMAIL, "wrong-password")
+            .await
+            .unwrap(),
         StatusCode::UNAUTHORIZED,
         "wrong password",
     )
     .await;
     let unknown_email = assert_problem(
-        app.login("nobody@example.com", MERCHANT_PASSWORD).await,
+        app.api
+            .login("nobody@example.com", MERCHANT_PASSWORD)
+            .await
+            .unwrap(),
         StatusCode::UNAUTHORIZED,
         "unknown email",
     )

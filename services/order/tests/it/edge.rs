@@ -19,7 +19,7 @@ const SLOW_CLIENTS: usize = 600;
 async fn open_slow_connections(app: &TestApp, n: usize, prefix: &[u8]) -> Vec<TcpStream> {
     // 600 client sockets plus the server's 600 live in this one process.
     order::server::raise_open_file_limit().expect("the open-file limit can be read");
-    let address = app.address.trim_start_matches("http://").to_owned();
+    let address = app.api.base_url().trim_start_matches("http://").to_owned();
     let mut streams = Vec::with_capacity(n);
     for _ in 0..n {
         let mut stream = TcpStream::connect(&address).await.expect("connect");
@@ -35,7 +35,7 @@ async fn open_slow_connections(app: &TestApp, n: usize, prefix: &[u8]) -> Vec<Tc
 async fn assert_health_answers_within_a_second(app: &TestApp, context: &str) {
     let started = Instant::now();
     let response = reqwest::Client::new()
-        .get(app.url("/health"))
+        .get(app.api.url("/health"))
         .timeout(Duration::from_secs(1))
         .send()
         .await
@@ -73,7 +73,13 @@ async fn six_hundred_slow_bodies_neither_block_health_nor_stay_open() {
     let mut slow = open_slow_connections(&app, SLOW_CLIENTS, head).await;
 
     assert_health_answers_within_a_second(&app, "600 slow bodies open").await;
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app
+        .api
+        .http()
+        .get(app.api.url("/ready"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         ready.status(),
         StatusCode::OK,
@@ -154,8 +160,8 @@ async fn a_login_flood_keeps_memory_flat_and_answers_401_or_503_never_500() {
     let mut peak = before;
     let logins: Vec<_> = (0..128)
         .map(|i| {
-            let client = app.client.clone();
-            let url = app.url("/auth/login");
+            let client = app.api.http().clone();
+            let url = app.api.url("/auth/login");
             tokio::spawn(async move {
                 client
                     .post(url)
@@ -200,7 +206,11 @@ async fn logins_beyond_the_address_quota_get_429_with_retry_after() {
     let app = spawn_app_with(|s| s.auth_rate_per_ip_per_min = 5).await;
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        let response = app.login("nobody@example.com", "wrong-password").await;
+        let response = app
+            .api
+            .login("nobody@example.com", "wrong-password")
+            .await
+            .unwrap();
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             let retry_after: u64 = response.headers()["retry-after"]
                 .to_str()
@@ -224,7 +234,11 @@ async fn logins_beyond_the_address_quota_get_429_with_retry_after() {
         [StatusCode::TOO_MANY_REQUESTS; 3],
         "{statuses:?}"
     );
-    let register = app.register("new@example.com", "password-123").await;
+    let register = app
+        .api
+        .register("new@example.com", "password-123")
+        .await
+        .unwrap();
     assert_eq!(
         register.status(),
         StatusCode::TOO_MANY_REQUESTS,
@@ -237,7 +251,12 @@ async fn thirty_wrong_passwords_then_the_right_one_is_still_refused() {
     let app = spawn_app().await;
     let mut limited = 0;
     for _ in 0..30 {
-        let status = app.login(MERCHANT_EMAIL, "wrong-password").await.status();
+        let status = app
+            .api
+            .login(MERCHANT_EMAIL, "wrong-password")
+            .await
+            .unwrap()
+            .status();
         assert!(
             status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS,
             "{status}"
@@ -246,8 +265,10 @@ async fn thirty_wrong_passwords_then_the_right_one_is_still_refused() {
     }
     assert!(limited > 0, "failures slow the account down");
     let right = app
+        .api
         .login(MERCHANT_EMAIL, crate::helpers::MERCHANT_PASSWORD)
-        .await;
+        .await
+        .unwrap();
     assert_problem(
         right,
         StatusCode::TOO_MANY_REQUESTS,
@@ -259,17 +280,25 @@ async fn thirty_wrong_passwords_then_the_right_one_is_still_refused() {
 #[tokio::test]
 async fn a_page_beyond_any_offset_is_a_422_not_a_panic() {
     let app = spawn_app().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     for query in [
         "page=461168601842738792",
         "page=18446744073709551615",
         "page=1000001",
         "per_page=101",
     ] {
-        let response = app.get(&format!("/orders?{query}"), &token).await;
+        let response = app
+            .api
+            .get(&token, &format!("/orders?{query}"))
+            .await
+            .unwrap();
         assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, query).await;
     }
-    let last = app.get("/orders?page=1000000&per_page=100", &token).await;
+    let last = app
+        .api
+        .get(&token, "/orders?page=1000000&per_page=100")
+        .await
+        .unwrap();
     assert_eq!(last.status(), StatusCode::OK);
 }
 
@@ -283,8 +312,9 @@ async fn nul_and_control_characters_in_credentials_are_422_not_500() {
     ] {
         for path in ["/auth/register", "/auth/login"] {
             let response = app
-                .client
-                .post(app.url(path))
+                .api
+                .http()
+                .post(app.api.url(path))
                 .json(&json!({ "email": email, "password": password }))
                 .send()
                 .await
@@ -310,8 +340,8 @@ async fn tokens_of_unknown_or_deleted_users_are_401() {
 
     // A customer who is deleted after logging in (nothing has seen the token yet).
     let email = format!("gone{}@example.com", uuid::Uuid::new_v4().simple());
-    app.register(&email, "password-123").await;
-    let gone = app.token_for(&email, "password-123").await;
+    app.api.register(&email, "password-123").await.unwrap();
+    let gone = app.api.sign_in(&email, "password-123").await.unwrap();
     use sea_orm::ConnectionTrait;
     app.order_db
         .execute_unprepared(&format!("DELETE FROM users WHERE email = '{email}'"))
@@ -319,9 +349,13 @@ async fn tokens_of_unknown_or_deleted_users_are_401() {
         .unwrap();
 
     for (who, token) in [("unknown user", &stranger), ("deleted user", &gone)] {
-        let response = app.post_order(token, &burgers(product, 1)).await;
+        let response = app
+            .api
+            .post_order(token, &burgers(product, 1), &[])
+            .await
+            .unwrap();
         assert_problem(response, StatusCode::UNAUTHORIZED, who).await;
-        let response = app.get("/orders", token).await;
+        let response = app.api.get(token, "/orders").await.unwrap();
         let problem = assert_problem(response, StatusCode::UNAUTHORIZED, who).await;
         assert!(
             problem["detail"].as_str().unwrap().contains("no account"),
@@ -424,7 +458,11 @@ async fn a_merchant_email_registered_by_a_customer_stops_the_bootstrap() {
     let app = spawn_app().await;
     let taken = format!("boss{}@example.com", uuid::Uuid::new_v4().simple());
     assert_eq!(
-        app.register(&taken, "password-123").await.status(),
+        app.api
+            .register(&taken, "password-123")
+            .await
+            .unwrap()
+            .status(),
         StatusCode::CREATED
     );
     let mut config = crate::helpers::config_for(&app);
@@ -453,8 +491,12 @@ async fn a_merchant_email_registered_by_a_customer_stops_the_bootstrap() {
         "{error}"
     );
     // The customer is still a customer.
-    let token = app.token_for(&taken, "password-123").await;
-    let seed = app.post_json("/order/seed", &token, &Value::Null).await;
+    let token = app.api.sign_in(&taken, "password-123").await.unwrap();
+    let seed = app
+        .api
+        .post(&token, "/order/seed", &Value::Null)
+        .await
+        .unwrap();
     assert_eq!(seed.status(), StatusCode::FORBIDDEN);
 }
 
@@ -462,11 +504,12 @@ async fn a_merchant_email_registered_by_a_customer_stops_the_bootstrap() {
 async fn an_idempotency_key_that_cannot_be_stored_exactly_is_422() {
     let app = spawn_app().await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     for key in ["ключ-1".as_bytes(), b"caf\xe9", b"tab\there"] {
         let response = app
-            .client
-            .post(app.url("/order"))
+            .api
+            .http()
+            .post(app.api.url("/order"))
             .bearer_auth(&token)
             .header(
                 "Idempotency-Key",
@@ -484,16 +527,23 @@ async fn an_idempotency_key_that_cannot_be_stored_exactly_is_422() {
         .await;
         assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
     }
-    let orders: Value = app.get("/orders", &token).await.json().await.unwrap();
+    let orders: Value = app
+        .api
+        .get(&token, "/orders")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(orders["total"], 0, "no order was placed without its key");
 }
 
 #[tokio::test]
 async fn responses_carry_the_security_headers() {
     let app = spawn_app().await;
-    let c = &app.client;
+    let c = app.api.http();
 
-    let unauthorized = c.get(app.url("/orders")).send().await.unwrap();
+    let unauthorized = c.get(app.api.url("/orders")).send().await.unwrap();
     assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
     assert!(
         unauthorized.headers()["www-authenticate"]
@@ -502,20 +552,22 @@ async fn responses_carry_the_security_headers() {
             .starts_with("Bearer"),
     );
 
-    let wrong_method = c.delete(app.url("/orders")).send().await.unwrap();
+    let wrong_method = c.delete(app.api.url("/orders")).send().await.unwrap();
     assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.headers()["allow"], "GET, HEAD");
-    let wrong_method = c.get(app.url("/order/seed")).send().await.unwrap();
+    let wrong_method = c.get(app.api.url("/order/seed")).send().await.unwrap();
     assert_eq!(wrong_method.headers()["allow"], "POST");
 
     let login = app
+        .api
         .login(MERCHANT_EMAIL, crate::helpers::MERCHANT_PASSWORD)
-        .await;
+        .await
+        .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     assert_eq!(login.headers()["cache-control"], "no-store");
 
     for path in ["/health", "/docs/", "/openapi.json", "/nope"] {
-        let response = c.get(app.url(path)).send().await.unwrap();
+        let response = c.get(app.api.url(path)).send().await.unwrap();
         let headers = response.headers();
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
@@ -548,7 +600,13 @@ async fn readiness_names_the_dependency_that_is_down_without_its_error() {
         ))
         .await
         .unwrap();
-    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    let response = app
+        .api
+        .http()
+        .get(app.api.url("/ready"))
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     maintenance
@@ -566,9 +624,12 @@ async fn readiness_names_the_dependency_that_is_down_without_its_error() {
 async fn a_revoked_token_is_refused_and_a_new_login_works() {
     let app = spawn_app().await;
     let email = format!("rev{}@example.com", uuid::Uuid::new_v4().simple());
-    app.register(&email, "password-123").await;
-    let token = app.token_for(&email, "password-123").await;
-    assert_eq!(app.get("/orders", &token).await.status(), StatusCode::OK);
+    app.api.register(&email, "password-123").await.unwrap();
+    let token = app.api.sign_in(&email, "password-123").await.unwrap();
+    assert_eq!(
+        app.api.get(&token, "/orders").await.unwrap().status(),
+        StatusCode::OK
+    );
     let user = order::auth::TokenKeys::new(order::config::DEV_JWT_SECRET, 3600)
         .verify(&token)
         .unwrap()
@@ -582,11 +643,11 @@ async fn a_revoked_token_is_refused_and_a_new_login_works() {
 
     // Known users are remembered for a second.
     crate::helpers::eventually("the revoked token is refused", || async {
-        app.get("/orders", &token).await.status() == StatusCode::UNAUTHORIZED
+        app.api.get(&token, "/orders").await.unwrap().status() == StatusCode::UNAUTHORIZED
     })
     .await;
     let problem = assert_problem(
-        app.get("/orders", &token).await,
+        app.api.get(&token, "/orders").await.unwrap(),
         StatusCode::UNAUTHORIZED,
         "revoked",
     )
@@ -595,8 +656,11 @@ async fn a_revoked_token_is_refused_and_a_new_login_works() {
         problem["detail"].as_str().unwrap().contains("revoked"),
         "{problem}"
     );
-    let fresh = app.token_for(&email, "password-123").await;
-    assert_eq!(app.get("/orders", &fresh).await.status(), StatusCode::OK);
+    let fresh = app.api.sign_in(&email, "password-123").await.unwrap();
+    assert_eq!(
+        app.api.get(&fresh, "/orders").await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 /// With PostgreSQL away, operations that need it answer 503 problem+json with `Retry-After`
@@ -606,7 +670,7 @@ async fn with_the_database_away_operations_answer_503_with_retry_after() {
     use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let customer = app.customer_token().await;
+    let customer = app.api.new_customer().await.unwrap();
     let name = app.test_db().name().to_owned();
     let maintenance = sea_orm::Database::connect(app.test_db().admin.with_database("postgres").url)
         .await
@@ -619,8 +683,12 @@ async fn with_the_database_away_operations_answer_503_with_retry_after() {
     }
 
     let started = std::time::Instant::now();
-    let placed = app.post_order(&customer, &burgers(burger, 1)).await;
-    let listed = app.get("/orders", &customer).await;
+    let placed = app
+        .api
+        .post_order(&customer, &burgers(burger, 1), &[])
+        .await
+        .unwrap();
+    let listed = app.api.get(&customer, "/orders").await.unwrap();
     let elapsed = started.elapsed();
     maintenance
         .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
@@ -639,7 +707,7 @@ async fn with_the_database_away_operations_answer_503_with_retry_after() {
     }
     // And once it is back, the same calls work.
     eventually("the database answers again", || async {
-        app.get("/orders", &customer).await.status() == StatusCode::OK
+        app.api.get(&customer, "/orders").await.unwrap().status() == StatusCode::OK
     })
     .await;
 }

@@ -8,23 +8,23 @@ use crate::helpers::{assert_problem, burgers, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn framework_errors_are_problem_json_too() {
     let app = spawn_app().await;
-    let token = app.customer_token().await;
-    let c = &app.client;
+    let token = app.api.new_customer().await.unwrap();
+    let c = app.api.http();
 
     let cases = vec![
         (
             "unknown route",
-            c.get(app.url("/nope")),
+            c.get(app.api.url("/nope")),
             StatusCode::NOT_FOUND,
         ),
         (
             "wrong method",
-            c.delete(app.url("/orders")).bearer_auth(&token),
+            c.delete(app.api.url("/orders")).bearer_auth(&token),
             StatusCode::METHOD_NOT_ALLOWED,
         ),
         (
             "bad JSON",
-            c.post(app.url("/order"))
+            c.post(app.api.url("/order"))
                 .bearer_auth(&token)
                 .header("content-type", "application/json")
                 .body("{\"products\": ["),
@@ -32,7 +32,7 @@ async fn framework_errors_are_problem_json_too() {
         ),
         (
             "wrong content type",
-            c.post(app.url("/order"))
+            c.post(app.api.url("/order"))
                 .bearer_auth(&token)
                 .header("content-type", "text/plain")
                 .body("products"),
@@ -40,17 +40,17 @@ async fn framework_errors_are_problem_json_too() {
         ),
         (
             "missing token",
-            c.get(app.url("/orders")),
+            c.get(app.api.url("/orders")),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "garbage token",
-            c.get(app.url("/orders")).bearer_auth("garbage"),
+            c.get(app.api.url("/orders")).bearer_auth("garbage"),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "bad path parameter",
-            c.get(app.url("/order/not-a-uuid")).bearer_auth(&token),
+            c.get(app.api.url("/order/not-a-uuid")).bearer_auth(&token),
             StatusCode::BAD_REQUEST,
         ),
     ];
@@ -62,7 +62,7 @@ async fn framework_errors_are_problem_json_too() {
     // Its own client: the server answers 413 without reading the body and closes that
     // connection, which a pooled client would otherwise reuse for the next request.
     let response = reqwest::Client::new()
-        .post(app.url("/order"))
+        .post(app.api.url("/order"))
         .bearer_auth(&token)
         .header("content-type", "application/json")
         .body(format!(
@@ -92,7 +92,11 @@ async fn forged_and_expired_tokens_are_refused() {
         now - 3600,
     );
     for (what, token) in [("forged", forged), ("expired", expired)] {
-        let response = app.post_order(&token, &burgers(1, 1)).await;
+        let response = app
+            .api
+            .post_order(&token, &burgers(1, 1), &[])
+            .await
+            .unwrap();
         let problem = assert_problem(response, StatusCode::UNAUTHORIZED, what).await;
         assert!(
             problem["detail"].as_str().unwrap().contains("token"),
@@ -105,21 +109,29 @@ async fn forged_and_expired_tokens_are_refused() {
 async fn the_request_id_is_taken_from_the_request_or_generated_and_always_returned() {
     let app = spawn_app().await;
     let response = app
-        .client
-        .get(app.url("/health"))
+        .api
+        .http()
+        .get(app.api.url("/health"))
         .header("X-Request-Id", "my-trace-42")
         .send()
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "my-trace-42");
 
-    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    let response = app
+        .api
+        .http()
+        .get(app.api.url("/health"))
+        .send()
+        .await
+        .unwrap();
     let generated = response.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
 
     let response = app
-        .client
-        .get(app.url("/nope"))
+        .api
+        .http()
+        .get(app.api.url("/nope"))
         .header("X-Request-Id", "trace-404")
         .send()
         .await
@@ -132,8 +144,9 @@ async fn the_request_id_is_taken_from_the_request_or_generated_and_always_return
 async fn health_and_readiness() {
     let app = spawn_app().await;
     let health: serde_json::Value = app
-        .client
-        .get(app.url("/health"))
+        .api
+        .http()
+        .get(app.api.url("/health"))
         .send()
         .await
         .unwrap()
@@ -141,7 +154,13 @@ async fn health_and_readiness() {
         .await
         .unwrap();
     assert_eq!(health, json!({"service": "order", "status": "ok"}));
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    let ready = app
+        .api
+        .http()
+        .get(app.api.url("/ready"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["database"], "ok");
@@ -151,7 +170,13 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn beyond_its_in_flight_limit_the_api_sheds_load_with_503_and_retry_after() {
     let app = spawn_app_with(|settings| settings.http_max_in_flight = 0).await;
-    let response = app.client.get(app.url("/orders")).send().await.unwrap();
+    let response = app
+        .api
+        .http()
+        .get(app.api.url("/orders"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["retry-after"], "1");
     let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "at capacity").await;
     assert!(
@@ -160,7 +185,7 @@ async fn beyond_its_in_flight_limit_the_api_sheds_load_with_503_and_retry_after(
     );
     // Probes are not counted: they tell the truth under any load.
     for probe in ["/health", "/ready"] {
-        let response = app.client.get(app.url(probe)).send().await.unwrap();
+        let response = app.api.http().get(app.api.url(probe)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{probe}");
     }
 }

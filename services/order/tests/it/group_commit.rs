@@ -56,7 +56,7 @@ async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
 
 async fn customer(app: &TestApp) -> Uuid {
     let email = format!("c{}@example.com", Uuid::new_v4().simple());
-    app.register(&email, "password-123").await;
+    app.api.register(&email, "password-123").await.unwrap();
     store::find_user_by_email(&app.order_db, &email)
         .await
         .unwrap()

@@ -11,10 +11,10 @@ use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
 use order::config::OrderSettings;
 use order::{Application, Config};
+use order_client::Client;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
 pub const MERCHANT_PASSWORD: &str = "merchant-password";
@@ -27,8 +27,8 @@ static METRICS: LazyLock<metrics_exporter_prometheus::PrometheusHandle> = LazyLo
 });
 
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    /// The order API of this app.
+    pub api: Client,
     /// Dropped with the app: drops the database and its roles.
     _test_db: TestDatabase,
     /// A pool as the order role, on its schema.
@@ -75,8 +75,7 @@ pub async fn spawn_app_on(
     change(&mut config.settings);
     let (port, shutdown, server) = start(config).await;
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        api: Client::new(&format!("http://127.0.0.1:{port}")),
         _test_db: db,
         order_db,
         nats,
@@ -170,7 +169,7 @@ pub fn config_for(app: &TestApp) -> Config {
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Close our idle keep-alive connections so the graceful shutdown has nothing to wait for.
-        self.client = reqwest::Client::new();
+        self.api = Client::new(self.api.base_url());
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             let _ = server.join();
@@ -184,47 +183,12 @@ impl TestApp {
         &self._test_db
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.client
-            .post(self.url("/auth/register"))
-            .json(&json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.client
-            .post(self.url("/auth/login"))
-            .json(&json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn token_for(&self, email: &str, password: &str) -> String {
-        let response = self.login(email, password).await;
-        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
-        let body: Value = response.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-
+    /// A token of the bootstrap merchant.
     pub async fn merchant_token(&self) -> String {
-        self.token_for(MERCHANT_EMAIL, MERCHANT_PASSWORD).await
-    }
-
-    /// Registers a fresh customer and returns its token.
-    pub async fn customer_token(&self) -> String {
-        let email = format!("c{}@example.com", uuid::Uuid::new_v4().simple());
-        assert_eq!(
-            self.register(&email, "password-123").await.status(),
-            StatusCode::CREATED
-        );
-        self.token_for(&email, "password-123").await
+        self.api
+            .sign_in(MERCHANT_EMAIL, MERCHANT_PASSWORD)
+            .await
+            .unwrap()
     }
 
     /// Puts the burger in the bootstrap merchant's catalogue and returns its product id. Only
@@ -261,52 +225,6 @@ impl TestApp {
         product.id
     }
 
-    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
-        let mut request = self.client.post(self.url(path)).bearer_auth(token);
-        if !body.is_null() {
-            request = request.json(body);
-        }
-        request.send().await.unwrap()
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    pub async fn post_order(&self, token: &str, body: &Value) -> Response {
-        self.post_json("/order", token, body).await
-    }
-
-    /// Places an order of one `product` and returns its id (the order was accepted).
-    pub async fn place_one(&self, token: &str, product: i64) -> Uuid {
-        let response = self.post_order(token, &burgers(product, 1)).await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let order: Value = response.json().await.unwrap();
-        order["id"].as_str().unwrap().parse().unwrap()
-    }
-
-    /// `GET /order/{id}` as `token`, as JSON.
-    pub async fn order_json(&self, token: &str, id: Uuid) -> Value {
-        self.get(&format!("/order/{id}"), token)
-            .await
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// Waits until the order has `status`.
-    pub async fn wait_for_status(&self, token: &str, id: Uuid, status: &str) {
-        eventually(&format!("order {id} is {status}"), || async {
-            self.order_json(token, id).await["status"] == status
-        })
-        .await;
-    }
-
     /// The count a `SELECT count(*) ...` of the order schema answers.
     pub async fn count(&self, sql: &str) -> i64 {
         let row = sea_orm::ConnectionTrait::query_one_raw(
@@ -317,17 +235,6 @@ impl TestApp {
         .unwrap()
         .unwrap();
         row.try_get_by_index::<i64>(0).unwrap()
-    }
-
-    pub async fn post_order_with_key(&self, token: &str, key: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url("/order"))
-            .bearer_auth(token)
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
     }
 }
 

@@ -7,6 +7,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
+use larder_bus::testing::WAIT_AT_MOST;
+
 use crate::helpers::{
     TestApp, assert_problem, burgers, delivery_agreeing_to_cancels, eventually, publish, spawn_app,
 };
@@ -14,8 +16,10 @@ use crate::helpers::{
 async fn place(app: &TestApp, token: &str) -> Uuid {
     let burger = app.seed().await;
     let order: Value = app
-        .post_order(token, &burgers(burger, 1))
+        .api
+        .post_order(token, &burgers(burger, 1), &[])
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -46,12 +50,13 @@ async fn cancellations(app: &TestApp) -> Vec<Value> {
 async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announced() {
     let app = spawn_app().await;
     let _delivery = delivery_agreeing_to_cancels(&app).await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     let id = place(&app, &token).await;
 
     let response = app
-        .client
-        .post(app.url(&format!("/order/{id}/cancel")))
+        .api
+        .http()
+        .post(app.api.url(&format!("/order/{id}/cancel")))
         .bearer_auth(&token)
         .header("X-Request-Id", "cancel-1")
         .send()
@@ -62,8 +67,10 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
     assert_eq!(order["status"], "cancelled");
 
     let again = app
-        .post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)
-        .await;
+        .api
+        .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
+        .await
+        .unwrap();
     assert_eq!(
         again.status(),
         StatusCode::ACCEPTED,
@@ -79,10 +86,12 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
     assert_eq!(events[0]["data"]["order_id"], id.to_string());
     assert_eq!(events[0]["correlation_id"], "cancel-1");
 
-    let stranger = app.customer_token().await;
+    let stranger = app.api.new_customer().await.unwrap();
     assert_problem(
-        app.post_json(&format!("/order/{id}/cancel"), &stranger, &Value::Null)
-            .await,
+        app.api
+            .post(&stranger, &format!("/order/{id}/cancel"), &Value::Null)
+            .await
+            .unwrap(),
         StatusCode::NOT_FOUND,
         "someone else's order",
     )
@@ -95,17 +104,20 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
 #[tokio::test]
 async fn a_pending_order_is_not_cancelled_without_deliverys_word() {
     let app = spawn_app().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     let id = place(&app, &token).await;
 
     let response = app
-        .post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)
-        .await;
+        .api
+        .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     let order: Value = app
-        .client
-        .get(app.url(&format!("/order/{id}")))
+        .api
+        .http()
+        .get(app.api.url(&format!("/order/{id}")))
         .bearer_auth(&token)
         .send()
         .await
@@ -120,7 +132,7 @@ async fn a_pending_order_is_not_cancelled_without_deliverys_word() {
 #[tokio::test]
 async fn a_dispatched_order_can_no_longer_be_cancelled() {
     let app = spawn_app().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     let id = place(&app, &token).await;
     publish(
         &app,
@@ -146,11 +158,16 @@ async fn a_dispatched_order_can_no_longer_be_cancelled() {
         ),
     )
     .await;
-    app.wait_for_status(&token, id, "dispatched").await;
+    app.api
+        .wait_for_status(&token, id, "dispatched", WAIT_AT_MOST)
+        .await
+        .unwrap();
 
     let problem = assert_problem(
-        app.post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)
-            .await,
+        app.api
+            .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
+            .await
+            .unwrap(),
         StatusCode::CONFLICT,
         "cancel after dispatch",
     )

@@ -13,6 +13,9 @@ use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
+
 use crate::helpers::{
     SseReader, TestApp, burgers, eventually, publish, spawn_app, spawn_app_with,
     spawn_other_instance,
@@ -111,7 +114,11 @@ fn order_preferring(
     product: i64,
     prefer: &'static str,
 ) -> tokio::task::JoinHandle<reqwest::Response> {
-    let (client, url, token) = (app.client.clone(), app.url("/order"), token.to_owned());
+    let (client, url, token) = (
+        app.api.http().clone(),
+        app.api.url("/order"),
+        token.to_owned(),
+    );
     tokio::spawn(async move {
         client
             .post(url)
@@ -128,12 +135,17 @@ fn order_preferring(
 async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends() {
     let app = spawn_app().await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
-    let id = app.place_one(&token, product).await;
+    let token = app.api.new_customer().await.unwrap();
+    let id = app
+        .api
+        .place_order(&token, &NewOrder::of(product, 1), &[])
+        .await
+        .unwrap()
+        .id;
 
     let response = open_stream(
-        &app.client,
-        app.url(&format!("/order/{id}/events")),
+        app.api.http(),
+        app.api.url(&format!("/order/{id}/events")),
         &token,
         None,
     )
@@ -182,8 +194,8 @@ async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends()
     // Resuming after the first change replays the rest; after the last, nothing comes: 204.
     let mut resumed = SseReader::new(
         open_stream(
-            &app.client,
-            app.url(&format!("/order/{id}/events")),
+            app.api.http(),
+            app.api.url(&format!("/order/{id}/events")),
             &token,
             Some(&first.id),
         )
@@ -195,8 +207,8 @@ async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends()
     }
     assert_eq!(statuses, ["confirmed", "dispatched", "delivered"]);
     let done = open_stream(
-        &app.client,
-        app.url(&format!("/order/{id}/events")),
+        app.api.http(),
+        app.api.url(&format!("/order/{id}/events")),
         &token,
         Some(&fourth.id),
     )
@@ -208,15 +220,23 @@ async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends()
 async fn a_final_order_streams_its_status_once_and_ends() {
     let app = spawn_app().await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
-    let id = app.place_one(&token, product).await;
+    let token = app.api.new_customer().await.unwrap();
+    let id = app
+        .api
+        .place_order(&token, &NewOrder::of(product, 1), &[])
+        .await
+        .unwrap()
+        .id;
     publish(&app, &rejected(id)).await;
-    app.wait_for_status(&token, id, "rejected").await;
+    app.api
+        .wait_for_status(&token, id, "rejected", WAIT_AT_MOST)
+        .await
+        .unwrap();
 
     let mut stream = SseReader::new(
         open_stream(
-            &app.client,
-            app.url(&format!("/order/{id}/events")),
+            app.api.http(),
+            app.api.url(&format!("/order/{id}/events")),
             &token,
             None,
         )
@@ -232,21 +252,27 @@ async fn a_final_order_streams_its_status_once_and_ends() {
 async fn only_the_customer_and_its_merchant_may_follow_an_order() {
     let app = spawn_app().await;
     let product = app.seed().await;
-    let owner = app.customer_token().await;
-    let id = app.place_one(&owner, product).await;
+    let owner = app.api.new_customer().await.unwrap();
+    let id = app
+        .api
+        .place_order(&owner, &NewOrder::of(product, 1), &[])
+        .await
+        .unwrap()
+        .id;
     let path = format!("/order/{id}/events");
 
-    let stranger = app.customer_token().await;
-    let response = open_stream(&app.client, app.url(&path), &stranger, None).await;
+    let stranger = app.api.new_customer().await.unwrap();
+    let response = open_stream(app.api.http(), app.api.url(&path), &stranger, None).await;
     crate::helpers::assert_problem(response, StatusCode::NOT_FOUND, "another customer").await;
     let unknown = format!("/order/{}/events", Uuid::new_v4());
-    let response = open_stream(&app.client, app.url(&unknown), &owner, None).await;
+    let response = open_stream(app.api.http(), app.api.url(&unknown), &owner, None).await;
     crate::helpers::assert_problem(response, StatusCode::NOT_FOUND, "no such order").await;
-    let response = app.client.get(app.url(&path)).send().await.unwrap();
+    let response = app.api.http().get(app.api.url(&path)).send().await.unwrap();
     crate::helpers::assert_problem(response, StatusCode::UNAUTHORIZED, "no token").await;
     let response = app
-        .client
-        .get(app.url(&path))
+        .api
+        .http()
+        .get(app.api.url(&path))
         .bearer_auth(&owner)
         .header("Last-Event-ID", "yesterday")
         .send()
@@ -256,7 +282,7 @@ async fn only_the_customer_and_its_merchant_may_follow_an_order() {
 
     let merchant = app.merchant_token().await;
     let mut stream =
-        SseReader::new(open_stream(&app.client, app.url(&path), &merchant, None).await);
+        SseReader::new(open_stream(app.api.http(), app.api.url(&path), &merchant, None).await);
     assert_eq!(stream.next().await.unwrap().data["status"], "pending");
 }
 
@@ -270,14 +296,20 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
     })
     .await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
-    let id = app.place_one(&token, product).await;
+    let token = app.api.new_customer().await.unwrap();
+    let id = app
+        .api
+        .place_order(&token, &NewOrder::of(product, 1), &[])
+        .await
+        .unwrap()
+        .id;
     let path = format!("/order/{id}/events");
 
-    let mut open = SseReader::new(open_stream(&app.client, app.url(&path), &token, None).await);
+    let mut open =
+        SseReader::new(open_stream(app.api.http(), app.api.url(&path), &token, None).await);
     assert_eq!(open.next().await.unwrap().data["status"], "pending");
 
-    let second = open_stream(&reqwest::Client::new(), app.url(&path), &token, None).await;
+    let second = open_stream(&reqwest::Client::new(), app.api.url(&path), &token, None).await;
     let problem =
         crate::helpers::assert_problem(second, StatusCode::SERVICE_UNAVAILABLE, "a second stream")
             .await;
@@ -288,12 +320,12 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
             .contains("event streams")
     );
     for _ in 0..3 {
-        let response = app.get(&format!("/order/{id}"), &token).await;
+        let response = app.api.get(&token, &format!("/order/{id}")).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "a short request");
     }
     drop(open);
     eventually("the stream's slot is free again", || async {
-        open_stream(&reqwest::Client::new(), app.url(&path), &token, None)
+        open_stream(&reqwest::Client::new(), app.api.url(&path), &token, None)
             .await
             .status()
             == StatusCode::OK
@@ -305,12 +337,18 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
 async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
     let app = spawn_app_with(|s| s.sse_max_secs = 1).await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
-    let id = app.place_one(&token, product).await;
+    let token = app.api.new_customer().await.unwrap();
+    let id = app
+        .api
+        .place_order(&token, &NewOrder::of(product, 1), &[])
+        .await
+        .unwrap()
+        .id;
     let path = format!("/order/{id}/events");
 
     let started = Instant::now();
-    let mut stream = SseReader::new(open_stream(&app.client, app.url(&path), &token, None).await);
+    let mut stream =
+        SseReader::new(open_stream(app.api.http(), app.api.url(&path), &token, None).await);
     let first = stream.next().await.unwrap();
     assert!(stream.next().await.is_none(), "ended at its lifetime");
     assert!(
@@ -320,9 +358,13 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
     );
 
     publish(&app, &confirmed(id)).await;
-    app.wait_for_status(&token, id, "confirmed").await;
-    let mut resumed =
-        SseReader::new(open_stream(&app.client, app.url(&path), &token, Some(&first.id)).await);
+    app.api
+        .wait_for_status(&token, id, "confirmed", WAIT_AT_MOST)
+        .await
+        .unwrap();
+    let mut resumed = SseReader::new(
+        open_stream(app.api.http(), app.api.url(&path), &token, Some(&first.id)).await,
+    );
     assert_eq!(resumed.next().await.unwrap().data["status"], "confirmed");
 }
 
@@ -330,7 +372,7 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
 async fn prefer_wait_answers_201_with_the_confirmed_order_and_caps_the_wait_at_10() {
     let app = spawn_app().await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     let post = order_preferring(&app, &token, product, "wait=60");
     let id = stored_order(&app, |_| true).await;
     let published = Instant::now();
@@ -357,7 +399,7 @@ async fn prefer_wait_answers_201_with_the_confirmed_order_and_caps_the_wait_at_1
 async fn prefer_wait_answers_201_with_a_rejection_and_its_shortages() {
     let app = spawn_app().await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     let post = order_preferring(&app, &token, product, "respond-async, wait=5");
     let id = stored_order(&app, |_| true).await;
     let published = Instant::now();
@@ -384,9 +426,9 @@ async fn a_wait_that_runs_out_is_the_usual_202_and_holds_no_in_flight_slot() {
     })
     .await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     let waiting = {
-        let (client, url, token) = (app.client.clone(), app.url("/order"), token.clone());
+        let (client, url, token) = (app.api.http().clone(), app.api.url("/order"), token.clone());
         tokio::spawn(async move {
             let started = Instant::now();
             let response = client
@@ -406,8 +448,9 @@ async fn a_wait_that_runs_out_is_the_usual_202_and_holds_no_in_flight_slot() {
     // taken, so another wait is not honoured (202 at once, no Preference-Applied).
     let started = Instant::now();
     let other = app
-        .client
-        .post(app.url("/order"))
+        .api
+        .http()
+        .post(app.api.url("/order"))
         .bearer_auth(&token)
         .header("Prefer", "wait=2")
         .json(&burgers(product, 1))
@@ -437,12 +480,17 @@ async fn a_client_on_another_instance_sees_what_this_instance_settled() {
     let app = spawn_app().await;
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
-    let id = app.place_one(&token, product).await;
+    let token = app.api.new_customer().await.unwrap();
+    let id = app
+        .api
+        .place_order(&token, &NewOrder::of(product, 1), &[])
+        .await
+        .unwrap()
+        .id;
 
     let mut stream = SseReader::new(
         open_stream(
-            &app.client,
+            app.api.http(),
             other.url(&format!("/order/{id}/events")),
             &token,
             None,
@@ -451,7 +499,7 @@ async fn a_client_on_another_instance_sees_what_this_instance_settled() {
     );
     assert_eq!(stream.next().await.unwrap().data["status"], "pending");
     let post = {
-        let (client, url, token) = (app.client.clone(), other.url("/order"), token.clone());
+        let (client, url, token) = (app.api.http().clone(), other.url("/order"), token.clone());
         tokio::spawn(async move {
             client
                 .post(url)
@@ -507,11 +555,16 @@ async fn a_cancel_ends_the_stream_on_every_instance() {
     let _delivery = crate::helpers::delivery_agreeing_to_cancels(&app).await;
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
     let product = app.seed().await;
-    let token = app.customer_token().await;
-    let id = app.place_one(&token, product).await;
+    let token = app.api.new_customer().await.unwrap();
+    let id = app
+        .api
+        .place_order(&token, &NewOrder::of(product, 1), &[])
+        .await
+        .unwrap()
+        .id;
     let mut stream = SseReader::new(
         open_stream(
-            &app.client,
+            app.api.http(),
             other.url(&format!("/order/{id}/events")),
             &token,
             None,
@@ -522,8 +575,10 @@ async fn a_cancel_ends_the_stream_on_every_instance() {
 
     let cancelled = Instant::now();
     let cancel = app
-        .post_json(&format!("/order/{id}/cancel"), &token, &Value::Null)
-        .await;
+        .api
+        .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
+        .await
+        .unwrap();
     assert_eq!(cancel.status(), StatusCode::ACCEPTED);
 
     let last = stream.next().await.unwrap();

@@ -14,27 +14,27 @@ use crate::helpers::{assert_problem, burgers, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn merchant_operations_are_for_merchants_only() {
     let app = spawn_app().await;
-    let customer = app.customer_token().await;
+    let customer = app.api.new_customer().await.unwrap();
     let cases = [
         ("/order/seed", Value::Null),
         ("/ingredients/1/restock", json!({"amount": 1})),
     ];
     for (path, body) in cases {
         assert_problem(
-            app.post_json(path, &customer, &body).await,
+            app.api.post(&customer, path, &body).await.unwrap(),
             StatusCode::FORBIDDEN,
             path,
         )
         .await;
         assert_problem(
-            app.client.post(app.url(path)).send().await.unwrap(),
+            app.api.http().post(app.api.url(path)).send().await.unwrap(),
             StatusCode::UNAUTHORIZED,
             path,
         )
         .await;
     }
     assert_problem(
-        app.get("/ingredients", &customer).await,
+        app.api.get(&customer, "/ingredients").await.unwrap(),
         StatusCode::FORBIDDEN,
         "customer lists ingredients",
     )
@@ -47,10 +47,12 @@ async fn without_stock_or_delivery_running_merchant_operations_answer_503_within
     let app = spawn_app_with(|s| s.service_request_timeout_ms = timeout.as_millis() as u64).await;
     let merchant = app.merchant_token().await;
     let burger = app.seed().await;
-    let customer = app.customer_token().await;
+    let customer = app.api.new_customer().await.unwrap();
     let order: Value = app
-        .post_order(&customer, &burgers(burger, 1))
+        .api
+        .post_order(&customer, &burgers(burger, 1), &[])
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -68,7 +70,7 @@ async fn without_stock_or_delivery_running_merchant_operations_answer_503_within
     ];
     for (what, path, body) in calls {
         let started = Instant::now();
-        let response = app.post_json(path, &merchant, &body).await;
+        let response = app.api.post(&merchant, path, &body).await.unwrap();
         assert!(
             started.elapsed() < timeout + Duration::from_secs(2),
             "{what} took {:?}",
@@ -85,7 +87,7 @@ async fn without_stock_or_delivery_running_merchant_operations_answer_503_within
         );
     }
     let started = Instant::now();
-    let response = app.get("/ingredients", &merchant).await;
+    let response = app.api.get(&merchant, "/ingredients").await.unwrap();
     assert!(started.elapsed() < timeout + Duration::from_secs(2));
     assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "list").await;
 }
@@ -95,12 +97,14 @@ async fn a_courier_update_for_an_order_of_another_merchant_or_none_is_not_found(
     let app = spawn_app().await;
     let merchant = app.merchant_token().await;
     assert_problem(
-        app.post_json(
-            &format!("/order/{}/delivery", uuid::Uuid::new_v4()),
-            &merchant,
-            &json!({"status": "dispatched"}),
-        )
-        .await,
+        app.api
+            .post(
+                &merchant,
+                &format!("/order/{}/delivery", uuid::Uuid::new_v4()),
+                &json!({"status": "dispatched"}),
+            )
+            .await
+            .unwrap(),
         StatusCode::NOT_FOUND,
         "unknown order",
     )
@@ -132,8 +136,10 @@ async fn a_restock_amount_stock_refuses_is_a_422_naming_the_field_amount() {
 
     // Act
     let response = app
-        .post_json("/ingredients/1/restock", &merchant, &json!({"amount": 500}))
-        .await;
+        .api
+        .post(&merchant, "/ingredients/1/restock", &json!({"amount": 500}))
+        .await
+        .unwrap();
 
     // Assert: stock's words come back under the field the client wrote.
     let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "amount 500").await;

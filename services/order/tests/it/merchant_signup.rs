@@ -24,7 +24,11 @@ fn fresh_email() -> String {
 }
 
 async fn sign_up(app: &TestApp, body: &Value, operator_token: Option<&str>) -> reqwest::Response {
-    let mut request = app.client.post(app.url("/auth/merchants")).json(body);
+    let mut request = app
+        .api
+        .http()
+        .post(app.api.url("/auth/merchants"))
+        .json(body);
     if let Some(token) = operator_token {
         request = request.header("X-Operator-Token", token);
     }
@@ -60,13 +64,15 @@ async fn a_signed_up_merchant_logs_in_and_sees_only_its_own_orders() {
     assert_eq!(account["user"]["merchant_id"], merchant_id);
 
     // Its own catalogue, priced in its own currency, next to the bootstrap merchant's.
-    let deli = app.token_for(&email, "deli-password").await;
+    let deli = app.api.sign_in(&email, "deli-password").await.unwrap();
     let sandwich = seed_for(&app, merchant_id).await;
     let burger = app.seed().await;
-    let customer = app.customer_token().await;
+    let customer = app.api.new_customer().await.unwrap();
     let deli_order: Value = app
-        .post_order(&customer, &burgers(sandwich, 2))
+        .api
+        .post_order(&customer, &burgers(sandwich, 2), &[])
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -74,32 +80,52 @@ async fn a_signed_up_merchant_logs_in_and_sees_only_its_own_orders() {
     assert_eq!(deli_order["currency"], "GBP");
     assert_eq!(deli_order["total_cents"], 1300);
     let burger_order: Value = app
-        .post_order(&customer, &burgers(burger, 1))
+        .api
+        .post_order(&customer, &burgers(burger, 1), &[])
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
 
-    let listed: Value = app.get("/orders", &deli).await.json().await.unwrap();
+    let listed: Value = app
+        .api
+        .get(&deli, "/orders")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
     assert_eq!(listed["items"][0]["id"], deli_order["id"]);
     let theirs = app
+        .api
         .get(
-            &format!("/order/{}", burger_order["id"].as_str().unwrap()),
             &deli,
+            &format!("/order/{}", burger_order["id"].as_str().unwrap()),
         )
-        .await;
+        .await
+        .unwrap();
     assert_problem(theirs, StatusCode::NOT_FOUND, "another merchant's order").await;
     let bootstrap = app.merchant_token().await;
-    let listed: Value = app.get("/orders", &bootstrap).await.json().await.unwrap();
+    let listed: Value = app
+        .api
+        .get(&bootstrap, "/orders")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
     assert_eq!(listed["items"][0]["id"], burger_order["id"]);
     let mine = app
+        .api
         .get(
-            &format!("/order/{}", deli_order["id"].as_str().unwrap()),
             &deli,
+            &format!("/order/{}", deli_order["id"].as_str().unwrap()),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(mine.status(), StatusCode::OK);
 }
 
@@ -149,8 +175,9 @@ async fn sign_up_names_every_bad_field_and_refuses_taken_names_and_emails() {
     )
     .await;
     let register = app
-        .client
-        .post(app.url("/auth/register"))
+        .api
+        .http()
+        .post(app.api.url("/auth/register"))
         .json(&json!({ "email": fresh_email(), "password": 123_456_789 }))
         .send()
         .await
@@ -224,7 +251,11 @@ async fn a_closed_sign_up_refuses_everyone() {
 #[tokio::test]
 async fn sign_up_counts_against_the_per_address_limit_of_register() {
     let app = spawn_app_with(|s| s.auth_rate_per_ip_per_min = 2).await;
-    let first = app.register(&fresh_email(), "password-123").await;
+    let first = app
+        .api
+        .register(&fresh_email(), "password-123")
+        .await
+        .unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
     let second = sign_up(&app, &sign_up_body("Corner Deli", &fresh_email()), None).await;
     assert_eq!(second.status(), StatusCode::CREATED);

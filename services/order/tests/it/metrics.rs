@@ -8,22 +8,30 @@ async fn metrics_count_requests_by_route_template_and_status() {
     let app = spawn_app().await;
     let order_id = uuid::Uuid::new_v4();
     let login = app
-        .client
-        .post(app.url("/auth/login"))
+        .api
+        .http()
+        .post(app.api.url("/auth/login"))
         .json(&json!({"email": "nobody@example.com", "password": "wrong-password"}))
         .send()
         .await
         .unwrap();
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
     let order = app
-        .client
-        .get(app.url(&format!("/order/{order_id}")))
+        .api
+        .http()
+        .get(app.api.url(&format!("/order/{order_id}")))
         .send()
         .await
         .unwrap();
     assert_eq!(order.status(), StatusCode::UNAUTHORIZED);
 
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app
+        .api
+        .http()
+        .get(app.api.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]

@@ -14,6 +14,9 @@ use migration::testing::TestDatabase;
 use serde_json::Value;
 use uuid::Uuid;
 
+use larder_bus::testing::WAIT_AT_MOST;
+use order_client::NewOrder;
+
 use crate::helpers::{TestApp, eventually, publish, spawn_app_on};
 
 /// Longer than a JetStream publish waits for its ack (5 s): the relay's publishes of the outage
@@ -66,9 +69,14 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
     let nats = TestNats::on(&nats_server.url(), 1).await;
     let app = spawn_app_on(TestDatabase::new().await, nats, |_| {}).await;
     let burger = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
 
-    let before = app.place_one(&token, burger).await;
+    let before = app
+        .api
+        .place_order(&token, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
     eventually("the first order is announced", || async {
         announced(&app).await.contains_key(&before)
     })
@@ -76,10 +84,20 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
 
     nats_server.kill(0);
     // Accepted into the outbox while NATS is away; the relay's attempts fail meanwhile.
-    let during = app.place_one(&token, burger).await;
+    let during = app
+        .api
+        .place_order(&token, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
     tokio::time::sleep(OUTAGE).await;
     nats_server.restart(0);
-    let after = app.place_one(&token, burger).await;
+    let after = app
+        .api
+        .place_order(&token, &NewOrder::of(burger, 1), &[])
+        .await
+        .unwrap()
+        .id;
 
     let orders = [before, during, after];
     eventually("the outbox is published", || async {
@@ -101,10 +119,15 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
         confirm_dispatch_and_deliver(&app, id).await;
     }
     for id in orders {
-        app.wait_for_status(&token, id, "delivered").await;
-        let order: Value = app
-            .get(&format!("/order/{id}"), &token)
+        app.api
+            .wait_for_status(&token, id, "delivered", WAIT_AT_MOST)
             .await
+            .unwrap();
+        let order: Value = app
+            .api
+            .get(&token, &format!("/order/{id}"))
+            .await
+            .unwrap()
             .json()
             .await
             .unwrap();

@@ -14,8 +14,9 @@ fn the_checked_in_openapi_json_is_the_spec_the_service_serves() {
 async fn the_served_spec_and_swagger_ui_are_there() {
     let app = spawn_app().await;
     let served = app
-        .client
-        .get(app.url("/openapi.json"))
+        .api
+        .http()
+        .get(app.api.url("/openapi.json"))
         .send()
         .await
         .unwrap()
@@ -23,7 +24,13 @@ async fn the_served_spec_and_swagger_ui_are_there() {
         .await
         .unwrap();
     assert_eq!(served.trim_end(), order::api::spec_json().trim_end());
-    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    let docs = app
+        .api
+        .http()
+        .get(app.api.url("/docs/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(docs.status(), reqwest::StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }
@@ -60,7 +67,7 @@ async fn the_root_leads_to_the_console_which_is_served_with_its_assets() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let root = client.get(app.url("/")).send().await.unwrap();
+    let root = client.get(app.api.url("/")).send().await.unwrap();
     assert_eq!(root.status(), reqwest::StatusCode::SEE_OTHER);
     assert_eq!(root.headers()["location"], "/console/");
     for (path, content_type, mark) in [
@@ -68,7 +75,7 @@ async fn the_root_leads_to_the_console_which_is_served_with_its_assets() {
         ("/console/console.js", "text/javascript", "/merchant/events"),
         ("/console/console.css", "text/css", ".gauge"),
     ] {
-        let asset = app.client.get(app.url(path)).send().await.unwrap();
+        let asset = app.api.http().get(app.api.url(path)).send().await.unwrap();
         assert_eq!(asset.status(), reqwest::StatusCode::OK, "{path}");
         let served_type = asset.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(
@@ -80,6 +87,12 @@ async fn the_root_leads_to_the_console_which_is_served_with_its_assets() {
         assert!(asset.text().await.unwrap().contains(mark), "{path}");
     }
     // The API itself is still there beside it.
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    let health = app
+        .api
+        .http()
+        .get(app.api.url("/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
 }

@@ -13,16 +13,22 @@ use crate::helpers::{TestApp, burgers, eventually, publish, spawn_app};
 
 async fn place(app: &TestApp) -> (String, Uuid) {
     let burger = app.seed().await;
-    let token = app.customer_token().await;
-    let response = app.post_order(&token, &burgers(burger, 1)).await;
+    let token = app.api.new_customer().await.unwrap();
+    let response = app
+        .api
+        .post_order(&token, &burgers(burger, 1), &[])
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let order: Value = response.json().await.unwrap();
     (token, order["id"].as_str().unwrap().parse().unwrap())
 }
 
 async fn status_of(app: &TestApp, token: &str, id: Uuid) -> Value {
-    app.get(&format!("/order/{id}"), token)
+    app.api
+        .get(token, &format!("/order/{id}"))
         .await
+        .unwrap()
         .json()
         .await
         .unwrap()

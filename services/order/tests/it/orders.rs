@@ -10,11 +10,9 @@ use crate::helpers::{assert_problem, burgers, spawn_app};
 async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_and_merchant() {
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let customer = app.customer_token().await;
+    let customer = app.api.new_customer().await.unwrap();
 
-    let response = app
-        .post_order(&customer, &json!({"products": [{"product_id": burger, "quantity": 2}, {"product_id": burger, "quantity": 1}]}))
-        .await;
+    let response = app.api.post_order(&customer, &json!({"products": [{"product_id": burger, "quantity": 2}, {"product_id": burger, "quantity": 1}]}), &[]).await.unwrap();
 
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -34,21 +32,33 @@ async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_a
     assert_eq!(order["currency"], "EUR");
     assert_eq!(order["history"][0]["status"], "pending");
 
-    let read: Value = app.get(&location, &customer).await.json().await.unwrap();
+    let read: Value = app
+        .api
+        .get(&customer, &location)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read["id"], order["id"]);
     let merchant = app.merchant_token().await;
-    assert_eq!(app.get(&location, &merchant).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.api.get(&merchant, &location).await.unwrap().status(),
+        StatusCode::OK
+    );
 
-    let stranger = app.customer_token().await;
+    let stranger = app.api.new_customer().await.unwrap();
     assert_problem(
-        app.get(&location, &stranger).await,
+        app.api.get(&stranger, &location).await.unwrap(),
         StatusCode::NOT_FOUND,
         "another customer's order",
     )
     .await;
     assert_problem(
-        app.get(&format!("/order/{}", Uuid::new_v4()), &customer)
-            .await,
+        app.api
+            .get(&customer, &format!("/order/{}", Uuid::new_v4()))
+            .await
+            .unwrap(),
         StatusCode::NOT_FOUND,
         "unknown order",
     )
@@ -59,7 +69,7 @@ async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_a
 async fn invalid_orders_are_refused_naming_the_field() {
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
     let hundred_and_one: Vec<Value> = (1..=101)
         .map(|i| json!({"product_id": i, "quantity": 1}))
         .collect();
@@ -128,7 +138,12 @@ async fn invalid_orders_are_refused_naming_the_field() {
         ),
     ];
     for (what, body, status, field) in cases {
-        let problem = assert_problem(app.post_order(&token, &body).await, status, what).await;
+        let problem = assert_problem(
+            app.api.post_order(&token, &body, &[]).await.unwrap(),
+            status,
+            what,
+        )
+        .await;
         if let Some(field) = field {
             let fields: Vec<&str> = problem["errors"]
                 .as_array()
@@ -140,11 +155,14 @@ async fn invalid_orders_are_refused_naming_the_field() {
         }
     }
     let problem = assert_problem(
-        app.post_order(
-            &token,
-            &json!({"products": [{"product_id": 999_999, "quantity": 1}]}),
-        )
-        .await,
+        app.api
+            .post_order(
+                &token,
+                &json!({"products": [{"product_id": 999_999, "quantity": 1}]}),
+                &[],
+            )
+            .await
+            .unwrap(),
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown product id is named",
     )
@@ -170,11 +188,11 @@ async fn an_order_goes_to_one_merchant() {
         order::store::upsert_product_with_recipe(&app.order_db, other.id, "Fries", 300, &[])
             .await
             .unwrap();
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
 
     let body = json!({"products": [{"product_id": burger, "quantity": 1}, {"product_id": fries.id, "quantity": 1}]});
     let problem = assert_problem(
-        app.post_order(&token, &body).await,
+        app.api.post_order(&token, &body, &[]).await.unwrap(),
         StatusCode::UNPROCESSABLE_ENTITY,
         "mixed",
     )
@@ -186,24 +204,30 @@ async fn an_order_goes_to_one_merchant() {
 async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_refused() {
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
 
     let first = app
-        .post_order_with_key(&token, "key-1", &burgers(burger, 2))
-        .await;
+        .api
+        .post_order(&token, &burgers(burger, 2), &[("Idempotency-Key", "key-1")])
+        .await
+        .unwrap();
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     let first: Value = first.json().await.unwrap();
 
     let replay = app
-        .post_order_with_key(&token, "key-1", &burgers(burger, 2))
-        .await;
+        .api
+        .post_order(&token, &burgers(burger, 2), &[("Idempotency-Key", "key-1")])
+        .await
+        .unwrap();
     assert_eq!(replay.status(), StatusCode::OK);
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["id"], first["id"]);
 
     let other_body = app
-        .post_order_with_key(&token, "key-1", &burgers(burger, 3))
-        .await;
+        .api
+        .post_order(&token, &burgers(burger, 3), &[("Idempotency-Key", "key-1")])
+        .await
+        .unwrap();
     let problem = assert_problem(
         other_body,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -213,10 +237,16 @@ async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_
     assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
 
     // Keys are per customer.
-    let someone_else = app.customer_token().await;
+    let someone_else = app.api.new_customer().await.unwrap();
     let theirs = app
-        .post_order_with_key(&someone_else, "key-1", &burgers(burger, 2))
-        .await;
+        .api
+        .post_order(
+            &someone_else,
+            &burgers(burger, 2),
+            &[("Idempotency-Key", "key-1")],
+        )
+        .await
+        .unwrap();
     assert_eq!(theirs.status(), StatusCode::ACCEPTED);
 }
 
@@ -224,15 +254,19 @@ async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_
 async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_identical_answers() {
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
 
     let body = burgers(burger, 1);
-    let requests = (0..20).map(|_| app.post_order_with_key(&token, "race", &body));
+    let requests = (0..20).map(|_| {
+        app.api
+            .post_order(&token, &body, &[("Idempotency-Key", "race")])
+    });
     let responses = futures::future::join_all(requests).await;
 
     let mut statuses = Vec::new();
     let mut bodies = HashSet::new();
     for response in responses {
+        let response = response.unwrap();
         statuses.push(response.status());
         let mut body: Value = response.json().await.unwrap();
         body.as_object_mut().unwrap().remove("updated_at");
@@ -252,7 +286,14 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_ident
         "{statuses:?}"
     );
     assert_eq!(bodies.len(), 1, "every answer shows the same order");
-    let orders: Value = app.get("/orders", &token).await.json().await.unwrap();
+    let orders: Value = app
+        .api
+        .get(&token, "/orders")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(orders["total"], 1);
 }
 
@@ -260,11 +301,12 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_ident
 async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id() {
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let token = app.customer_token().await;
+    let token = app.api.new_customer().await.unwrap();
 
     let response = app
-        .client
-        .post(app.url("/order"))
+        .api
+        .http()
+        .post(app.api.url("/order"))
         .bearer_auth(&token)
         .header("X-Request-Id", "corr-abc-123")
         .json(&burgers(burger, 2))
@@ -308,23 +350,30 @@ async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id()
 async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
     let app = spawn_app().await;
     let burger = app.seed().await;
-    let alice = app.customer_token().await;
-    let bob = app.customer_token().await;
+    let alice = app.api.new_customer().await.unwrap();
+    let bob = app.api.new_customer().await.unwrap();
     let mut ids = Vec::new();
     for quantity in 1..=3 {
         let order: Value = app
-            .post_order(&alice, &burgers(burger, quantity))
+            .api
+            .post_order(&alice, &burgers(burger, quantity), &[])
             .await
+            .unwrap()
             .json()
             .await
             .unwrap();
         ids.push(order["id"].clone());
     }
-    app.post_order(&bob, &burgers(burger, 1)).await;
+    app.api
+        .post_order(&bob, &burgers(burger, 1), &[])
+        .await
+        .unwrap();
 
     let page: Value = app
-        .get("/orders?per_page=2", &alice)
+        .api
+        .get(&alice, "/orders?per_page=2")
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -332,39 +381,52 @@ async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     assert_eq!(page["items"][0]["id"], ids[2], "newest first");
     let page2: Value = app
-        .get("/orders?per_page=2&page=2", &alice)
+        .api
+        .get(&alice, "/orders?per_page=2&page=2")
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(page2["items"][0]["id"], ids[0]);
 
     let merchant = app.merchant_token().await;
-    let all: Value = app.get("/orders", &merchant).await.json().await.unwrap();
+    let all: Value = app
+        .api
+        .get(&merchant, "/orders")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all["total"], 4, "a merchant sees all of its orders");
     let pending: Value = app
-        .get("/orders?status=pending", &merchant)
+        .api
+        .get(&merchant, "/orders?status=pending")
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(pending["total"], 4);
     let confirmed: Value = app
-        .get("/orders?status=confirmed", &merchant)
+        .api
+        .get(&merchant, "/orders?status=confirmed")
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(confirmed["total"], 0);
 
     assert_problem(
-        app.get("/orders?per_page=0", &alice).await,
+        app.api.get(&alice, "/orders?per_page=0").await.unwrap(),
         StatusCode::UNPROCESSABLE_ENTITY,
         "per_page 0",
     )
     .await;
     assert_problem(
-        app.get("/orders?status=lost", &alice).await,
+        app.api.get(&alice, "/orders?status=lost").await.unwrap(),
         StatusCode::BAD_REQUEST,
         "unknown status",
     )

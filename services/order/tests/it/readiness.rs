@@ -19,8 +19,9 @@ async fn readiness_becomes(app: &TestApp, status: StatusCode) -> Value {
     while Instant::now() < give_up {
         // A probe that hangs is as bad as one that lies: each has a few seconds.
         let sent = app
-            .client
-            .get(app.url("/ready"))
+            .api
+            .http()
+            .get(app.api.url("/ready"))
             .timeout(Duration::from_secs(5))
             .send()
             .await;

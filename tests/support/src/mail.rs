@@ -1,5 +1,4 @@
-//! Test support (feature `testing`), for this crate's tests and the end-to-end suite:
-//! [`MailInbox`], an SMTP inbox of a test's own.
+//! [`MailInbox`]: an SMTP inbox of a test's own, a maildev process on free ports.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
