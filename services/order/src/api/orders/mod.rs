@@ -1,11 +1,11 @@
 //! `POST /order`, `GET /order/{id}`, `GET /orders`, `POST /order/{id}/cancel`,
-//! `POST /order/{id}/delivery`; what they take and answer is [`views`].
+//! `POST /order/{id}/delivery`; what they take and answer is [`views`]; `POST /order`'s steps are
+//! [`place`].
 
+mod place;
 pub mod views;
 
 pub use views::*;
-
-use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
@@ -15,20 +15,16 @@ use uuid::Uuid;
 
 use larder_contract::Envelope;
 use larder_contract::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
-use larder_contract::events::{OrderCancelled, OrderCreated, OrderedLine};
+use larder_contract::events::OrderCancelled;
 
 use super::context::{InFlightSlot, RequestId};
-use super::live;
 use super::problem::ApiError;
 use super::security::BearerAuth;
 use super::{ApiTags, AppState};
 use crate::auth::Role;
-use crate::domain::{
-    self, Cancellation, FieldError, OrderStatus, PricingError, RequestedLine, ValidOrder,
-};
-use crate::order_writer;
+use crate::domain::{self, Cancellation, FieldError, OrderStatus};
 use crate::push;
-use crate::store::{self, Inserted, NewOrder, OrderScope};
+use crate::store::{self, Inserted, OrderScope};
 use larder_bus::trace::InTrace as _;
 
 pub struct OrdersApi;
@@ -66,8 +62,6 @@ enum PlaceOrderResponse {
         Option<String>,
     ),
 }
-
-const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 #[derive(ApiResponse)]
 enum CancelResponse {
@@ -115,175 +109,37 @@ impl OrdersApi {
         prefer: Header<Option<String>>,
         body: Json<PlaceOrder>,
     ) -> Result<PlaceOrderResponse, ApiError> {
-        let key = idempotency_key.0.as_deref().map(str::trim);
-        if let Some(key) = key
-            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS)
-        {
-            return Err(ApiError::invalid_field(
-                "Idempotency-Key",
-                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
-            ));
-        }
-        let requested: Vec<RequestedLine> = body
-            .products
-            .iter()
-            .map(|l| RequestedLine {
-                product_id: l.product_id,
-                quantity: l.quantity,
-            })
-            .collect();
-        let order = ValidOrder::parse(&requested).map_err(ApiError::validation)?;
-        let catalogue = state.catalogue.get(&state.db, &order.product_ids()).await?;
-        let products = catalogue
-            .iter()
-            .map(|(id, entry)| (*id, entry.product.clone()))
-            .collect();
-        let priced = domain::price(&order, &products).map_err(|e| pricing_error(e, &requested))?;
-        let currency = catalogue[&priced.lines[0].product_id].currency.clone();
-
+        let key = place::idempotency_key(idempotency_key.0.as_deref())?;
+        let request = place::price(&state, &body).await?;
         let order_id = Uuid::now_v7();
-        // A wait, when asked for and a waiter's place is free; the watch starts before the
-        // insert, so an outcome however quick is not missed.
-        let waiting = prefer
-            .0
-            .as_deref()
-            .and_then(live::requested_wait)
-            .and_then(|secs| state.live.waiter().map(|place| (secs, place)));
-        let mut watch = waiting
-            .as_ref()
-            .map(|_| state.listeners.orders.watch(order_id));
-        let fingerprint = order.fingerprint();
+        let wait = place::Wait::asked(&state, prefer.0.as_deref(), order_id);
         let customer_id = auth.0.sub;
-        let event = Envelope::new(
-            OrderCreated {
-                order_id,
-                merchant_id: priced.merchant_id,
-                customer_id,
-                lines: order
-                    .lines()
-                    .map(|(product_id, quantity)| OrderedLine {
-                        product_id,
-                        quantity,
-                        recipe: catalogue[&product_id].recipe.clone(),
-                    })
-                    .collect(),
-            },
-            Some(request_id.0.0.clone()),
-        )
-        .in_trace(Some(*trace.0));
-
-        // SPEC §5 rule 1: the order and its event commit together, in one statement, grouped
-        // with the other orders arriving meanwhile.
-        let prepared = state.outbox.prepare(&event)?;
-        let inserted = order_writer::insert(
-            &state.order_writer,
-            NewOrder {
-                id: order_id,
-                customer_id,
-                currency: currency.clone(),
-                priced: priced.clone(),
-                idempotency_key: key.map(str::to_owned),
-                fingerprint: fingerprint.clone(),
-                correlation_id: Some(request_id.0.0.clone()),
-            },
-            prepared,
+        let inserted = place::write(
+            &state,
+            &request,
+            order_id,
+            customer_id,
+            key,
+            &request_id.0.0,
+            *trace.0,
         )
         .await?;
         match inserted {
             Inserted::CreatedAt(created_at) => {
-                // Everything the new order shows is known here: no need to read it back.
-                let view = Order {
-                    id: order_id,
-                    status: OrderStatus::Pending.as_str().to_owned(),
-                    customer_id,
-                    merchant_id: priced.merchant_id,
-                    total_cents: priced.total_cents,
-                    currency,
-                    lines: priced
-                        .lines
-                        .into_iter()
-                        .map(|l| OrderLine {
-                            product_id: l.product_id,
-                            product_name: l.product_name,
-                            quantity: l.quantity,
-                            unit_price_cents: l.unit_price_cents,
-                            line_total_cents: l.line_total_cents,
-                        })
-                        .collect(),
-                    history: vec![StatusChange {
-                        status: OrderStatus::Pending.as_str().to_owned(),
-                        at: created_at,
-                        note: None,
-                    }],
-                    rejection: None,
-                    shipment: None,
-                    created_at,
-                    updated_at: created_at,
-                };
-                metrics::counter!("larder_orders_total", "status" => OrderStatus::Pending.as_str())
-                    .increment(1);
-                let (Some((secs, _place)), Some(watch)) = (&waiting, &mut watch) else {
-                    return Ok(PlaceOrderResponse::Accepted(
-                        Json(view),
-                        location(order_id),
-                        None,
-                    ));
-                };
-                // Waiting is not work: the in-flight slot goes back, the waiter's place is held.
-                in_flight.release();
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(*secs);
-                let order = live::wait_for_outcome(&state, watch, deadline).await?;
-                let applied = format!("wait={secs}");
-                if order.status == OrderStatus::Pending.as_str() {
-                    Ok(PlaceOrderResponse::Accepted(
-                        Json(order),
-                        location(order_id),
-                        Some(applied),
-                    ))
-                } else {
-                    Ok(PlaceOrderResponse::Decided(
-                        Json(order),
-                        location(order_id),
-                        applied,
-                    ))
-                }
+                let view = request.into_pending_view(order_id, customer_id, created_at);
+                place::answer_created(&state, view, wait, &in_flight).await
             }
             Inserted::AlreadyExists {
-                order_id,
-                fingerprint: first,
+                order_id: first,
+                fingerprint,
             } => {
-                if first.as_deref() != Some(fingerprint.as_str()) {
+                if fingerprint.as_deref() != Some(request.fingerprint()) {
                     return Err(ApiError::invalid_field(
                         "Idempotency-Key",
                         "was already used for an order with a different body",
                     ));
                 }
-                let Some((secs, _place)) = &waiting else {
-                    let details = load(&state, order_id).await?;
-                    return Ok(PlaceOrderResponse::Replayed(
-                        Json(details),
-                        location(order_id),
-                        None,
-                    ));
-                };
-                // The first order's id is known only now: watch it, then read it.
-                let mut watch = state.listeners.orders.watch(order_id);
-                let details = load(&state, order_id).await?;
-                if details.status != OrderStatus::Pending.as_str() {
-                    return Ok(PlaceOrderResponse::Replayed(
-                        Json(details),
-                        location(order_id),
-                        None,
-                    ));
-                }
-                in_flight.release();
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(*secs);
-                let details = live::wait_for_outcome(&state, &mut watch, deadline).await?;
-                Ok(PlaceOrderResponse::Replayed(
-                    Json(details),
-                    location(order_id),
-                    Some(format!("wait={secs}")),
-                ))
+                place::answer_replayed(&state, first, wait, &in_flight).await
             }
         }
     }
@@ -527,29 +383,4 @@ pub async fn load(state: &AppState, order_id: Uuid) -> Result<Order, ApiError> {
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("order {order_id} vanished")))?;
     Ok(to_view(details))
-}
-
-/// Names the lines whose product is unknown, as the client wrote them.
-fn pricing_error(error: PricingError, requested: &[RequestedLine]) -> ApiError {
-    match error {
-        PricingError::UnknownProducts(ids) => ApiError::validation(
-            requested
-                .iter()
-                .enumerate()
-                .filter(|(_, line)| ids.contains(&line.product_id))
-                .map(|(i, line)| {
-                    FieldError::new(
-                        format!("products[{i}].product_id"),
-                        format!("unknown product {}", line.product_id),
-                    )
-                })
-                .collect(),
-        ),
-        PricingError::MixedMerchants(merchants) => ApiError::invalid_field(
-            "products",
-            format!(
-                "an order goes to one merchant, these products belong to merchants {merchants:?}"
-            ),
-        ),
-    }
 }

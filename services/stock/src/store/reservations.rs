@@ -1,50 +1,29 @@
-//! The stock service's SQL: reservation and release batches, and the merchant commands it serves
-//! over NATS (seed, list, restock; see [`crate::commands`]). Every function runs on the caller's
-//! connection or transaction; the callers commit.
-//!
-//! Lock order, the same everywhere so concurrent transactions (of this instance, another
-//! instance, or a restock) never deadlock:
-//! 1. inbox rows of the events being handled (ascending event id);
-//! 2. the per-order advisory locks of the orders being reserved or released (ascending key);
-//! 3. the ingredient rows (`ORDER BY id FOR UPDATE`).
+//! Reservation and release batches: the handlers of `orders.created` and `orders.cancelled`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 
 use entities::{inbox as inbox_table, ingredients, stock_movements};
 use larder_bus::inbox;
 use larder_bus::outbox::Outbox;
-use larder_bus::topology;
 use larder_contract::Envelope;
 use larder_contract::events::{
     IngredientAmount, OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected, StockLow,
 };
 
-use crate::domain::{
-    self, Amount, InvalidRestock, InvalidSeed, Level, MerchantLevel, Movement, ReleaseBatch,
-    ReleaseError, ReleaseOutcome, ReservationBatch, ReservationOutcome, Seed, Shortages,
+use super::rows::{insert_movements, level_of, lock_ingredients, statement, update_levels};
+use super::{
+    CANCELLED_ORDER_MARKER, RELEASES_CONSUMER, RESERVATIONS_CONSUMER, ROWS_PER_STATEMENT, Reason,
 };
-
-/// Why a stock movement happened; the domain's type, here where the rows are written.
-pub use crate::domain::Reason;
-/// One ingredient to seed; the command's own type.
-pub use larder_contract::commands::IngredientSeed;
-
-/// The inbox consumer of `orders.created`: the durable's name (without namespace).
-pub const RESERVATIONS_CONSUMER: &str = topology::STOCK_ORDERS_CREATED.durable;
-/// The inbox consumer of `orders.cancelled`.
-pub const RELEASES_CONSUMER: &str = topology::STOCK_ORDERS_CANCELLED.durable;
-/// Inbox rows under this consumer hold the ids of *orders* (not events) cancelled before they
-/// reserved anything: their `orders.created`, if it comes later, reserves and emits nothing.
-pub const CANCELLED_ORDER_MARKER: &str = "stock-cancelled-order";
-
-/// Rows per multi-row INSERT, well under PostgreSQL's 65 535 bind parameters.
-const ROWS_PER_STATEMENT: usize = 1_000;
+use crate::domain::{
+    self, Level, MerchantLevel, Movement, ReleaseBatch, ReleaseError, ReleaseOutcome,
+    ReservationBatch, ReservationOutcome, Shortages,
+};
 
 /// Salt of the per-order advisory lock keys ("stockord"), so they do not line up with the
 /// migration lock or other services' keys by accident.
@@ -307,172 +286,6 @@ pub async fn release_orders(
     Ok(released)
 }
 
-/// Why a seed was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum SeedError {
-    #[error(transparent)]
-    Invalid(#[from] InvalidSeed),
-    #[error(transparent)]
-    Database(#[from] DbErr),
-}
-
-/// Idempotent: upsert by (merchant_id, name); stock = reference_level = level;
-/// low_stock_alerted = false; a `seed` movement with delta = level - previous stock (none when
-/// 0), so the movements still sum to the stock. Returns the rows, in input order.
-///
-/// The seeds arrive as the command carries them and are checked here, once ([`Seed::parse`]),
-/// before anything is written.
-///
-/// Run it in a transaction (pass a `DatabaseTransaction`): the row and its movement belong
-/// together.
-pub async fn seed_ingredients(
-    db: &impl ConnectionTrait,
-    merchant_id: i64,
-    merchant_email: &str,
-    seeds: &[IngredientSeed],
-) -> Result<Vec<ingredients::Model>, SeedError> {
-    let seeds = Seed::parse_all(seeds)?;
-    // Lock the merchant's existing rows first, by ascending id like every other writer (no
-    // deadlock with a reservation batch), and learn their stock for the seed movements.
-    let names: Vec<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
-    let mut previous: HashMap<String, i64> = ingredients::Entity::find()
-        .filter(ingredients::Column::MerchantId.eq(merchant_id))
-        .filter(ingredients::Column::Name.is_in(names))
-        .order_by_asc(ingredients::Column::Id)
-        .lock_exclusive()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| (row.name, row.stock))
-        .collect();
-
-    let mut rows = Vec::with_capacity(seeds.len());
-    let mut movements = Vec::new();
-    for seed in seeds {
-        let row = db
-            .query_one_raw(statement(
-                "INSERT INTO ingredients \
-                     (merchant_id, name, unit, stock, reference_level, low_stock_alerted, merchant_email) \
-                 VALUES ($1, $2, $3, $4, $4, false, $5) \
-                 ON CONFLICT ON CONSTRAINT ingredients_merchant_id_name_key DO UPDATE SET \
-                     unit = EXCLUDED.unit, stock = EXCLUDED.stock, \
-                     reference_level = EXCLUDED.reference_level, low_stock_alerted = false, \
-                     merchant_email = EXCLUDED.merchant_email, updated_at = now() \
-                 RETURNING *",
-                vec![
-                    merchant_id.into(),
-                    seed.name.clone().into(),
-                    seed.unit.as_str().into(),
-                    seed.level.get().into(),
-                    merchant_email.into(),
-                ],
-            ))
-            .await?
-            .ok_or_else(|| DbErr::RecordNotInserted)?;
-        let row = ingredients::Model::from_query_result(&row, "")?;
-        let before = previous.insert(row.name.clone(), row.stock).unwrap_or(0);
-        if row.stock != before {
-            movements.push(Movement {
-                order_id: None,
-                ingredient_id: row.id,
-                delta: row.stock - before,
-                reason: Reason::Seed,
-            });
-        }
-        rows.push(row);
-    }
-    insert_movements(db, &movements).await?;
-    Ok(rows)
-}
-
-/// The merchant's ingredients, by ascending id.
-pub async fn list_ingredients(
-    db: &impl ConnectionTrait,
-    merchant_id: i64,
-) -> Result<Vec<ingredients::Model>, DbErr> {
-    ingredients::Entity::find()
-        .filter(ingredients::Column::MerchantId.eq(merchant_id))
-        .order_by_asc(ingredients::Column::Id)
-        .all(db)
-        .await
-}
-
-/// Why a restock was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RestockError {
-    #[error("ingredient not found")]
-    NotFound,
-    /// Not positive, or more than the level can hold.
-    #[error(transparent)]
-    InvalidAmount(#[from] InvalidRestock),
-    #[error(transparent)]
-    Database(#[from] DbErr),
-}
-
-/// Locks the row; adds `amount`; raises reference_level to the new level when above it;
-/// re-arms the alert when the level is back at or above 50 % (SPEC §3, §5 rule 3); writes a
-/// `restock` movement. Only the merchant's own ingredient (else `NotFound`).
-///
-/// `amount` is the command's number: it becomes an [`Amount`] here, the one check of it on
-/// the stock side, before any row is touched.
-pub async fn restock(
-    txn: &DatabaseTransaction,
-    merchant_id: i64,
-    ingredient_id: i64,
-    amount: i64,
-) -> Result<ingredients::Model, RestockError> {
-    let amount = Amount::parse(amount).map_err(InvalidRestock::from)?;
-    // SPEC §5 rule 2: the row lock serialises the restock with reservations and releases.
-    let row = ingredients::Entity::find_by_id(ingredient_id)
-        .filter(ingredients::Column::MerchantId.eq(merchant_id))
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or(RestockError::NotFound)?;
-    let level = level_of(&row)
-        .restocked(amount)
-        .map_err(InvalidRestock::from)?;
-    let updated = txn
-        .query_one_raw(statement(
-            "UPDATE ingredients SET stock = $1, reference_level = $2, low_stock_alerted = $3, \
-                 updated_at = now() \
-             WHERE id = $4 RETURNING *",
-            vec![
-                level.stock.into(),
-                level.reference_level.into(),
-                level.low_stock_alerted.into(),
-                row.id.into(),
-            ],
-        ))
-        .await?
-        .ok_or(RestockError::NotFound)?;
-    let updated = ingredients::Model::from_query_result(&updated, "")?;
-    insert_movements(
-        txn,
-        &[Movement {
-            order_id: None,
-            ingredient_id: row.id,
-            delta: amount.get(),
-            reason: Reason::Restock,
-        }],
-    )
-    .await?;
-    Ok(updated)
-}
-
-fn level_of(row: &ingredients::Model) -> Level {
-    Level {
-        name: row.name.clone(),
-        stock: row.stock,
-        reference_level: row.reference_level,
-        low_stock_alerted: row.low_stock_alerted,
-    }
-}
-
-fn statement(sql: impl Into<String>, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
 /// Records the events in `consumer`'s inbox, in ascending id order (so two transactions
 /// recording overlapping batches wait for each other instead of deadlocking), and returns the
 /// ids that were new.
@@ -587,88 +400,6 @@ async fn find_movements(
         }
     }
     Ok(movements)
-}
-
-/// SPEC §5 rule 2: locks the ingredient rows, in ascending id order, always the same order
-/// whichever transaction and instance takes them, so no two ever deadlock; held until commit,
-/// so no two transactions ever reserve the same stock. (`id IN (...)` is `id = ANY(...)`.)
-async fn lock_ingredients(
-    txn: &DatabaseTransaction,
-    ids: &BTreeSet<i64>,
-) -> Result<Vec<ingredients::Model>, DbErr> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    ingredients::Entity::find()
-        .filter(ingredients::Column::Id.is_in(ids.iter().copied()))
-        .order_by_asc(ingredients::Column::Id)
-        .lock_exclusive()
-        .all(txn)
-        .await
-}
-
-/// Writes the new levels and alert states in one statement per chunk (`UPDATE ... FROM
-/// (VALUES ...)`). The rows are locked already, so the statement's own row order does not matter.
-/// Stock never goes negative: the domain never plans it and `ingredients_stock_non_negative`
-/// refuses it if it ever did.
-async fn update_levels(txn: &DatabaseTransaction, levels: &[(i64, &Level)]) -> Result<(), DbErr> {
-    for chunk in levels.chunks(ROWS_PER_STATEMENT) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let rows = (0..chunk.len())
-            .map(|i| {
-                let n = i * 3;
-                format!(
-                    "(${}::bigint, ${}::bigint, ${}::boolean)",
-                    n + 1,
-                    n + 2,
-                    n + 3
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let values = chunk
-            .iter()
-            .flat_map(|(id, level)| {
-                [
-                    Value::from(*id),
-                    level.stock.into(),
-                    level.low_stock_alerted.into(),
-                ]
-            })
-            .collect();
-        txn.execute_raw(statement(
-            format!(
-                "UPDATE ingredients AS i \
-                 SET stock = v.stock, low_stock_alerted = v.alerted, updated_at = now() \
-                 FROM (VALUES {rows}) AS v(id, stock, alerted) WHERE i.id = v.id"
-            ),
-            values,
-        ))
-        .await?;
-    }
-    Ok(())
-}
-
-/// Appends movements, many rows per statement.
-async fn insert_movements(db: &impl ConnectionTrait, movements: &[Movement]) -> Result<(), DbErr> {
-    for chunk in movements.chunks(ROWS_PER_STATEMENT) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let rows = chunk.iter().map(|m| stock_movements::ActiveModel {
-            order_id: Set(m.order_id),
-            ingredient_id: Set(m.ingredient_id),
-            delta: Set(m.delta),
-            reason: Set(m.reason),
-            ..Default::default()
-        });
-        stock_movements::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
