@@ -5,7 +5,6 @@
 use larder_bus::testing::{NatsCluster, TestNats};
 
 use crate::helpers::Stack;
-use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
 
 #[tokio::test]
@@ -34,11 +33,7 @@ async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
     }
 
     for id in &orders {
-        stack
-            .api
-            .wait_for_status(&customer, *id, "delivered", WAIT_AT_MOST)
-            .await
-            .unwrap();
+        stack.wait_for_status(&customer, *id, "delivered").await;
     }
     for id in &orders {
         let events = stack.events_of_order(*id).await;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use larder_bus::testing::TestNats;
 pub use larder_bus::testing::eventually;
+use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_test_support::MailInbox;
 use migration::Service;
 use migration::testing::TestDatabase;
@@ -42,6 +42,14 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Waits (up to [`WAIT_AT_MOST`]) until the order is in `status`; panics with the last
+    /// answer otherwise.
+    pub async fn wait_for_status(&self, token: &str, id: Uuid, status: &str) {
+        self.api
+            .wait_for_status(token, id, status, WAIT_AT_MOST)
+            .await
+            .unwrap_or_else(|error| panic!("order {id} never became {status}: {error}"));
+    }
     pub async fn start() -> Self {
         Self::start_with(&[]).await
     }

@@ -4,7 +4,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
-use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
 
 #[tokio::test]
@@ -24,11 +23,7 @@ async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_orde
         .await
         .unwrap()
         .id;
-    stack
-        .api
-        .wait_for_status(&customer, id, "delivered", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, id, "delivered").await;
 
     // Every event of its life carries the request's id (SPEC §3).
     let events = stack.events_of_order(id).await;
@@ -85,11 +80,7 @@ async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
         .await
         .unwrap()
         .id;
-    stack
-        .api
-        .wait_for_status(&customer, id, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, id, "confirmed").await;
     assert_ne!(
         stack.api.levels(&merchant).await.unwrap(),
         before,
@@ -118,17 +109,8 @@ async fn cancelling_after_dispatch_is_a_conflict() {
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
     let customer = stack.api.new_customer().await.unwrap();
-    let id = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
-    stack
-        .api
-        .wait_for_status(&customer, id, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    let id = stack.api.place_one(&customer, burger).await.unwrap();
+    stack.wait_for_status(&customer, id, "confirmed").await;
 
     // The merchant's courier update forces the dispatch.
     let response = stack
@@ -232,12 +214,7 @@ async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
     let mut placed = Vec::new();
     let mut answers = Vec::new();
     for i in 0..16 {
-        let id = stack
-            .api
-            .place_order(&customer, &NewOrder::of(burger, 1), &[])
-            .await
-            .unwrap()
-            .id;
+        let id = stack.api.place_one(&customer, burger).await.unwrap();
         eventually(&format!("order {id} is confirmed"), || async {
             stack.api.order(&customer, id).await.unwrap().status != "pending"
         })

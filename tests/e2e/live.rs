@@ -8,7 +8,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually, free_port};
-use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
 
 /// The `data` of each `status` event of a `text/event-stream` response, until the server ends
@@ -82,11 +81,7 @@ async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts()
         .await
         .unwrap()
         .id;
-    stack
-        .api
-        .wait_for_status(&customer, order, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, order, "confirmed").await;
     assert_eq!(
         stack.api.levels(&deli).await.unwrap(),
         vec![
@@ -155,12 +150,7 @@ async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happ
 
     // With stock away the order stays pending while the stream opens; then stock comes back.
     stack.kill(1);
-    let order = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let order = stack.api.place_one(&customer, burger).await.unwrap();
     let stream = client
         .get(format!("{other}/order/{order}/events"))
         .bearer_auth(&customer)

@@ -9,8 +9,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
-use larder_bus::testing::WAIT_AT_MOST;
-use order_client::NewOrder;
 
 const STOCK: usize = 1;
 
@@ -221,17 +219,10 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     let burger = stack.seed(&merchant).await;
     let customer = stack.api.new_customer().await.unwrap();
 
-    let delivered = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let delivered = stack.api.place_one(&customer, burger).await.unwrap();
     stack
-        .api
-        .wait_for_status(&customer, delivered, "delivered", WAIT_AT_MOST)
-        .await
-        .unwrap();
+        .wait_for_status(&customer, delivered, "delivered")
+        .await;
     let order = stack
         .api
         .get_json::<Value>(&customer, &format!("/order/{delivered}"))
@@ -241,17 +232,8 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     assert!(order["shipment"]["delivered_at"].is_string(), "{order}");
 
     // A courier update goes to the delivery process; the order follows its events.
-    let forced = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
-    stack
-        .api
-        .wait_for_status(&customer, forced, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    let forced = stack.api.place_one(&customer, burger).await.unwrap();
+    stack.wait_for_status(&customer, forced, "confirmed").await;
     let response = stack
         .api
         .post(
@@ -267,11 +249,7 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
         "{}",
         response.status()
     );
-    stack
-        .api
-        .wait_for_status(&customer, forced, "delivered", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, forced, "delivered").await;
     stack.assert_stock_consistent().await;
     assert_eq!(
         stack.api.levels(&merchant).await.unwrap()[0].1,

@@ -10,8 +10,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
-use larder_bus::testing::WAIT_AT_MOST;
-use order_client::NewOrder;
 
 /// Between two steps of the start: long enough for a started service to try its servers and
 /// fail a few times.
@@ -81,17 +79,8 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     let merchant = stack.merchant().await;
     let burger = stack.seed(&merchant).await;
     let customer = stack.api.new_customer().await.unwrap();
-    let id = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
-    stack
-        .api
-        .wait_for_status(&customer, id, "delivered", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    let id = stack.api.place_one(&customer, burger).await.unwrap();
+    stack.wait_for_status(&customer, id, "delivered").await;
     assert_eq!(
         stack.api.levels(&merchant).await.unwrap()[0].1,
         20_000 - 150

@@ -7,7 +7,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
-use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
 
 /// 200 single-burger orders from 20 customers, all at once, against stock for exactly 50
@@ -151,11 +150,7 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
         .await
         .unwrap()
         .id;
-    stack
-        .api
-        .wait_for_status(&customer, first, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, first, "confirmed").await;
     eventually("one email", || async {
         stack.mail.emails().await.len() == 1
     })
@@ -168,11 +163,7 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
         .await
         .unwrap()
         .id;
-    stack
-        .api
-        .wait_for_status(&customer, second, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, second, "confirmed").await;
 
     // A restock that stays below 50 % does not re-arm; one that reaches it does.
     let onion = stack
@@ -228,11 +219,7 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
         .await
         .unwrap()
         .id;
-    stack
-        .api
-        .wait_for_status(&customer, third, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, third, "confirmed").await;
     eventually("a second email", || async {
         stack.mail.emails().await.len() == 2
     })

@@ -14,7 +14,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Stack, eventually};
-use larder_bus::testing::WAIT_AT_MOST;
 use order_client::NewOrder;
 
 type Received = Arc<Mutex<Vec<Vec<u8>>>>;
@@ -75,11 +74,7 @@ async fn the_trace_of_a_post_order_continues_through_stock_order_and_delivery() 
         .await
         .unwrap()
         .id;
-    stack
-        .api
-        .wait_for_status(&customer, id, "delivered", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    stack.wait_for_status(&customer, id, "delivered").await;
 
     // Every event of the order carries the trace in its headers.
     let trace_bytes: Vec<u8> = (0..16)

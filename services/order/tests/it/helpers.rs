@@ -4,8 +4,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use larder_bus::OutboxConfig;
-use larder_bus::testing::TestNats;
 pub use larder_bus::testing::eventually;
+use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
@@ -15,6 +15,7 @@ use order_client::Client;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
 pub const MERCHANT_PASSWORD: &str = "merchant-password";
@@ -178,6 +179,14 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Waits (up to [`WAIT_AT_MOST`]) until the order is in `status`; panics with the last
+    /// answer otherwise.
+    pub async fn wait_for_status(&self, token: &str, id: Uuid, status: &str) {
+        self.api
+            .wait_for_status(token, id, status, WAIT_AT_MOST)
+            .await
+            .unwrap_or_else(|error| panic!("order {id} never became {status}: {error}"));
+    }
     /// This test's database (admin connection, name, roles).
     pub fn test_db(&self) -> &TestDatabase {
         &self._test_db

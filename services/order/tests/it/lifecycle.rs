@@ -7,8 +7,6 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use larder_bus::testing::WAIT_AT_MOST;
-
 use crate::helpers::{
     TestApp, assert_problem, burgers, delivery_agreeing_to_cancels, eventually, publish, spawn_app,
 };
@@ -158,10 +156,7 @@ async fn a_dispatched_order_can_no_longer_be_cancelled() {
         ),
     )
     .await;
-    app.api
-        .wait_for_status(&token, id, "dispatched", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    app.wait_for_status(&token, id, "dispatched").await;
 
     let problem = assert_problem(
         app.api

@@ -13,9 +13,6 @@ use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use larder_bus::testing::WAIT_AT_MOST;
-use order_client::NewOrder;
-
 use crate::helpers::{
     SseReader, TestApp, burgers, eventually, publish, spawn_app, spawn_app_with,
     spawn_other_instance,
@@ -136,12 +133,7 @@ async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends()
     let app = spawn_app().await;
     let product = app.seed().await;
     let token = app.api.new_customer().await.unwrap();
-    let id = app
-        .api
-        .place_order(&token, &NewOrder::of(product, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let id = app.api.place_one(&token, product).await.unwrap();
 
     let response = open_stream(
         app.api.http(),
@@ -221,17 +213,9 @@ async fn a_final_order_streams_its_status_once_and_ends() {
     let app = spawn_app().await;
     let product = app.seed().await;
     let token = app.api.new_customer().await.unwrap();
-    let id = app
-        .api
-        .place_order(&token, &NewOrder::of(product, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let id = app.api.place_one(&token, product).await.unwrap();
     publish(&app, &rejected(id)).await;
-    app.api
-        .wait_for_status(&token, id, "rejected", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    app.wait_for_status(&token, id, "rejected").await;
 
     let mut stream = SseReader::new(
         open_stream(
@@ -253,12 +237,7 @@ async fn only_the_customer_and_its_merchant_may_follow_an_order() {
     let app = spawn_app().await;
     let product = app.seed().await;
     let owner = app.api.new_customer().await.unwrap();
-    let id = app
-        .api
-        .place_order(&owner, &NewOrder::of(product, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let id = app.api.place_one(&owner, product).await.unwrap();
     let path = format!("/order/{id}/events");
 
     let stranger = app.api.new_customer().await.unwrap();
@@ -297,12 +276,7 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
     .await;
     let product = app.seed().await;
     let token = app.api.new_customer().await.unwrap();
-    let id = app
-        .api
-        .place_order(&token, &NewOrder::of(product, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let id = app.api.place_one(&token, product).await.unwrap();
     let path = format!("/order/{id}/events");
 
     let mut open =
@@ -338,12 +312,7 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
     let app = spawn_app_with(|s| s.sse_max_secs = 1).await;
     let product = app.seed().await;
     let token = app.api.new_customer().await.unwrap();
-    let id = app
-        .api
-        .place_order(&token, &NewOrder::of(product, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let id = app.api.place_one(&token, product).await.unwrap();
     let path = format!("/order/{id}/events");
 
     let started = Instant::now();
@@ -358,10 +327,7 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
     );
 
     publish(&app, &confirmed(id)).await;
-    app.api
-        .wait_for_status(&token, id, "confirmed", WAIT_AT_MOST)
-        .await
-        .unwrap();
+    app.wait_for_status(&token, id, "confirmed").await;
     let mut resumed = SseReader::new(
         open_stream(app.api.http(), app.api.url(&path), &token, Some(&first.id)).await,
     );
@@ -481,12 +447,7 @@ async fn a_client_on_another_instance_sees_what_this_instance_settled() {
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
     let product = app.seed().await;
     let token = app.api.new_customer().await.unwrap();
-    let id = app
-        .api
-        .place_order(&token, &NewOrder::of(product, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let id = app.api.place_one(&token, product).await.unwrap();
 
     let mut stream = SseReader::new(
         open_stream(
@@ -556,12 +517,7 @@ async fn a_cancel_ends_the_stream_on_every_instance() {
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
     let product = app.seed().await;
     let token = app.api.new_customer().await.unwrap();
-    let id = app
-        .api
-        .place_order(&token, &NewOrder::of(product, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let id = app.api.place_one(&token, product).await.unwrap();
     let mut stream = SseReader::new(
         open_stream(
             app.api.http(),

@@ -14,9 +14,6 @@ use migration::testing::TestDatabase;
 use serde_json::Value;
 use uuid::Uuid;
 
-use larder_bus::testing::WAIT_AT_MOST;
-use order_client::NewOrder;
-
 use crate::helpers::{TestApp, eventually, publish, spawn_app_on};
 
 /// Longer than a JetStream publish waits for its ack (5 s): the relay's publishes of the outage
@@ -71,12 +68,7 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
     let burger = app.seed().await;
     let token = app.api.new_customer().await.unwrap();
 
-    let before = app
-        .api
-        .place_order(&token, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let before = app.api.place_one(&token, burger).await.unwrap();
     eventually("the first order is announced", || async {
         announced(&app).await.contains_key(&before)
     })
@@ -84,20 +76,10 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
 
     nats_server.kill(0);
     // Accepted into the outbox while NATS is away; the relay's attempts fail meanwhile.
-    let during = app
-        .api
-        .place_order(&token, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let during = app.api.place_one(&token, burger).await.unwrap();
     tokio::time::sleep(OUTAGE).await;
     nats_server.restart(0);
-    let after = app
-        .api
-        .place_order(&token, &NewOrder::of(burger, 1), &[])
-        .await
-        .unwrap()
-        .id;
+    let after = app.api.place_one(&token, burger).await.unwrap();
 
     let orders = [before, during, after];
     eventually("the outbox is published", || async {
@@ -119,10 +101,7 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
         confirm_dispatch_and_deliver(&app, id).await;
     }
     for id in orders {
-        app.api
-            .wait_for_status(&token, id, "delivered", WAIT_AT_MOST)
-            .await
-            .unwrap();
+        app.wait_for_status(&token, id, "delivered").await;
         let order: Value = app
             .api
             .get(&token, &format!("/order/{id}"))
