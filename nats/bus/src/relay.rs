@@ -177,6 +177,12 @@ fn header_map(headers: &serde_json::Value) -> HeaderMap {
     map
 }
 
+/// Connections the relay can use at once: its LISTEN connection (held for good), a round, and a
+/// vacuum or metrics sample beside it. A service whose pool is small gives the relay a pool of
+/// this size of its own: sharing a few connections with busy consumers, a relay waited whole
+/// acquire timeouts behind their batches while nothing was published.
+pub const POOL_SIZE: u32 = 3;
+
 /// The relay actor. Start it in every service that writes to the outbox.
 pub struct OutboxRelay {
     db: DatabaseConnection,

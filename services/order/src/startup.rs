@@ -29,15 +29,16 @@ use crate::{Config, store};
 
 /// How long an API request waits for a database connection before it answers 503.
 const API_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connections of the consumers' and relay's pool (batches keep it small).
-const CONSUMER_POOL_SIZE: u32 = 3;
+/// Connections of the consumers' pool: one per consumer (confirmed, rejected, delivery, dead
+/// letters), so none waits for another's batch.
+const CONSUMER_POOL_SIZE: u32 = 4;
 /// Events settled per transaction by the order-events consumers.
 const EVENT_BATCH: usize = 128;
 
 pub struct Application {
     /// The API's pool.
     pub db: DatabaseConnection,
-    /// The consumers' and the relay's pool.
+    /// The consumers' pool.
     consumer_db: DatabaseConnection,
     pub jetstream: async_nats::jetstream::Context,
     config: Config,
@@ -78,6 +79,12 @@ impl Application {
         })
         .await
         .context("Failed to connect the consumers' pool")?;
+        let relay_db = migration::database::connect(&DatabaseConfig {
+            max_connections: relay::POOL_SIZE,
+            ..config.database.clone()
+        })
+        .await
+        .context("Failed to connect the relay's pool")?;
         let jetstream =
             larder_bus::connect_jetstream(&config.nats, "larder-order", &ORDER_CONSUMERS)
                 .await
@@ -90,7 +97,7 @@ impl Application {
             .with_context(|| format!("Failed to bind {}", config.settings.http_addr))?;
         let port = listener.local_addr()?.port();
         let relay = OutboxRelay::new(
-            consumer_db.clone(),
+            relay_db,
             jetstream.clone(),
             config.outbox.clone(),
             migration::Service::Order.outbox_channel(),
