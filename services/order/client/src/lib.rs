@@ -126,6 +126,11 @@ impl Client {
         request.send().await
     }
 
+    /// `GET path` without a token (`/health`, `/ready`, `/openapi.json`, ...).
+    pub async fn get_anonymous(&self, path: &str) -> reqwest::Result<Response> {
+        self.http.get(self.url(path)).send().await
+    }
+
     /// `POST path` without a token, with `body` as JSON.
     pub async fn post_anonymous(
         &self,

@@ -73,13 +73,7 @@ async fn six_hundred_slow_bodies_neither_block_health_nor_stay_open() {
     let mut slow = open_slow_connections(&app, SLOW_CLIENTS, head).await;
 
     assert_health_answers_within_a_second(&app, "600 slow bodies open").await;
-    let ready = app
-        .api
-        .http()
-        .get(app.api.url("/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.api.get_anonymous("/ready").await.unwrap();
     assert_eq!(
         ready.status(),
         StatusCode::OK,
@@ -527,14 +521,7 @@ async fn an_idempotency_key_that_cannot_be_stored_exactly_is_422() {
         .await;
         assert_eq!(problem["errors"][0]["field"], "Idempotency-Key");
     }
-    let orders: Value = app
-        .api
-        .get(&token, "/orders")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders: Value = app.api.get_json(&token, "/orders").await.unwrap();
     assert_eq!(orders["total"], 0, "no order was placed without its key");
 }
 
@@ -600,13 +587,7 @@ async fn readiness_names_the_dependency_that_is_down_without_its_error() {
         ))
         .await
         .unwrap();
-    let response = app
-        .api
-        .http()
-        .get(app.api.url("/ready"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.api.get_anonymous("/ready").await.unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     maintenance

@@ -118,13 +118,7 @@ async fn the_request_id_is_taken_from_the_request_or_generated_and_always_return
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "my-trace-42");
 
-    let response = app
-        .api
-        .http()
-        .get(app.api.url("/health"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.api.get_anonymous("/health").await.unwrap();
     let generated = response.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
 
@@ -145,22 +139,14 @@ async fn health_and_readiness() {
     let app = spawn_app().await;
     let health: serde_json::Value = app
         .api
-        .http()
-        .get(app.api.url("/health"))
-        .send()
+        .get_anonymous("/health")
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(health, json!({"service": "order", "status": "ok"}));
-    let ready = app
-        .api
-        .http()
-        .get(app.api.url("/ready"))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.api.get_anonymous("/ready").await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["database"], "ok");
@@ -170,13 +156,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn beyond_its_in_flight_limit_the_api_sheds_load_with_503_and_retry_after() {
     let app = spawn_app_with(|settings| settings.http_max_in_flight = 0).await;
-    let response = app
-        .api
-        .http()
-        .get(app.api.url("/orders"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.api.get_anonymous("/orders").await.unwrap();
     assert_eq!(response.headers()["retry-after"], "1");
     let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "at capacity").await;
     assert!(

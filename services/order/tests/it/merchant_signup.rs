@@ -88,14 +88,7 @@ async fn a_signed_up_merchant_logs_in_and_sees_only_its_own_orders() {
         .await
         .unwrap();
 
-    let listed: Value = app
-        .api
-        .get(&deli, "/orders")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.api.get_json(&deli, "/orders").await.unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
     assert_eq!(listed["items"][0]["id"], deli_order["id"]);
     let theirs = app
@@ -108,14 +101,7 @@ async fn a_signed_up_merchant_logs_in_and_sees_only_its_own_orders() {
         .unwrap();
     assert_problem(theirs, StatusCode::NOT_FOUND, "another merchant's order").await;
     let bootstrap = app.merchant_token().await;
-    let listed: Value = app
-        .api
-        .get(&bootstrap, "/orders")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.api.get_json(&bootstrap, "/orders").await.unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
     assert_eq!(listed["items"][0]["id"], burger_order["id"]);
     let mine = app

@@ -18,20 +18,12 @@ async fn metrics_count_requests_by_route_template_and_status() {
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
     let order = app
         .api
-        .http()
-        .get(app.api.url(&format!("/order/{order_id}")))
-        .send()
+        .get_anonymous(&format!("/order/{order_id}"))
         .await
         .unwrap();
     assert_eq!(order.status(), StatusCode::UNAUTHORIZED);
 
-    let response = app
-        .api
-        .http()
-        .get(app.api.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.api.get_anonymous("/metrics").await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]

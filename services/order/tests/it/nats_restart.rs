@@ -104,10 +104,7 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
         app.wait_for_status(&token, id, "delivered").await;
         let order: Value = app
             .api
-            .get(&token, &format!("/order/{id}"))
-            .await
-            .unwrap()
-            .json()
+            .get_json(&token, &format!("/order/{id}"))
             .await
             .unwrap();
         let history: Vec<&str> = order["history"]

@@ -15,22 +15,14 @@ async fn the_served_spec_and_swagger_ui_are_there() {
     let app = spawn_app().await;
     let served = app
         .api
-        .http()
-        .get(app.api.url("/openapi.json"))
-        .send()
+        .get_anonymous("/openapi.json")
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
     assert_eq!(served.trim_end(), order::api::spec_json().trim_end());
-    let docs = app
-        .api
-        .http()
-        .get(app.api.url("/docs/"))
-        .send()
-        .await
-        .unwrap();
+    let docs = app.api.get_anonymous("/docs/").await.unwrap();
     assert_eq!(docs.status(), reqwest::StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }
@@ -87,12 +79,6 @@ async fn the_root_leads_to_the_console_which_is_served_with_its_assets() {
         assert!(asset.text().await.unwrap().contains(mark), "{path}");
     }
     // The API itself is still there beside it.
-    let health = app
-        .api
-        .http()
-        .get(app.api.url("/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.api.get_anonymous("/health").await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
 }

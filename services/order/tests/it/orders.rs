@@ -32,14 +32,7 @@ async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_a
     assert_eq!(order["currency"], "EUR");
     assert_eq!(order["history"][0]["status"], "pending");
 
-    let read: Value = app
-        .api
-        .get(&customer, &location)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = app.api.get_json(&customer, &location).await.unwrap();
     assert_eq!(read["id"], order["id"]);
     let merchant = app.merchant_token().await;
     assert_eq!(
@@ -286,14 +279,7 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_ident
         "{statuses:?}"
     );
     assert_eq!(bodies.len(), 1, "every answer shows the same order");
-    let orders: Value = app
-        .api
-        .get(&token, "/orders")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders: Value = app.api.get_json(&token, "/orders").await.unwrap();
     assert_eq!(orders["total"], 1);
 }
 
@@ -371,10 +357,7 @@ async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
 
     let page: Value = app
         .api
-        .get(&alice, "/orders?per_page=2")
-        .await
-        .unwrap()
-        .json()
+        .get_json(&alice, "/orders?per_page=2")
         .await
         .unwrap();
     assert_eq!(page["total"], 3);
@@ -382,39 +365,23 @@ async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
     assert_eq!(page["items"][0]["id"], ids[2], "newest first");
     let page2: Value = app
         .api
-        .get(&alice, "/orders?per_page=2&page=2")
-        .await
-        .unwrap()
-        .json()
+        .get_json(&alice, "/orders?per_page=2&page=2")
         .await
         .unwrap();
     assert_eq!(page2["items"][0]["id"], ids[0]);
 
     let merchant = app.merchant_token().await;
-    let all: Value = app
-        .api
-        .get(&merchant, "/orders")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.api.get_json(&merchant, "/orders").await.unwrap();
     assert_eq!(all["total"], 4, "a merchant sees all of its orders");
     let pending: Value = app
         .api
-        .get(&merchant, "/orders?status=pending")
-        .await
-        .unwrap()
-        .json()
+        .get_json(&merchant, "/orders?status=pending")
         .await
         .unwrap();
     assert_eq!(pending["total"], 4);
     let confirmed: Value = app
         .api
-        .get(&merchant, "/orders?status=confirmed")
-        .await
-        .unwrap()
-        .json()
+        .get_json(&merchant, "/orders?status=confirmed")
         .await
         .unwrap();
     assert_eq!(confirmed["total"], 0);
