@@ -12,9 +12,7 @@ async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
     let mut cluster = NatsCluster::start(3).await;
     let nats = TestNats::on(&cluster.url(), 3).await;
     let stack = Stack::start_on(nats, &[]).await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
     let beef_before = stack.api.levels(&merchant).await.unwrap()[0].1;
 
     let mut orders = Vec::new();

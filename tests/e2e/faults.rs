@@ -219,9 +219,7 @@ async fn orders_survive_every_fault_one_at_a_time() {
     let nats = TestNats::on(&nats_server.url(), 1).await;
     let db = TestDatabase::new_on(&postgres.admin_url()).await;
     let mut stack = Stack::start_separately_on_servers(nats, db).await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
     for ingredient in stack
         .api
         .get_json::<Value>(&merchant, "/ingredients")

@@ -42,6 +42,14 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The usual cast of a test: (the bootstrap merchant's token, its seeded burger's product
+    /// id, a new customer's token).
+    pub async fn shop(&self) -> (String, i64, String) {
+        let merchant = self.merchant().await;
+        let burger = self.seed(&merchant).await;
+        let customer = self.api.new_customer().await.unwrap();
+        (merchant, burger, customer)
+    }
     /// Waits (up to [`WAIT_AT_MOST`]) until the order is in `status`; panics with the last
     /// answer otherwise.
     pub async fn wait_for_status(&self, token: &str, id: Uuid, status: &str) {

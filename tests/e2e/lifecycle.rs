@@ -9,9 +9,7 @@ use order_client::NewOrder;
 #[tokio::test]
 async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_order() {
     let stack = Stack::start().await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (_merchant, burger, customer) = stack.shop().await;
 
     let id = stack
         .api
@@ -69,9 +67,7 @@ async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_orde
 async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
     // A courier that takes a minute: the order stays confirmed while we cancel it.
     let stack = Stack::start_with(&[("DELIVERY_DISPATCH_DELAY_MS", "60000")]).await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
     let before = stack.api.levels(&merchant).await.unwrap();
 
     let id = stack
@@ -86,11 +82,7 @@ async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
         before,
         "the order reserved stock"
     );
-    let response = stack
-        .api
-        .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-        .await
-        .unwrap();
+    let response = stack.api.request_cancel(&customer, id).await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     eventually("the stock is back", || async {
         stack.api.levels(&merchant).await.unwrap() == before
@@ -106,9 +98,7 @@ async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
 #[tokio::test]
 async fn cancelling_after_dispatch_is_a_conflict() {
     let stack = Stack::start().await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
     let id = stack.api.place_one(&customer, burger).await.unwrap();
     stack.wait_for_status(&customer, id, "confirmed").await;
 
@@ -137,11 +127,7 @@ async fn cancelling_after_dispatch_is_a_conflict() {
     })
     .await;
 
-    let response = stack
-        .api
-        .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-        .await
-        .unwrap();
+    let response = stack.api.request_cancel(&customer, id).await.unwrap();
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert!(
         response.headers()["content-type"]
@@ -154,9 +140,7 @@ async fn cancelling_after_dispatch_is_a_conflict() {
 #[tokio::test]
 async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() {
     let stack = Stack::start().await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
     let before = stack.api.levels(&merchant).await.unwrap();
 
     let mut ids = Vec::new();
@@ -168,11 +152,7 @@ async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() 
             .unwrap()
             .id;
         // No waiting: the cancellation is usually processed before or around the reservation.
-        let response = stack
-            .api
-            .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-            .await
-            .unwrap();
+        let response = stack.api.request_cancel(&customer, id).await.unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         ids.push(id);
     }
@@ -206,9 +186,7 @@ async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() 
 #[tokio::test]
 async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
     let stack = Stack::start().await; // dispatch 300 ms after confirmation, delivery 300 ms later
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
     let beef_before = stack.api.levels(&merchant).await.unwrap()[0].1;
 
     let mut placed = Vec::new();
@@ -221,11 +199,7 @@ async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
         .await;
         // Spread the cancels from right away to well after the dispatch.
         tokio::time::sleep(std::time::Duration::from_millis(50 * (i % 12))).await;
-        let response = stack
-            .api
-            .post(&customer, &format!("/order/{id}/cancel"), &Value::Null)
-            .await
-            .unwrap();
+        let response = stack.api.request_cancel(&customer, id).await.unwrap();
         answers.push(response.status());
         placed.push(id);
     }

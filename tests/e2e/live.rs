@@ -144,9 +144,7 @@ async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happ
             .is_ok_and(|r| r.status() == StatusCode::OK)
     })
     .await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (_merchant, burger, customer) = stack.shop().await;
 
     // With stock away the order stays pending while the stream opens; then stock comes back.
     stack.kill(1);

@@ -215,9 +215,7 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
 #[tokio::test]
 async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     let stack = Stack::start_separately().await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
 
     let delivered = stack.api.place_one(&customer, burger).await.unwrap();
     stack

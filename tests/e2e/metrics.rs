@@ -19,9 +19,7 @@ async fn every_service_serves_its_own_metrics() {
         &["notification", "--metrics-addr", &addresses[2]],
     ])
     .await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (_merchant, burger, customer) = stack.shop().await;
     // 30 burgers take 600 g of the 1 kg of onion: below 50 %, one alert.
     let id = stack
         .api

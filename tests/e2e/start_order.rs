@@ -76,9 +76,7 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
         json!({ "status": "ok", "database": "ok", "nats": "ok" })
     );
 
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
     let id = stack.api.place_one(&customer, burger).await.unwrap();
     stack.wait_for_status(&customer, id, "delivered").await;
     assert_eq!(

@@ -139,9 +139,7 @@ async fn concurrent_orders_never_oversell_with_two_stock_instances() {
 #[tokio::test]
 async fn no_second_email_until_a_restock_re_arms_the_alert() {
     let stack = Stack::start().await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (merchant, burger, customer) = stack.shop().await;
 
     // 26 burgers take onion from 1 000 g to 480 g: below 50 %.
     let first = stack

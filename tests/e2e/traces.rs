@@ -58,9 +58,7 @@ async fn the_trace_of_a_post_order_continues_through_stock_order_and_delivery() 
         &[&["order"], &["stock"], &["delivery"], &["notification"]],
     )
     .await;
-    let merchant = stack.merchant().await;
-    let burger = stack.seed(&merchant).await;
-    let customer = stack.api.new_customer().await.unwrap();
+    let (_merchant, burger, customer) = stack.shop().await;
 
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");

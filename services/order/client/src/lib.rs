@@ -131,6 +131,13 @@ impl Client {
         self.http.get(self.url(path)).send().await
     }
 
+    /// `POST /order/{id}/cancel` as `token`, whatever the answer (the typed [`Client::cancel`]
+    /// wants a 202).
+    pub async fn request_cancel(&self, token: &str, id: Uuid) -> reqwest::Result<Response> {
+        self.post(token, &format!("/order/{id}/cancel"), &Value::Null)
+            .await
+    }
+
     /// `POST path` without a token, with `body` as JSON.
     pub async fn post_anonymous(
         &self,

@@ -64,11 +64,7 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "cancelled");
 
-    let again = app
-        .api
-        .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
-        .await
-        .unwrap();
+    let again = app.api.request_cancel(&token, id).await.unwrap();
     assert_eq!(
         again.status(),
         StatusCode::ACCEPTED,
@@ -86,10 +82,7 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
 
     let stranger = app.api.new_customer().await.unwrap();
     assert_problem(
-        app.api
-            .post(&stranger, &format!("/order/{id}/cancel"), &Value::Null)
-            .await
-            .unwrap(),
+        app.api.request_cancel(&stranger, id).await.unwrap(),
         StatusCode::NOT_FOUND,
         "someone else's order",
     )
@@ -105,11 +98,7 @@ async fn a_pending_order_is_not_cancelled_without_deliverys_word() {
     let token = app.api.new_customer().await.unwrap();
     let id = place(&app, &token).await;
 
-    let response = app
-        .api
-        .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
-        .await
-        .unwrap();
+    let response = app.api.request_cancel(&token, id).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     let order: Value = app
@@ -159,10 +148,7 @@ async fn a_dispatched_order_can_no_longer_be_cancelled() {
     app.wait_for_status(&token, id, "dispatched").await;
 
     let problem = assert_problem(
-        app.api
-            .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
-            .await
-            .unwrap(),
+        app.api.request_cancel(&token, id).await.unwrap(),
         StatusCode::CONFLICT,
         "cancel after dispatch",
     )

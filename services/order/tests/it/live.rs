@@ -530,11 +530,7 @@ async fn a_cancel_ends_the_stream_on_every_instance() {
     assert_eq!(stream.next().await.unwrap().data["status"], "pending");
 
     let cancelled = Instant::now();
-    let cancel = app
-        .api
-        .post(&token, &format!("/order/{id}/cancel"), &Value::Null)
-        .await
-        .unwrap();
+    let cancel = app.api.request_cancel(&token, id).await.unwrap();
     assert_eq!(cancel.status(), StatusCode::ACCEPTED);
 
     let last = stream.next().await.unwrap();
