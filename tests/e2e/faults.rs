@@ -220,21 +220,9 @@ async fn orders_survive_every_fault_one_at_a_time() {
     let db = TestDatabase::new_on(&postgres.admin_url()).await;
     let mut stack = Stack::start_separately_on_servers(nats, db).await;
     let (merchant, burger, customer) = stack.shop().await;
-    for ingredient in stack
-        .api
-        .get_json::<Value>(&merchant, "/ingredients")
-        .await
-        .unwrap()
-        .as_array()
-        .unwrap()
-    {
-        let restock = format!("/ingredients/{}/restock", ingredient["id"]);
-        let response = stack
-            .api
-            .post(&merchant, &restock, &json!({"amount": RESTOCK}))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+    for ingredient in stack.api.ingredients(&merchant).await.unwrap() {
+        let restocked = stack.api.restock(&merchant, ingredient.id, RESTOCK).await;
+        restocked.expect("the restock is accepted");
     }
     let beef_before = stack.api.levels(&merchant).await.unwrap()[0].1;
 

@@ -42,6 +42,13 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The merchant's ingredient called `name`.
+    pub async fn ingredient(&self, merchant: &str, name: &str) -> order_client::Ingredient {
+        let ingredients = self.api.ingredients(merchant).await.unwrap();
+        let found = ingredients.into_iter().find(|i| i.name == name);
+        found.unwrap_or_else(|| panic!("no ingredient {name}"))
+    }
+
     /// The usual cast of a test: (the bootstrap merchant's token, its seeded burger's product
     /// id, a new customer's token).
     pub async fn shop(&self) -> (String, i64, String) {

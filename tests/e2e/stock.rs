@@ -164,44 +164,11 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     stack.wait_for_status(&customer, second, "confirmed").await;
 
     // A restock that stays below 50 % does not re-arm; one that reaches it does.
-    let onion = stack
-        .api
-        .get_json::<Value>(&merchant, "/ingredients")
-        .await
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "Onion")
-        .unwrap()
-        .clone();
-    let onion_id = onion["id"].as_i64().unwrap();
-    let restocked: Value = stack
-        .api
-        .post(
-            &merchant,
-            &format!("/ingredients/{onion_id}/restock"),
-            &json!({"amount": 10}),
-        )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(restocked["alert"], "alerted");
-    let restocked: Value = stack
-        .api
-        .post(
-            &merchant,
-            &format!("/ingredients/{onion_id}/restock"),
-            &json!({"amount": 600}),
-        )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(restocked["alert"], "armed");
+    let onion = stack.ingredient(&merchant, "Onion").await;
+    let restocked = stack.api.restock(&merchant, onion.id, 10).await.unwrap();
+    assert_eq!(restocked.alert, "alerted");
+    let restocked = stack.api.restock(&merchant, onion.id, 600).await.unwrap();
+    assert_eq!(restocked.alert, "armed");
     assert_eq!(
         stack.mail.emails().await.len(),
         1,
@@ -209,8 +176,7 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     );
 
     // Crossing again after the re-arm: a second email.
-    let level = restocked["stock"].as_i64().unwrap();
-    let burgers_to_cross = (level - restocked["reference_level"].as_i64().unwrap() / 2) / 20 + 1;
+    let burgers_to_cross = (restocked.stock - restocked.reference_level / 2) / 20 + 1;
     let third = stack
         .api
         .place_order(&customer, &NewOrder::of(burger, burgers_to_cross), &[])

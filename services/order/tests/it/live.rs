@@ -103,6 +103,26 @@ async fn stored_order(app: &TestApp, wanted: impl Fn(&Uuid) -> bool) -> Uuid {
     }
 }
 
+/// A new customer's `POST /order` with `Prefer: <prefer>`, and its answer once `settle` has
+/// published the order's outcome; the push must wake the waiting request within
+/// [`PUSHED_WITHIN`]. Answers the response and the order's id.
+async fn answered_after(
+    app: &TestApp,
+    prefer: &'static str,
+    settle: impl AsyncFnOnce(Uuid),
+) -> (reqwest::Response, Uuid) {
+    let product = app.seed().await;
+    let token = app.api.new_customer().await.unwrap();
+    let post = order_preferring(app, &token, product, prefer);
+    let id = stored_order(app, |_| true).await;
+    let published = Instant::now();
+    settle(id).await;
+    let response = post.await.unwrap();
+    let took = published.elapsed();
+    assert!(took < PUSHED_WITHIN, "took {took:?}");
+    (response, id)
+}
+
 /// `POST /order` of one `product` with `Prefer: <prefer>`, sent on a task of its own so the
 /// test can act while the request waits.
 fn order_preferring(
@@ -337,19 +357,10 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
 #[tokio::test]
 async fn prefer_wait_answers_201_with_the_confirmed_order_and_caps_the_wait_at_10() {
     let app = spawn_app().await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let post = order_preferring(&app, &token, product, "wait=60");
-    let id = stored_order(&app, |_| true).await;
-    let published = Instant::now();
-    publish(&app, &confirmed(id)).await;
-
-    let response = post.await.unwrap();
-    assert!(
-        published.elapsed() < PUSHED_WITHIN,
-        "took {:?}",
-        published.elapsed()
-    );
+    let (response, id) = answered_after(&app, "wait=60", async |id| {
+        publish(&app, &confirmed(id)).await
+    })
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers()["preference-applied"], "wait=10");
     assert_eq!(
@@ -364,19 +375,10 @@ async fn prefer_wait_answers_201_with_the_confirmed_order_and_caps_the_wait_at_1
 #[tokio::test]
 async fn prefer_wait_answers_201_with_a_rejection_and_its_shortages() {
     let app = spawn_app().await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let post = order_preferring(&app, &token, product, "respond-async, wait=5");
-    let id = stored_order(&app, |_| true).await;
-    let published = Instant::now();
-    publish(&app, &rejected(id)).await;
-
-    let response = post.await.unwrap();
-    assert!(
-        published.elapsed() < PUSHED_WITHIN,
-        "took {:?}",
-        published.elapsed()
-    );
+    let (response, _) = answered_after(&app, "respond-async, wait=5", async |id| {
+        publish(&app, &rejected(id)).await
+    })
+    .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers()["preference-applied"], "wait=5");
     let order: Value = response.json().await.unwrap();
