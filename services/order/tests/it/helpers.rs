@@ -6,6 +6,10 @@ use std::time::Duration;
 use larder_bus::OutboxConfig;
 pub use larder_bus::testing::eventually;
 use larder_bus::testing::{TestNats, WAIT_AT_MOST};
+use larder_contract::Envelope;
+use larder_contract::events::{
+    DeliveryDelivered, DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage,
+};
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
@@ -390,4 +394,54 @@ pub async fn delivery_agreeing_to_cancels(app: &TestApp) -> larder_bus::service:
         .await
         .expect("the stand-in serves cancel-shipment");
     service
+}
+
+/// The events stock and delivery would publish for an order of the seeded merchant (1).
+pub fn confirmed(order_id: Uuid) -> Envelope<OrderConfirmed> {
+    Envelope::new(
+        OrderConfirmed {
+            order_id,
+            merchant_id: 1,
+            reserved: vec![],
+        },
+        None,
+    )
+}
+
+pub fn rejected(order_id: Uuid) -> Envelope<OrderRejected> {
+    Envelope::new(
+        OrderRejected {
+            order_id,
+            merchant_id: 1,
+            shortages: vec![Shortage {
+                ingredient_id: 3,
+                ingredient: "Onion".into(),
+                required: 20,
+                available: 5,
+            }],
+        },
+        None,
+    )
+}
+
+pub fn dispatched(order_id: Uuid, shipment_id: Uuid) -> Envelope<DeliveryDispatched> {
+    Envelope::new(
+        DeliveryDispatched {
+            order_id,
+            shipment_id,
+            at: chrono::Utc::now(),
+        },
+        None,
+    )
+}
+
+pub fn delivered(order_id: Uuid, shipment_id: Uuid) -> Envelope<DeliveryDelivered> {
+    Envelope::new(
+        DeliveryDelivered {
+            order_id,
+            shipment_id,
+            at: chrono::Utc::now(),
+        },
+        None,
+    )
 }

@@ -1,14 +1,13 @@
 //! Cancelling: allowed while pending or confirmed, when delivery agrees (here a stand-in that
 //! always does), announced with `orders.cancelled`, refused once dispatched.
 
-use larder_contract::Envelope;
-use larder_contract::events::{DeliveryDispatched, OrderConfirmed};
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, assert_problem, burgers, delivery_agreeing_to_cancels, eventually, publish, spawn_app,
+    TestApp, assert_problem, burgers, confirmed, delivery_agreeing_to_cancels, dispatched,
+    eventually, publish, spawn_app,
 };
 
 async fn place(app: &TestApp, token: &str) -> Uuid {
@@ -121,30 +120,8 @@ async fn a_dispatched_order_can_no_longer_be_cancelled() {
     let app = spawn_app().await;
     let token = app.api.new_customer().await.unwrap();
     let id = place(&app, &token).await;
-    publish(
-        &app,
-        &Envelope::new(
-            OrderConfirmed {
-                order_id: id,
-                merchant_id: 1,
-                reserved: vec![],
-            },
-            None,
-        ),
-    )
-    .await;
-    publish(
-        &app,
-        &Envelope::new(
-            DeliveryDispatched {
-                order_id: id,
-                shipment_id: Uuid::new_v4(),
-                at: chrono::Utc::now(),
-            },
-            None,
-        ),
-    )
-    .await;
+    publish(&app, &confirmed(id)).await;
+    publish(&app, &dispatched(id, Uuid::new_v4())).await;
     app.wait_for_status(&token, id, "dispatched").await;
 
     let problem = assert_problem(

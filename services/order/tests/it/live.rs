@@ -4,72 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-use larder_contract::Envelope;
-use larder_contract::events::{
-    DeliveryDelivered, DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage,
-};
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{
-    SseReader, TestApp, burgers, eventually, publish, spawn_app, spawn_app_with,
-    spawn_other_instance,
+    SseReader, TestApp, burgers, confirmed, delivered, dispatched, eventually, publish, rejected,
+    spawn_app, spawn_app_with, spawn_other_instance,
 };
 
 /// Streams re-read the order every 5 s without a push, and a wait reads it at its deadline: an
 /// answer within this of the event shows a push woke it.
 const PUSHED_WITHIN: Duration = Duration::from_secs(3);
-
-fn confirmed(order_id: Uuid) -> Envelope<OrderConfirmed> {
-    Envelope::new(
-        OrderConfirmed {
-            order_id,
-            merchant_id: 1,
-            reserved: vec![],
-        },
-        None,
-    )
-}
-
-fn rejected(order_id: Uuid) -> Envelope<OrderRejected> {
-    Envelope::new(
-        OrderRejected {
-            order_id,
-            merchant_id: 1,
-            shortages: vec![Shortage {
-                ingredient_id: 3,
-                ingredient: "Onion".into(),
-                required: 20,
-                available: 5,
-            }],
-        },
-        None,
-    )
-}
-
-fn dispatched(order_id: Uuid, shipment_id: Uuid) -> Envelope<DeliveryDispatched> {
-    Envelope::new(
-        DeliveryDispatched {
-            order_id,
-            shipment_id,
-            at: chrono::Utc::now(),
-        },
-        None,
-    )
-}
-
-fn delivered(order_id: Uuid, shipment_id: Uuid) -> Envelope<DeliveryDelivered> {
-    Envelope::new(
-        DeliveryDelivered {
-            order_id,
-            shipment_id,
-            at: chrono::Utc::now(),
-        },
-        None,
-    )
-}
 
 async fn open_stream(
     client: &reqwest::Client,

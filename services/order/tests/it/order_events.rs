@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use larder_bus::topology::{ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
 use larder_contract::Envelope;
-use larder_contract::events::{DeliveryDispatched, OrderConfirmed, OrderRejected, Shortage};
+use larder_contract::events::{DeliveryDispatched, OrderRejected, Shortage};
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, burgers, eventually, publish, spawn_app};
+use crate::helpers::{TestApp, burgers, confirmed, eventually, publish, spawn_app};
 
 async fn place(app: &TestApp) -> (String, Uuid) {
     let burger = app.seed().await;
@@ -38,14 +38,7 @@ async fn status_of(app: &TestApp, token: &str, id: Uuid) -> Value {
 async fn confirmed_moves_a_pending_order_forward_once() {
     let app = spawn_app().await;
     let (token, id) = place(&app).await;
-    let confirmed = Envelope::new(
-        OrderConfirmed {
-            order_id: id,
-            merchant_id: 1,
-            reserved: vec![],
-        },
-        None,
-    );
+    let confirmed = confirmed(id);
 
     publish(&app, &confirmed).await;
     publish(&app, &confirmed).await; // redelivered under a new message id
@@ -135,18 +128,7 @@ async fn a_dispatch_that_overtakes_the_confirmation_waits_for_it() {
         ),
     )
     .await;
-    publish(
-        &app,
-        &Envelope::new(
-            OrderConfirmed {
-                order_id: id,
-                merchant_id: 1,
-                reserved: vec![],
-            },
-            None,
-        ),
-    )
-    .await;
+    publish(&app, &confirmed(id)).await;
 
     eventually("the order is dispatched", || async {
         status_of(&app, &token, id).await["status"] == "dispatched"
