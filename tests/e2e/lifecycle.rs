@@ -1,7 +1,7 @@
 //! End to end: an order's whole life, and cancelling at each stage.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{Stack, eventually};
 use order_client::NewOrder;
@@ -38,29 +38,12 @@ async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_orde
         assert_eq!(event["correlation_id"], "e2e-flow-1", "{event}");
     }
 
-    let order = stack
-        .api
-        .get_json::<Value>(&customer, &format!("/order/{id}"))
-        .await
-        .unwrap();
-    let history: Vec<&str> = order["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        history,
-        vec!["pending", "confirmed", "dispatched", "delivered"]
-    );
-    let times: Vec<&str> = order["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["at"].as_str().unwrap())
-        .collect();
+    let order = stack.api.order(&customer, id).await.unwrap();
+    let history = ["pending", "confirmed", "dispatched", "delivered"];
+    assert_eq!(order.statuses(), history);
+    let times: Vec<&str> = order.history.iter().map(|h| h.at.as_str()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
-    assert_eq!(order["shipment"]["status"], "delivered");
+    assert_eq!(order.shipment.unwrap().status, "delivered");
 }
 
 #[tokio::test]

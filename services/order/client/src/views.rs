@@ -115,6 +115,13 @@ pub struct Order {
     pub updated_at: String,
 }
 
+impl Order {
+    /// The statuses of its history, oldest first.
+    pub fn statuses(&self) -> Vec<&str> {
+        self.history.iter().map(|h| h.status.as_str()).collect()
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct OrderLine {
     pub product_id: i64,

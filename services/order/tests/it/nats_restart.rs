@@ -102,21 +102,8 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
     }
     for id in orders {
         app.wait_for_status(&token, id, "delivered").await;
-        let order: Value = app
-            .api
-            .get_json(&token, &format!("/order/{id}"))
-            .await
-            .unwrap();
-        let history: Vec<&str> = order["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["status"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            history,
-            ["pending", "confirmed", "dispatched", "delivered"],
-            "order {id}"
-        );
+        let order = app.api.order(&token, id).await.unwrap();
+        let history = ["pending", "confirmed", "dispatched", "delivered"];
+        assert_eq!(order.statuses(), history, "order {id}");
     }
 }
