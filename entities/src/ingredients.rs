@@ -29,15 +29,6 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(has_many = "super::stock_movements::Entity")]
-    StockMovements,
-}
-
-impl Related<super::stock_movements::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::StockMovements.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -3,10 +3,13 @@
 //! unqualified: each service's pool has `search_path` = its own schema, so `outbox` is its own.
 //!
 //! One module per table, named after it, each with `Model`, `ActiveModel`, `Column`, `Entity`
-//! and, where a foreign key exists, `Relation`s; [`prelude`] names every `Entity` after its
-//! table (`Orders`, `StockMovements`, ...). Statuses (and a movement's reason) are SeaORM active enums stored as their
-//! lower-case names in TEXT columns (each with a CHECK constraint): what a status column may hold
-//! is said here, how a status moves is each service's domain.
+//! and, where a foreign key exists, a `belongs_to` `Relation` that mirrors it; `Related` (what
+//! `find_related` needs) only where a query joins: products to their merchant. [`prelude`] names
+//! every `Entity` after its table (`Orders`, `StockMovements`, ...).
+//!
+//! Statuses (and a movement's reason) are SeaORM active enums stored as their lower-case names in
+//! TEXT columns (each with a CHECK constraint): what a status column may hold is said here, how a
+//! status moves is each service's domain.
 //!
 //! - order service: [`merchants`], [`users`], [`products`], [`recipe_lines`], [`orders`],
 //!   [`order_lines`], [`order_status_history`]

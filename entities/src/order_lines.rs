@@ -38,16 +38,4 @@ pub enum Relation {
     Products,
 }
 
-impl Related<super::orders::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Orders.def()
-    }
-}
-
-impl Related<super::products::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Products.def()
-    }
-}
-
 impl ActiveModelBehavior for ActiveModel {}

@@ -28,10 +28,4 @@ pub enum Relation {
     Orders,
 }
 
-impl Related<super::orders::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Orders.def()
-    }
-}
-
 impl ActiveModelBehavior for ActiveModel {}

@@ -50,34 +50,6 @@ pub enum Relation {
         to = "super::merchants::Column::Id"
     )]
     Merchants,
-    #[sea_orm(has_many = "super::order_lines::Entity")]
-    OrderLines,
-    #[sea_orm(has_many = "super::order_status_history::Entity")]
-    OrderStatusHistory,
-}
-
-impl Related<super::users::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Users.def()
-    }
-}
-
-impl Related<super::merchants::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Merchants.def()
-    }
-}
-
-impl Related<super::order_lines::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::OrderLines.def()
-    }
-}
-
-impl Related<super::order_status_history::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::OrderStatusHistory.def()
-    }
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -24,27 +24,11 @@ pub enum Relation {
         to = "super::merchants::Column::Id"
     )]
     Merchants,
-    #[sea_orm(has_many = "super::recipe_lines::Entity")]
-    RecipeLines,
-    #[sea_orm(has_many = "super::order_lines::Entity")]
-    OrderLines,
 }
 
 impl Related<super::merchants::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Merchants.def()
-    }
-}
-
-impl Related<super::recipe_lines::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::RecipeLines.def()
-    }
-}
-
-impl Related<super::order_lines::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::OrderLines.def()
     }
 }
 

@@ -27,10 +27,4 @@ pub enum Relation {
     Products,
 }
 
-impl Related<super::products::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Products.def()
-    }
-}
-
 impl ActiveModelBehavior for ActiveModel {}

@@ -29,12 +29,6 @@ pub enum Relation {
     Ingredients,
 }
 
-impl Related<super::ingredients::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Ingredients.def()
-    }
-}
-
 impl ActiveModelBehavior for ActiveModel {}
 
 /// Why a stock movement happened; `stock_movements.reason`.

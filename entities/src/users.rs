@@ -33,20 +33,6 @@ pub enum Relation {
         to = "super::merchants::Column::Id"
     )]
     Merchants,
-    #[sea_orm(has_many = "super::orders::Entity")]
-    Orders,
-}
-
-impl Related<super::merchants::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Merchants.def()
-    }
-}
-
-impl Related<super::orders::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Orders.def()
-    }
 }
 
 impl ActiveModelBehavior for ActiveModel {}
