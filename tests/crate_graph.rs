@@ -1,15 +1,16 @@
 //! The services are independent (SPEC §1, §2): no service crate depends on another, not even
 //! for its tests. What they share is the event contract, the bus plumbing, the entities and the
 //! migrations; the root package alone brings them together (`larder all`, the e2e suite).
-//! Two more crates keep to their side of a line: the API client (`order-client`) knows the API,
-//! not the server, and the shared test fixtures (`larder-test-support`) never reach production.
+//! Two more crates keep to their side of a line: the API client (`larder-api-client`) knows the
+//! API, not the server, and the shared test fixtures (`larder-test-support`) never reach
+//! production.
 
 use std::process::Command;
 
 use serde_json::Value;
 
 const SERVICES: [&str; 4] = ["order", "stock", "notification", "delivery"];
-const CLIENT: &str = "order-client";
+const CLIENT: &str = "larder-api-client";
 const TEST_SUPPORT: &str = "larder-test-support";
 
 /// The workspace's packages, as `cargo metadata` lists them.

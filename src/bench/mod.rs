@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use order_client::{Client, NewOrder, OrderId};
+use larder_api_client::{Client, NewOrder, OrderId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
 use stock::audit::Inconsistency;

@@ -5,7 +5,7 @@
 use larder_bus::testing::{NatsCluster, TestNats};
 
 use crate::helpers::Stack;
-use order_client::NewOrder;
+use larder_api_client::NewOrder;
 
 #[tokio::test]
 async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {

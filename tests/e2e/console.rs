@@ -14,7 +14,7 @@ use larder_contract::events::OrderCreated;
 use larder_contract::subjects;
 
 use crate::helpers::Stack;
-use order_client::NewOrder;
+use larder_api_client::NewOrder;
 
 /// Reads one `text/event-stream` response event by event.
 struct Feed {

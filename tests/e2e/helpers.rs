@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use larder_api_client::Client;
 pub use larder_bus::testing::eventually;
 use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_test_support::MailInbox;
 use migration::Service;
 use migration::testing::TestDatabase;
-use order_client::Client;
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
@@ -43,7 +43,7 @@ pub struct Stack {
 
 impl Stack {
     /// The merchant's ingredient called `name`.
-    pub async fn ingredient(&self, merchant: &str, name: &str) -> order_client::Ingredient {
+    pub async fn ingredient(&self, merchant: &str, name: &str) -> larder_api_client::Ingredient {
         let ingredients = self.api.ingredients(merchant).await.unwrap();
         let found = ingredients.into_iter().find(|i| i.name == name);
         found.unwrap_or_else(|| panic!("no ingredient {name}"))

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{Stack, eventually};
-use order_client::NewOrder;
+use larder_api_client::NewOrder;
 
 #[tokio::test]
 async fn an_order_is_confirmed_dispatched_and_delivered_with_its_history_in_order() {

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually, free_port};
-use order_client::NewOrder;
+use larder_api_client::NewOrder;
 
 /// The `data` of each `status` event of a `text/event-stream` response, until the server ends
 /// it; fails if that takes longer than `within`.

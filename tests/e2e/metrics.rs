@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 
 use crate::helpers::{Stack, eventually, free_port};
-use order_client::NewOrder;
+use larder_api_client::NewOrder;
 
 #[tokio::test]
 async fn every_service_serves_its_own_metrics() {

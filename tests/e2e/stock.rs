@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Stack, eventually};
-use order_client::NewOrder;
+use larder_api_client::NewOrder;
 
 /// 200 single-burger orders from 20 customers, all at once, against stock for exactly 50
 /// burgers (onion: 1 000 g, 20 g each).

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Stack, eventually};
-use order_client::NewOrder;
+use larder_api_client::NewOrder;
 
 type Received = Arc<Mutex<Vec<Vec<u8>>>>;
 

@@ -3,6 +3,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use larder_api_client::Client;
 use larder_bus::OutboxConfig;
 pub use larder_bus::testing::eventually;
 use larder_bus::testing::{TestNats, WAIT_AT_MOST};
@@ -15,7 +16,6 @@ use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
 use order::config::OrderSettings;
 use order::{Application, Config};
-use order_client::Client;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
