@@ -262,12 +262,8 @@ impl Client {
 
     /// `POST /order/{id}/cancel` (202).
     pub async fn cancel(&self, token: &str, id: Uuid) -> Result<Order, Error> {
-        let path = format!("/order/{id}/cancel");
-        let what = || format!("POST {path}");
-        let response = self
-            .post(token, &path, &Value::Null)
-            .await
-            .map_err(http(what))?;
+        let what = || format!("POST /order/{id}/cancel");
+        let response = self.request_cancel(token, id).await.map_err(http(what))?;
         expect(response, StatusCode::ACCEPTED, what).await
     }
 
