@@ -99,6 +99,15 @@ impl fmt::Debug for DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// The same database and role with a pool of `max_connections` (a second pool of one
+    /// service: the outbox relay's, the consumers').
+    pub fn with_max_connections(&self, max_connections: u32) -> DatabaseConfig {
+        DatabaseConfig {
+            max_connections,
+            ..self.clone()
+        }
+    }
+
     /// The same server, user and options, but the database `name` (a plain identifier: it is
     /// not percent-encoded).
     pub fn with_database(&self, name: &str) -> DatabaseConfig {

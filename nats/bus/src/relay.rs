@@ -178,9 +178,9 @@ fn header_map(headers: &serde_json::Value) -> HeaderMap {
 }
 
 /// Connections the relay can use at once: its LISTEN connection (held for good), a round, and a
-/// vacuum or metrics sample beside it. A service whose pool is small gives the relay a pool of
-/// this size of its own: sharing a few connections with busy consumers, a relay waited whole
-/// acquire timeouts behind their batches while nothing was published.
+/// vacuum or metrics sample beside it. Every service gives its relay a pool of this size of its
+/// own: sharing a service's pool with busy consumers, a relay waited whole acquire timeouts
+/// behind their batches while nothing was published, and everything downstream waited with it.
 pub const POOL_SIZE: u32 = 3;
 
 /// The relay actor. Start it in every service that writes to the outbox.

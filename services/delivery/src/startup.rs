@@ -53,8 +53,12 @@ impl Application {
         .await
         .context("Failed to prepare JetStream")?;
         let namespace = config.nats.namespace.clone();
+        let relay_db =
+            migration::database::connect(&config.database.with_max_connections(relay::POOL_SIZE))
+                .await
+                .context("Failed to connect the relay's pool")?;
         let relay = OutboxRelay::new(
-            db.clone(),
+            relay_db,
             jetstream.clone(),
             config.outbox.clone(),
             migration::Service::Delivery.outbox_channel(),

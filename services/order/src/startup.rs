@@ -73,18 +73,14 @@ impl Application {
         })
         .await
         .context("Failed to prepare the database")?;
-        let consumer_db = migration::database::connect(&DatabaseConfig {
-            max_connections: CONSUMER_POOL_SIZE,
-            ..config.database.clone()
-        })
-        .await
-        .context("Failed to connect the consumers' pool")?;
-        let relay_db = migration::database::connect(&DatabaseConfig {
-            max_connections: relay::POOL_SIZE,
-            ..config.database.clone()
-        })
-        .await
-        .context("Failed to connect the relay's pool")?;
+        let consumer_db =
+            migration::database::connect(&config.database.with_max_connections(CONSUMER_POOL_SIZE))
+                .await
+                .context("Failed to connect the consumers' pool")?;
+        let relay_db =
+            migration::database::connect(&config.database.with_max_connections(relay::POOL_SIZE))
+                .await
+                .context("Failed to connect the relay's pool")?;
         let jetstream =
             larder_bus::connect_jetstream(&config.nats, "larder-order", &ORDER_CONSUMERS)
                 .await
