@@ -20,7 +20,9 @@ use actix::prelude::*;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::future::join_all;
-use sea_orm::{DatabaseConnection, DbBackend, EntityTrait, Statement, TransactionTrait};
+use migration::Service;
+use migration::database::DatabaseConfig;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement, TransactionTrait};
 
 use entities::outbox;
 
@@ -182,6 +184,18 @@ fn header_map(headers: &serde_json::Value) -> HeaderMap {
 /// own: sharing a service's pool with busy consumers, a relay waited whole acquire timeouts
 /// behind their batches while nothing was published, and everything downstream waited with it.
 pub const POOL_SIZE: u32 = 3;
+
+/// Starts `service`'s relay on a pool of its own: [`POOL_SIZE`] connections of `database`.
+/// Call it inside the actix system.
+pub async fn start(
+    database: &DatabaseConfig,
+    service: Service,
+    js: jetstream::Context,
+    config: OutboxConfig,
+) -> Result<Addr<OutboxRelay>, DbErr> {
+    let db = migration::database::connect(&database.with_max_connections(POOL_SIZE)).await?;
+    Ok(OutboxRelay::new(db, js, config, service.outbox_channel()).start())
+}
 
 /// The relay actor. Start it in every service that writes to the outbox.
 pub struct OutboxRelay {

@@ -74,17 +74,14 @@ impl Application {
             crate::commands::serve(&jetstream.client(), &config.nats.namespace, db.clone())
                 .await
                 .context("Failed to serve the notification commands on NATS")?;
-        let relay_db =
-            migration::database::connect(&config.database.with_max_connections(relay::POOL_SIZE))
-                .await
-                .context("Failed to connect the relay's pool")?;
-        let relay = OutboxRelay::new(
-            relay_db,
+        let relay = relay::start(
+            &config.database,
+            migration::Service::Notification,
             jetstream.clone(),
             config.outbox.clone(),
-            migration::Service::Notification.outbox_channel(),
         )
-        .start();
+        .await
+        .context("Failed to start the outbox relay")?;
         Ok(Self {
             db,
             jetstream,

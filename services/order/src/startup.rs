@@ -77,10 +77,6 @@ impl Application {
             migration::database::connect(&config.database.with_max_connections(CONSUMER_POOL_SIZE))
                 .await
                 .context("Failed to connect the consumers' pool")?;
-        let relay_db =
-            migration::database::connect(&config.database.with_max_connections(relay::POOL_SIZE))
-                .await
-                .context("Failed to connect the relay's pool")?;
         let jetstream =
             larder_bus::connect_jetstream(&config.nats, "larder-order", &ORDER_CONSUMERS)
                 .await
@@ -92,13 +88,14 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {}", config.settings.http_addr))?;
         let port = listener.local_addr()?.port();
-        let relay = OutboxRelay::new(
-            relay_db,
+        let relay = relay::start(
+            &config.database,
+            migration::Service::Order,
             jetstream.clone(),
             config.outbox.clone(),
-            migration::Service::Order.outbox_channel(),
         )
-        .start();
+        .await
+        .context("Failed to start the outbox relay")?;
         Ok(Self {
             db,
             consumer_db,

@@ -39,17 +39,14 @@ impl Application {
                 .await
                 .context("Failed to prepare JetStream")?;
         let namespace = config.nats.namespace.clone();
-        let relay_db =
-            migration::database::connect(&config.database.with_max_connections(relay::POOL_SIZE))
-                .await
-                .context("Failed to connect the relay's pool")?;
-        let relay = OutboxRelay::new(
-            relay_db,
+        let relay = relay::start(
+            &config.database,
+            migration::Service::Stock,
             jetstream.clone(),
             config.outbox.clone(),
-            migration::Service::Stock.outbox_channel(),
         )
-        .start();
+        .await
+        .context("Failed to start the outbox relay")?;
         let pushes = Pusher::new(jetstream.client(), &namespace);
         let reservations =
             ReserveOrders::new(db.clone(), Outbox::new(namespace.clone()), pushes.clone());
