@@ -15,7 +15,7 @@ use crate::telemetry::LogFormat;
 )]
 pub struct Cli {
     /// Log format: pretty for a terminal, json in production.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    #[arg(long, env, value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -74,7 +74,7 @@ pub struct Shared {
     /// Where to serve Prometheus `GET /metrics` on a listener of its own. Unset: a process with
     /// the order service serves it on its HTTP port; `larder stock`, `notification` and
     /// `delivery` alone on 127.0.0.1:9102, :9103 and :9104. Port 0 picks a free one (logged).
-    #[arg(long = "metrics-addr", env = "METRICS_ADDR")]
+    #[arg(long, env)]
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 

@@ -46,15 +46,9 @@ pub struct NatsConfig {
 }
 
 impl NatsConfig {
-    /// Local defaults: the server on loopback, no namespace.
+    /// The declared defaults: the server on loopback, no namespace.
     pub fn local() -> Self {
-        Self {
-            url: "nats://127.0.0.1:4222".into(),
-            namespace: Namespace::none(),
-            replicas: 1,
-            max_age_secs: 7 * 24 * 3600,
-            duplicate_window_secs: 120,
-        }
+        declared_defaults()
     }
 
     pub fn max_age(&self) -> Duration {

@@ -13,47 +13,22 @@ use crate::domain;
 /// when the circuit breaker opens.
 #[derive(Clone, clap::Args)]
 pub struct NotificationSettings {
-    #[arg(
-        id = "smtp_host",
-        long = "smtp-host",
-        env = "SMTP_HOST",
-        default_value = "127.0.0.1"
-    )]
+    #[arg(long, env, default_value = "127.0.0.1")]
     pub smtp_host: String,
     /// 1025 is MailHog's (and maildev's) SMTP port.
-    #[arg(
-        id = "smtp_port",
-        long = "smtp-port",
-        env = "SMTP_PORT",
-        default_value_t = 1025
-    )]
+    #[arg(long, env, default_value_t = 1025)]
     pub smtp_port: u16,
-    #[arg(
-        id = "smtp_from",
-        long = "smtp-from",
-        env = "SMTP_FROM",
-        default_value = "Larder <alerts@larder.local>"
-    )]
+    #[arg(long, env, default_value = "Larder <alerts@larder.local>")]
     pub smtp_from: String,
-    #[arg(id = "smtp_username", long = "smtp-username", env = "SMTP_USERNAME")]
+    #[arg(long, env)]
     pub smtp_username: Option<String>,
-    #[arg(id = "smtp_password", long = "smtp-password", env = "SMTP_PASSWORD")]
+    #[arg(long, env)]
     pub smtp_password: Option<String>,
     /// STARTTLS to the SMTP server (off for a local inbox); set the port too (usually 587).
-    #[arg(
-        id = "smtp_tls",
-        long = "smtp-tls",
-        env = "SMTP_TLS",
-        default_value_t = false
-    )]
+    #[arg(long, env, default_value_t = false)]
     pub smtp_tls: bool,
     /// Connect and command timeout of one SMTP conversation, in seconds.
-    #[arg(
-        id = "smtp_timeout_secs",
-        long = "smtp-timeout-secs",
-        env = "SMTP_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long, env, default_value_t = 10)]
     pub smtp_timeout_secs: u64,
     /// Deliveries of one `stock.low` before it is dead-lettered and its notification marked
     /// failed (the consumer's `max_deliver`).

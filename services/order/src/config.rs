@@ -49,149 +49,81 @@ pub enum Profile {
 #[derive(Clone, clap::Args)]
 pub struct OrderSettings {
     /// Where the HTTP API listens; port 0 picks a free one.
-    #[arg(
-        long = "http-addr",
-        env = "HTTP_ADDR",
-        default_value = "127.0.0.1:3000"
-    )]
+    #[arg(long, env, default_value = "127.0.0.1:3000")]
     pub http_addr: SocketAddr,
     /// Requests served at once; beyond it, 503 with Retry-After instead of an unbounded queue.
-    #[arg(
-        long = "http-max-in-flight",
-        env = "HTTP_MAX_IN_FLIGHT",
-        default_value_t = 512
-    )]
+    #[arg(long, env, default_value_t = 512)]
     pub http_max_in_flight: usize,
     /// How long a merchant operation served by another service (seed, ingredients, restock,
     /// courier update) waits for its answer before the API says 503.
-    #[arg(
-        long = "service-request-timeout-ms",
-        env = "SERVICE_REQUEST_TIMEOUT_MS",
-        default_value_t = DEFAULT_SERVICE_REQUEST_TIMEOUT_MS
-    )]
+    #[arg(long, env, default_value_t = DEFAULT_SERVICE_REQUEST_TIMEOUT_MS)]
     pub service_request_timeout_ms: u64,
     /// Connections served at once; further clients wait in the listen backlog. Keep it below the
     /// open-file limit (the service raises its soft limit to the hard one at start).
-    #[arg(
-        long = "http-max-connections",
-        env = "HTTP_MAX_CONNECTIONS",
-        default_value_t = 1024
-    )]
+    #[arg(long, env, default_value_t = 1024)]
     pub http_max_connections: usize,
     /// Seconds a client has to send a request's headers; also how long an idle keep-alive
     /// connection stays open.
-    #[arg(
-        long = "http-header-timeout-secs",
-        env = "HTTP_HEADER_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long, env, default_value_t = 10)]
     pub http_header_timeout_secs: u64,
     /// Seconds a client has to send a request's body (408 after).
-    #[arg(
-        long = "http-body-timeout-secs",
-        env = "HTTP_BODY_TIMEOUT_SECS",
-        default_value_t = 10
-    )]
+    #[arg(long, env, default_value_t = 10)]
     pub http_body_timeout_secs: u64,
     /// Seconds without a byte read or written after which a connection is closed, even mid-request.
-    #[arg(
-        long = "http-idle-timeout-secs",
-        env = "HTTP_IDLE_TIMEOUT_SECS",
-        default_value_t = 60
-    )]
+    #[arg(long, env, default_value_t = 60)]
     pub http_idle_timeout_secs: u64,
     /// Login and register attempts per client address per minute (429 beyond).
-    #[arg(
-        long = "auth-rate-per-ip-per-min",
-        env = "AUTH_RATE_PER_IP_PER_MIN",
-        default_value_t = 30
-    )]
+    #[arg(long, env, default_value_t = 30)]
     pub auth_rate_per_ip_per_min: u32,
     /// Login attempts per account per minute; a failed one counts twice (429 beyond).
-    #[arg(
-        long = "auth-rate-per-account-per-min",
-        env = "AUTH_RATE_PER_ACCOUNT_PER_MIN",
-        default_value_t = 10
-    )]
+    #[arg(long, env, default_value_t = 10)]
     pub auth_rate_per_account_per_min: u32,
     /// Threads hashing passwords (argon2id, 19 MiB each); 0 = one per core.
-    #[arg(
-        long = "password-hash-threads",
-        env = "PASSWORD_HASH_THREADS",
-        default_value_t = 0
-    )]
+    #[arg(long, env, default_value_t = 0)]
     pub password_hash_threads: usize,
     /// Password hashes that may wait for a thread; beyond, logins get 503 with Retry-After.
-    #[arg(
-        long = "password-hash-queue",
-        env = "PASSWORD_HASH_QUEUE",
-        default_value_t = 64
-    )]
+    #[arg(long, env, default_value_t = 64)]
     pub password_hash_queue: usize,
-    #[arg(long = "profile", env = "LARDER_PROFILE", value_enum, default_value_t = Profile::Dev)]
+    #[arg(long, env = "LARDER_PROFILE", value_enum, default_value_t = Profile::Dev)]
     pub profile: Profile,
     /// HS256 key for access tokens.
-    #[arg(long = "jwt-secret", env = "JWT_SECRET", default_value = DEV_JWT_SECRET)]
+    #[arg(long, env, default_value = DEV_JWT_SECRET)]
     pub jwt_secret: String,
-    #[arg(long = "jwt-ttl-secs", env = "JWT_TTL_SECS", default_value_t = 3600)]
+    #[arg(long, env, default_value_t = 3600)]
     pub jwt_ttl_secs: u64,
     /// The merchant created at start (idempotent), with a merchant user to log in as.
-    #[arg(
-        long = "merchant-name",
-        env = "MERCHANT_NAME",
-        default_value = "Larder Burgers"
-    )]
+    #[arg(long, env, default_value = "Larder Burgers")]
     pub merchant_name: String,
     /// The bootstrap merchant's login, and where its low-stock alerts go.
-    #[arg(
-        long = "merchant-email",
-        env = "MERCHANT_EMAIL",
-        default_value = "merchant@larder.local"
-    )]
+    #[arg(long, env, default_value = "merchant@larder.local")]
     pub merchant_email: String,
-    #[arg(
-        long = "merchant-password",
-        env = "MERCHANT_PASSWORD",
-        default_value = "merchant-password"
-    )]
+    #[arg(long, env, default_value = "merchant-password")]
     pub merchant_password: String,
-    #[arg(
-        long = "merchant-currency",
-        env = "MERCHANT_CURRENCY",
-        default_value = "EUR"
-    )]
+    #[arg(long, env, default_value = "EUR")]
     pub merchant_currency: String,
     /// Who may create merchants (`open`, `operator`, `closed`); unset: `open` in the dev
     /// profile, in prod `operator` when `MERCHANT_SIGNUP_TOKEN` is set, else `closed`.
-    #[arg(long = "merchant-signup", env = "MERCHANT_SIGNUP", value_enum)]
+    #[arg(long, env, value_enum)]
     pub merchant_signup: Option<MerchantSignup>,
     /// The operator token `MERCHANT_SIGNUP=operator` asks for (`X-Operator-Token`), at least
     /// 32 bytes.
-    #[arg(long = "merchant-signup-token", env = "MERCHANT_SIGNUP_TOKEN")]
+    #[arg(long, env)]
     pub merchant_signup_token: Option<String>,
     /// `GET /order/{id}/events` streams open at once; beyond, 503 with Retry-After. Each holds
     /// a connection: keep it well below HTTP_MAX_CONNECTIONS.
-    #[arg(
-        long = "sse-max-streams",
-        env = "SSE_MAX_STREAMS",
-        default_value_t = 256
-    )]
+    #[arg(long, env, default_value_t = 256)]
     pub sse_max_streams: usize,
     /// Seconds an event stream stays open at most; the client resumes with `Last-Event-ID`.
-    #[arg(long = "sse-max-secs", env = "SSE_MAX_SECS", default_value_t = 120)]
+    #[arg(long, env, default_value_t = 120)]
     pub sse_max_secs: u64,
     /// `POST /order` requests waiting for their outcome at once (`Prefer: wait`); beyond, the
     /// preference is not honoured and the answer is the usual 202.
-    #[arg(
-        long = "prefer-wait-max-waiters",
-        env = "PREFER_WAIT_MAX_WAITERS",
-        default_value_t = 256
-    )]
+    #[arg(long, env, default_value_t = 256)]
     pub prefer_wait_max_waiters: usize,
     /// Serve HTTP only and consume no order events: other instances of the service do (they
     /// share the durable consumers). Its clients still see every status change live, from the
     /// other instances' pushes. At least one instance must consume.
-    #[arg(long = "api-only", env = "ORDER_API_ONLY", default_value_t = false)]
+    #[arg(long, env = "ORDER_API_ONLY", default_value_t = false)]
     pub api_only: bool,
 }
 
