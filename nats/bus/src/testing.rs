@@ -7,8 +7,16 @@ use std::future::Future;
 use std::sync::Once;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::StreamMessage, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::{
+    self,
+    message::{PublishMessage, StreamMessage},
+    stream::LastRawMessageErrorKind,
+};
+use futures::future::join_all;
+use larder_contract::{Envelope, Event};
+use tokio_util::sync::CancellationToken;
 
+use crate::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
 use crate::{Namespace, NatsConfig, topology};
 
 mod server;
@@ -90,6 +98,63 @@ impl TestNats {
             .expect("the stream exists")
     }
 
+    /// Publishes `event` as its producer's relay does: `Nats-Msg-Id` = envelope id, with the
+    /// event type and correlation headers. Panics if the broker took it for a duplicate.
+    pub async fn publish<E: Event>(&self, event: &Envelope<E>) {
+        self.publish_with_message_id(event, &event.id.to_string())
+            .await;
+    }
+
+    /// The same envelope under another `Nats-Msg-Id`: the broker stores and delivers it again.
+    pub async fn publish_with_message_id<E: Event>(&self, event: &Envelope<E>, message_id: &str) {
+        let ack = self
+            .jetstream
+            .send_publish(
+                self.namespace().subject(E::SUBJECT),
+                relayed_message(event, message_id),
+            )
+            .await
+            .expect("publish is sent")
+            .await
+            .expect("publish is acknowledged");
+        assert!(!ack.duplicate, "{message_id} was stored");
+    }
+
+    /// Many events with their acks in flight together.
+    pub async fn publish_all<E: Event>(&self, events: &[Envelope<E>]) {
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            acks.push(
+                self.jetstream
+                    .send_publish(
+                        self.namespace().subject(E::SUBJECT),
+                        relayed_message(event, &event.id.to_string()),
+                    )
+                    .await
+                    .expect("publish is sent"),
+            );
+        }
+        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
+            assert!(!ack.expect("publish is acknowledged").duplicate);
+        }
+    }
+
+    /// Arbitrary bytes on `subject` (without namespace), with no headers: what a broken or
+    /// foreign producer might send.
+    pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>, message_id: &str) {
+        self.jetstream
+            .send_publish(
+                self.namespace().subject(subject),
+                PublishMessage::build()
+                    .payload(payload.into())
+                    .message_id(message_id),
+            )
+            .await
+            .expect("publish is sent")
+            .await
+            .expect("publish is acknowledged");
+    }
+
     /// Every message stored on `subject` (without namespace), in stream order.
     pub async fn messages_on(&self, subject: &str) -> Vec<StreamMessage> {
         let stream = self.stream_of(subject).await;
@@ -113,6 +178,71 @@ impl TestNats {
                 }
                 Err(error) => panic!("could not read {subject}: {error}"),
             }
+        }
+    }
+}
+
+/// The message the relay publishes for an outbox row holding `event`.
+fn relayed_message<E: Event>(event: &Envelope<E>, message_id: &str) -> PublishMessage {
+    let mut message = PublishMessage::build()
+        .payload(serde_json::to_vec(event).expect("events encode").into())
+        .header(EVENT_TYPE_HEADER, E::TYPE)
+        .message_id(message_id);
+    if let Some(correlation_id) = &event.correlation_id {
+        message = message.header(CORRELATION_ID_HEADER, correlation_id.as_str());
+    }
+    message
+}
+
+/// Service instances a test runs, each with a shutdown signal of its own.
+pub struct Instances<E> {
+    /// The service's name, for the failure messages.
+    service: &'static str,
+    running: Vec<(CancellationToken, tokio::task::JoinHandle<Result<(), E>>)>,
+}
+
+/// How long a graceful shutdown may take before the test fails: it drains in-flight work and
+/// flushes the relay, which takes a moment, not this long.
+pub const STOP_AT_MOST: Duration = Duration::from_secs(30);
+
+impl<E: std::fmt::Debug + 'static> Instances<E> {
+    pub fn new(service: &'static str) -> Self {
+        Self {
+            service,
+            running: Vec::new(),
+        }
+    }
+
+    /// Runs `run_until_stopped(shutdown)` on the actix system the test runs in.
+    pub fn spawn<F>(&mut self, run_until_stopped: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = Result<(), E>> + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let running = actix::spawn(run_until_stopped(shutdown.clone()));
+        self.running.push((shutdown, running));
+    }
+
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Signals every instance at once, then checks each stops cleanly within [`STOP_AT_MOST`].
+    pub async fn stop_all(&mut self) {
+        for (shutdown, _) in &self.running {
+            shutdown.cancel();
+        }
+        let service = self.service;
+        for (_, running) in self.running.drain(..) {
+            tokio::time::timeout(STOP_AT_MOST, running)
+                .await
+                .unwrap_or_else(|_| panic!("the {service} service stops within {STOP_AT_MOST:?}"))
+                .unwrap_or_else(|e| panic!("the {service} service does not panic: {e}"))
+                .unwrap_or_else(|e| panic!("the {service} service stops cleanly: {e:?}"));
         }
     }
 }

@@ -1,15 +1,15 @@
 //! `spawn_app(settings)`: a fresh database and JetStream namespace with the delivery service
 //! running on them; plus helpers that read like what the tests check.
 
-use async_nats::jetstream::message::{PublishMessage, StreamMessage};
+use async_nats::jetstream::message::StreamMessage;
 
 use delivery::config::DeliverySettings;
 use delivery::{Application, Config};
 use entities::{outbox, shipments};
 use larder_bus::OutboxConfig;
-use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Outbox};
+use larder_bus::outbox::Outbox;
 pub use larder_bus::testing::eventually;
-use larder_bus::testing::{TestNats, WAIT_AT_MOST};
+use larder_bus::testing::{Instances, TestNats, WAIT_AT_MOST};
 use larder_bus::topology::{self, ConsumerSpec};
 use larder_contract::events::{DeliveryEvent, OrderCancelled, OrderConfirmed};
 use larder_contract::subjects;
@@ -19,7 +19,6 @@ use migration::testing::TestDatabase;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 };
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const MERCHANT_ID: i64 = 7;
@@ -64,18 +63,13 @@ pub fn cancellation(confirmed: &Envelope<OrderConfirmed>) -> Envelope<OrderCance
     )
 }
 
-struct Instance {
-    shutdown: CancellationToken,
-    running: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
 pub struct TestApp {
     pub test_db: TestDatabase,
     /// A pool as the delivery role, on its schema.
     pub db: DatabaseConnection,
     pub nats: TestNats,
     pub settings: DeliverySettings,
-    instances: Vec<Instance>,
+    instances: Instances<anyhow::Error>,
 }
 
 /// One delivery service instance on a fresh database and namespace.
@@ -93,7 +87,7 @@ pub async fn spawn_instances(count: usize, settings: DeliverySettings) -> TestAp
         db,
         nats: TestNats::new().await,
         settings,
-        instances: Vec::new(),
+        instances: Instances::new("delivery"),
     };
     for _ in 0..count {
         app.start_instance().await;
@@ -128,23 +122,13 @@ impl TestApp {
         let app = Application::build(self.config())
             .await
             .expect("the delivery service starts");
-        let shutdown = CancellationToken::new();
-        let running = actix::spawn(app.run_until_stopped(shutdown.clone()));
-        self.instances.push(Instance { shutdown, running });
+        self.instances
+            .spawn(|shutdown| app.run_until_stopped(shutdown));
     }
 
     /// Shuts every running instance down gracefully and checks they stopped cleanly.
     pub async fn stop_instances(&mut self) {
-        for instance in &self.instances {
-            instance.shutdown.cancel();
-        }
-        for instance in self.instances.drain(..) {
-            instance
-                .running
-                .await
-                .expect("the delivery service does not panic")
-                .expect("the delivery service stops cleanly");
-        }
+        self.instances.stop_all().await;
     }
 
     pub async fn stop(mut self) {
@@ -155,28 +139,12 @@ impl TestApp {
 
     /// Publishes like the producer's relay: `Nats-Msg-Id` = envelope id.
     pub async fn publish<E: Event>(&self, event: &Envelope<E>) {
-        self.publish_with_message_id(event, &event.id.to_string())
-            .await;
+        self.nats.publish(event).await;
     }
 
     /// The same envelope under another `Nats-Msg-Id`: the broker stores it again.
     pub async fn publish_with_message_id<E: Event>(&self, event: &Envelope<E>, message_id: &str) {
-        let mut message = PublishMessage::build()
-            .payload(serde_json::to_vec(event).expect("events encode").into())
-            .header(EVENT_TYPE_HEADER, E::TYPE)
-            .message_id(message_id);
-        if let Some(correlation_id) = &event.correlation_id {
-            message = message.header(CORRELATION_ID_HEADER, correlation_id.as_str());
-        }
-        let ack = self
-            .nats
-            .jetstream
-            .send_publish(self.nats.namespace().subject(E::SUBJECT), message)
-            .await
-            .expect("publish is sent")
-            .await
-            .expect("publish is acknowledged");
-        assert!(!ack.duplicate, "{message_id} was stored");
+        self.nats.publish_with_message_id(event, message_id).await;
     }
 
     /// Every message stored on `subject` (without namespace), in stream order.

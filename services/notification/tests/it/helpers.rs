@@ -2,23 +2,18 @@
 //! running on them against an SMTP port (an inbox of the test's own is
 //! `larder_test_support::MailInbox`); and helpers that read like what the tests check.
 
-use std::time::Duration;
-
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::message::PublishMessage;
 use larder_bus::OutboxConfig;
 use larder_bus::dlq::{self, DeadLetterRecord};
-use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
-use larder_bus::testing::TestNats;
 pub use larder_bus::testing::eventually;
+use larder_bus::testing::{Instances, TestNats};
+use larder_contract::Envelope;
 use larder_contract::events::StockLow;
-use larder_contract::{Envelope, Event};
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
 use notification::config::NotificationSettings;
 use notification::{Application, Config};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use entities::notifications;
@@ -46,14 +41,13 @@ pub struct TestApp {
     /// A pool as the notification role, on its schema.
     pub db: DatabaseConnection,
     pub nats: TestNats,
-    shutdown: CancellationToken,
-    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    instance: Instances<anyhow::Error>,
 }
 
 /// The notification service on a fresh database and namespace, sending to `settings`' SMTP
 /// server.
 pub async fn spawn_app(settings: NotificationSettings) -> TestApp {
-    larder_bus::testing::init_tracing("info,notification=debug,nats=debug");
+    larder_bus::testing::init_tracing("info,notification=debug,larder_bus=debug");
     let test_db = TestDatabase::new().await;
     let db = test_db.connect(Service::Notification).await;
     let nats = TestNats::new().await;
@@ -69,14 +63,13 @@ pub async fn spawn_app(settings: NotificationSettings) -> TestApp {
     let app = Application::build(config)
         .await
         .expect("the notification service starts");
-    let shutdown = CancellationToken::new();
-    let running = actix::spawn(app.run_until_stopped(shutdown.clone()));
+    let mut instance = Instances::new("notification");
+    instance.spawn(|shutdown| app.run_until_stopped(shutdown));
     TestApp {
         _test_db: test_db,
         db,
         nats,
-        shutdown,
-        running,
+        instance,
     }
 }
 
@@ -100,43 +93,18 @@ pub fn beef_is_low() -> Envelope<StockLow> {
 
 impl TestApp {
     /// Shuts the service down gracefully and checks it stopped cleanly.
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.running)
-            .await
-            .expect("the notification service stops within 30 s")
-            .expect("the notification service does not panic")
-            .expect("the notification service stops cleanly");
+    pub async fn stop(mut self) {
+        self.instance.stop_all().await;
     }
 
     /// Publishes like the stock service's relay: `Nats-Msg-Id` = envelope id.
     pub async fn publish(&self, event: &Envelope<StockLow>) {
-        self.publish_with_message_id(event, &event.id.to_string())
-            .await;
+        self.nats.publish(event).await;
     }
 
     /// The same envelope under another `Nats-Msg-Id`: the broker stores and delivers it again.
     pub async fn publish_with_message_id(&self, event: &Envelope<StockLow>, message_id: &str) {
-        let mut message = PublishMessage::build()
-            .payload(
-                serde_json::to_vec(event)
-                    .expect("an envelope serialises")
-                    .into(),
-            )
-            .message_id(message_id)
-            .header(EVENT_TYPE_HEADER, StockLow::TYPE);
-        if let Some(correlation_id) = &event.correlation_id {
-            message = message.header(CORRELATION_ID_HEADER, correlation_id.as_str());
-        }
-        let ack = self
-            .nats
-            .jetstream
-            .send_publish(self.nats.namespace().subject(StockLow::SUBJECT), message)
-            .await
-            .expect("publish is sent")
-            .await
-            .expect("publish is acknowledged");
-        assert!(!ack.duplicate, "{message_id} was stored");
+        self.nats.publish_with_message_id(event, message_id).await;
     }
 
     /// The notification row of an event.

@@ -1,15 +1,11 @@
 //! `spawn_app()`: a fresh database and JetStream namespace, the burger catalogue seeded, and the
 //! stock service running on them; plus helpers that read like what the tests check.
 
-use std::future::IntoFuture;
+use async_nats::jetstream::message::StreamMessage;
 
-use async_nats::jetstream::message::{PublishMessage, StreamMessage};
-
-use futures::future::join_all;
 use larder_bus::OutboxConfig;
-use larder_bus::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
 pub use larder_bus::testing::eventually;
-use larder_bus::testing::{TestNats, WAIT_AT_MOST};
+use larder_bus::testing::{Instances, TestNats, WAIT_AT_MOST};
 use larder_bus::topology::{self, ConsumerSpec};
 use larder_contract::events::{IngredientAmount, OrderCancelled, OrderCreated, OrderedLine};
 use larder_contract::{Envelope, Event};
@@ -22,7 +18,6 @@ use sea_orm::{
 use stock::config::StockSettings;
 use stock::store::{self, IngredientSeed};
 use stock::{Application, Config};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use entities::{ingredients, outbox, stock_movements};
@@ -111,18 +106,13 @@ pub async fn seed_burger_stock(db: &DatabaseConnection) -> Catalogue {
     }
 }
 
-struct Instance {
-    shutdown: CancellationToken,
-    running: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
 pub struct TestApp {
     pub test_db: TestDatabase,
     /// A pool as the stock role, on its schema.
     pub db: DatabaseConnection,
     pub nats: TestNats,
     pub catalogue: Catalogue,
-    instances: Vec<Instance>,
+    instances: Instances<anyhow::Error>,
     batch_size: usize,
 }
 
@@ -149,7 +139,7 @@ pub async fn spawn_instances(count: usize, batch_size: usize) -> TestApp {
         db,
         nats,
         catalogue,
-        instances: Vec::new(),
+        instances: Instances::new("stock"),
         batch_size,
     };
     for _ in 0..count {
@@ -182,23 +172,13 @@ impl TestApp {
         let app = Application::build(self.config())
             .await
             .expect("the stock service starts");
-        let shutdown = CancellationToken::new();
-        let running = actix::spawn(app.run_until_stopped(shutdown.clone()));
-        self.instances.push(Instance { shutdown, running });
+        self.instances
+            .spawn(|shutdown| app.run_until_stopped(shutdown));
     }
 
     /// Shuts every instance down gracefully and checks they stopped cleanly.
-    pub async fn stop(self) {
-        for instance in &self.instances {
-            instance.shutdown.cancel();
-        }
-        for instance in self.instances {
-            instance
-                .running
-                .await
-                .expect("the stock service does not panic")
-                .expect("the stock service stops cleanly");
-        }
+    pub async fn stop(mut self) {
+        self.instances.stop_all().await;
     }
 
     pub fn burger_order(&self, quantity: i64) -> Envelope<OrderCreated> {
@@ -209,60 +189,22 @@ impl TestApp {
 
     /// Publishes like the order service's relay: `Nats-Msg-Id` = envelope id.
     pub async fn publish<E: Event>(&self, event: &Envelope<E>) {
-        self.publish_with_message_id(event, &event.id.to_string())
-            .await;
+        self.nats.publish(event).await;
     }
 
     /// The same envelope under another `Nats-Msg-Id`: the broker stores it again.
     pub async fn publish_with_message_id<E: Event>(&self, event: &Envelope<E>, message_id: &str) {
-        let ack = self
-            .nats
-            .jetstream
-            .send_publish(
-                self.nats.namespace().subject(E::SUBJECT),
-                event_message(event, message_id),
-            )
-            .await
-            .expect("publish is sent")
-            .await
-            .expect("publish is acknowledged");
-        assert!(!ack.duplicate, "{message_id} was stored");
+        self.nats.publish_with_message_id(event, message_id).await;
     }
 
     /// Many events with their acks in flight together.
     pub async fn publish_all<E: Event>(&self, events: &[Envelope<E>]) {
-        let mut acks = Vec::with_capacity(events.len());
-        for event in events {
-            acks.push(
-                self.nats
-                    .jetstream
-                    .send_publish(
-                        self.nats.namespace().subject(E::SUBJECT),
-                        event_message(event, &event.id.to_string()),
-                    )
-                    .await
-                    .expect("publish is sent"),
-            );
-        }
-        for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
-            assert!(!ack.expect("publish is acknowledged").duplicate);
-        }
+        self.nats.publish_all(events).await;
     }
 
     /// Arbitrary bytes on `subject` (without namespace).
     pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>, message_id: &str) {
-        self.nats
-            .jetstream
-            .send_publish(
-                self.nats.namespace().subject(subject),
-                PublishMessage::build()
-                    .payload(payload.into())
-                    .message_id(message_id),
-            )
-            .await
-            .expect("publish is sent")
-            .await
-            .expect("publish is acknowledged");
+        self.nats.publish_raw(subject, payload, message_id).await;
     }
 
     /// Every message stored on `subject` (without namespace), in stream order.
@@ -333,17 +275,6 @@ impl TestApp {
     pub async fn assert_movements_sum_to_stock(&self) {
         assert_movements_sum_to_stock(self.db()).await;
     }
-}
-
-fn event_message<E: Event>(event: &Envelope<E>, message_id: &str) -> PublishMessage {
-    let mut message = PublishMessage::build()
-        .payload(serde_json::to_vec(event).expect("events encode").into())
-        .header(EVENT_TYPE_HEADER, E::TYPE)
-        .message_id(message_id);
-    if let Some(correlation_id) = &event.correlation_id {
-        message = message.header(CORRELATION_ID_HEADER, correlation_id.as_str());
-    }
-    message
 }
 
 pub async fn unpublished_events(db: &DatabaseConnection) -> u64 {
