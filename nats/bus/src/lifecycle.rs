@@ -1,6 +1,7 @@
 //! One service lifecycle (SPEC §5 rule 8), the same in every service and in `larder all`.
 //!
-//! A service builds its parts, hands its consumers to a [`Lifecycle`] ([`Lifecycle::consume`]),
+//! A service opens its [`Connections`] (database, JetStream, outbox relay), builds its parts on
+//! them, hands its consumers to a [`Lifecycle`] ([`Lifecycle::consume`]),
 //! and then, in its `run_until_stopped`, reads top to bottom:
 //!
 //! 1. [`Lifecycle::until_stopped`]: the runners pull until the process's shutdown (or until one
@@ -19,10 +20,65 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use migration::Service;
+use migration::database::DatabaseConfig;
+use sea_orm::{DatabaseConnection, DbErr};
+
 use crate::consume::{ConsumerRunner, HandleEvents};
+use crate::relay::{self, OutboxRelay};
 use crate::topology::ConsumerSpec;
-use crate::{Namespace, NatsError};
+use crate::{Namespace, NatsConfig, NatsError, OutboxConfig};
 use larder_contract::envelope::Decode;
+
+/// What every service opens before it builds its own parts.
+pub struct Connections {
+    /// The service's pool, on its schema, migrated.
+    pub db: DatabaseConnection,
+    /// With the streams and the service's consumers ensured.
+    pub jetstream: jetstream::Context,
+    /// Publishing the service's outbox, on a pool of its own.
+    pub relay: Addr<OutboxRelay>,
+}
+
+/// Why a service could not open its [`Connections`].
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Failed to prepare the database")]
+    Database(#[source] DbErr),
+    #[error("Failed to prepare JetStream")]
+    JetStream(#[source] NatsError),
+    #[error("Failed to start the outbox relay")]
+    Relay(#[source] DbErr),
+}
+
+impl Connections {
+    /// Connects (waiting for PostgreSQL and NATS, which may start after the service), migrates
+    /// `service`'s schema, ensures the streams and `consumers`, and starts the relay. Call it
+    /// inside the actix system.
+    pub async fn open(
+        service: Service,
+        database: &DatabaseConfig,
+        nats: &NatsConfig,
+        outbox: &OutboxConfig,
+        consumers: &[ConsumerSpec],
+    ) -> Result<Self, StartError> {
+        let db = migration::database::connect_and_migrate(database)
+            .await
+            .map_err(StartError::Database)?;
+        let client_name = format!("larder-{}", service.name());
+        let jetstream = crate::connect_jetstream(nats, &client_name, consumers)
+            .await
+            .map_err(StartError::JetStream)?;
+        let relay = relay::start(database, service, jetstream.clone(), outbox.clone())
+            .await
+            .map_err(StartError::Relay)?;
+        Ok(Self {
+            db,
+            jetstream,
+            relay,
+        })
+    }
+}
 
 /// Why the runners stopped other than by the shutdown they were asked for.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use larder_bus::Namespace;
-use larder_bus::lifecycle::{self, Gone, Lifecycle};
+use larder_bus::lifecycle::{self, Connections, Gone, Lifecycle};
 use larder_bus::outbox::Outbox;
 use larder_bus::relay::{self, OutboxRelay};
 use larder_bus::service::CommandService;
@@ -42,25 +42,19 @@ impl Application {
     /// starts the actors; the timer takes the steps that fell due while no instance ran. Call it
     /// inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = migration::database::connect_and_migrate(&config.database)
-            .await
-            .context("Failed to prepare the database")?;
-        let jetstream = larder_bus::connect_jetstream(
+        let Connections {
+            db,
+            jetstream,
+            relay,
+        } = Connections::open(
+            migration::Service::Delivery,
+            &config.database,
             &config.nats,
-            "larder-delivery",
+            &config.outbox,
             &topology::DELIVERY_CONSUMERS,
         )
-        .await
-        .context("Failed to prepare JetStream")?;
+        .await?;
         let namespace = config.nats.namespace.clone();
-        let relay = relay::start(
-            &config.database,
-            migration::Service::Delivery,
-            jetstream.clone(),
-            config.outbox.clone(),
-        )
-        .await
-        .context("Failed to start the outbox relay")?;
         let (gone_guard, timer_gone) = lifecycle::gone_signal();
         let timer = DeliveryTimer::new(
             db.clone(),

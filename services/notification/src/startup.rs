@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use larder_bus::consume::HandleBatch;
-use larder_bus::lifecycle::{self, Gone, Lifecycle};
+use larder_bus::lifecycle::{self, Connections, Gone, Lifecycle};
 use larder_bus::push::Pusher;
 use larder_bus::relay::{self, OutboxRelay};
 use larder_bus::service::CommandService;
@@ -42,18 +42,20 @@ impl Application {
     /// starts the actors and the consumer. Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let settings = &config.settings;
-        let db = migration::database::connect_and_migrate(&config.database)
-            .await
-            .context("Failed to prepare the database")?;
         // Its own consumer, with the retry schedule the settings ask for.
         let consumer = settings.consumer_spec();
-        let jetstream = larder_bus::connect_jetstream(
+        let Connections {
+            db,
+            jetstream,
+            relay,
+        } = Connections::open(
+            migration::Service::Notification,
+            &config.database,
             &config.nats,
-            "larder-notification",
+            &config.outbox,
             std::slice::from_ref(&consumer),
         )
-        .await
-        .context("Failed to prepare JetStream")?;
+        .await?;
         let mailer = Mailer::new(settings).context("Failed to set up the SMTP transport")?;
 
         let stop = CancellationToken::new();
@@ -74,14 +76,6 @@ impl Application {
             crate::commands::serve(&jetstream.client(), &config.nats.namespace, db.clone())
                 .await
                 .context("Failed to serve the notification commands on NATS")?;
-        let relay = relay::start(
-            &config.database,
-            migration::Service::Notification,
-            jetstream.clone(),
-            config.outbox.clone(),
-        )
-        .await
-        .context("Failed to start the outbox relay")?;
         Ok(Self {
             db,
             jetstream,

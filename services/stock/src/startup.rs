@@ -4,7 +4,7 @@
 use actix::prelude::*;
 use anyhow::Context as _;
 use larder_bus::Namespace;
-use larder_bus::lifecycle::Lifecycle;
+use larder_bus::lifecycle::{Connections, Lifecycle};
 use larder_bus::outbox::Outbox;
 use larder_bus::push::Pusher;
 use larder_bus::relay::{self, OutboxRelay};
@@ -31,22 +31,19 @@ impl Application {
     /// Connects (waiting for PostgreSQL and NATS), migrates, ensures streams and its consumers,
     /// starts the actors and serves the merchant commands. Call it inside the actix system.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = migration::database::connect_and_migrate(&config.database)
-            .await
-            .context("Failed to prepare the database")?;
-        let jetstream =
-            larder_bus::connect_jetstream(&config.nats, "larder-stock", &topology::STOCK_CONSUMERS)
-                .await
-                .context("Failed to prepare JetStream")?;
-        let namespace = config.nats.namespace.clone();
-        let relay = relay::start(
-            &config.database,
+        let Connections {
+            db,
+            jetstream,
+            relay,
+        } = Connections::open(
             migration::Service::Stock,
-            jetstream.clone(),
-            config.outbox.clone(),
+            &config.database,
+            &config.nats,
+            &config.outbox,
+            &topology::STOCK_CONSUMERS,
         )
-        .await
-        .context("Failed to start the outbox relay")?;
+        .await?;
+        let namespace = config.nats.namespace.clone();
         let pushes = Pusher::new(jetstream.client(), &namespace);
         let reservations =
             ReserveOrders::new(db.clone(), Outbox::new(namespace.clone()), pushes.clone());
