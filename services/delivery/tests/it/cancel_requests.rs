@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use delivery::config::DeliverySettings;
 use larder_bus::service::{CallError, call};
 use larder_bus::topology;
 use larder_contract::commands::{ApplyCourierUpdate, CancelShipment, CourierStep};
@@ -12,7 +11,7 @@ use larder_contract::events::DeliveryCancelled;
 use larder_contract::subjects;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, confirmation, spawn_app};
+use crate::helpers::{TestApp, confirmation, courier, spawn_app};
 
 // Generous: the suite runs many services at once on a small machine; this is not a timing test.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -49,15 +48,9 @@ async fn cancellations_announced(app: &TestApp, order_id: Uuid) -> usize {
 
 #[actix::test]
 async fn an_undispatched_shipment_is_dropped_and_the_drop_announced_once() {
-    let app = spawn_app(DeliverySettings {
-        dispatch_delay_ms: 1_500,
-        deliver_delay_ms: 100,
-    })
-    .await;
-    let confirmed = confirmation();
+    let app = spawn_app(courier(1_500, 100)).await;
+    let (confirmed, _) = app.confirm_new_order().await;
     let order_id = confirmed.data.order_id;
-    app.publish(&confirmed).await;
-    app.wait_for_shipment(order_id, "pending").await;
 
     let first = cancel(&app, order_id).await.expect("accepted");
     let again = cancel(&app, order_id).await.expect("accepted again");
@@ -79,15 +72,9 @@ async fn an_undispatched_shipment_is_dropped_and_the_drop_announced_once() {
 
 #[actix::test]
 async fn a_dispatched_shipment_refuses_the_cancel() {
-    let app = spawn_app(DeliverySettings {
-        dispatch_delay_ms: 60_000,
-        deliver_delay_ms: 60_000,
-    })
-    .await;
-    let confirmed = confirmation();
+    let app = spawn_app(courier(60_000, 60_000)).await;
+    let (confirmed, _) = app.confirm_new_order().await;
     let order_id = confirmed.data.order_id;
-    app.publish(&confirmed).await;
-    app.wait_for_shipment(order_id, "pending").await;
     call(
         &app.nats.client,
         app.nats.namespace(),
@@ -118,11 +105,7 @@ async fn a_dispatched_shipment_refuses_the_cancel() {
 
 #[actix::test]
 async fn a_cancel_before_the_shipment_exists_means_none_is_ever_created() {
-    let app = spawn_app(DeliverySettings {
-        dispatch_delay_ms: 100,
-        deliver_delay_ms: 100,
-    })
-    .await;
+    let app = spawn_app(courier(100, 100)).await;
     let confirmed = confirmation();
     let order_id = confirmed.data.order_id;
 

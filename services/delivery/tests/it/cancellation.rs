@@ -1,10 +1,9 @@
 //! `orders.cancelled` drops a shipment not yet dispatched, even one whose confirmation it
 //! overtook; a dispatched shipment is left to the courier (SPEC §5 rules 4 and 6).
 
-use delivery::config::DeliverySettings;
 use larder_bus::topology;
 
-use crate::helpers::{TestApp, cancellation, confirmation, quick_courier, spawn_app};
+use crate::helpers::{TestApp, cancellation, confirmation, courier, quick_courier, spawn_app};
 
 /// Confirms another order and waits until it is delivered: every timer due before it has fired
 /// by then, so a test can tell that a step did not happen.
@@ -19,15 +18,9 @@ async fn after_a_later_order_is_delivered(app: &TestApp) {
 #[actix::test]
 async fn a_cancellation_before_dispatch_drops_the_shipment() {
     // Arrange: dispatch is far enough away for the cancellation to come first.
-    let app = spawn_app(DeliverySettings {
-        dispatch_delay_ms: 1_500,
-        deliver_delay_ms: 100,
-    })
-    .await;
-    let confirmed = confirmation();
+    let app = spawn_app(courier(1_500, 100)).await;
+    let (confirmed, _) = app.confirm_new_order().await;
     let order_id = confirmed.data.order_id;
-    app.publish(&confirmed).await;
-    app.wait_for_shipment(order_id, "pending").await;
 
     // Act
     app.publish(&cancellation(&confirmed)).await;

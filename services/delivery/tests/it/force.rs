@@ -2,14 +2,13 @@
 //! there is no step to take (SPEC §3 `POST /order/{id}/delivery`).
 
 use chrono::{TimeDelta, Utc};
-use delivery::config::DeliverySettings;
 use delivery::domain::{ShipmentStatus, Step};
 use delivery::store::{self, ForceStepError};
 use entities::shipments;
 use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, cancellation, confirmation, idle_courier, spawn_app};
+use crate::helpers::{TestApp, cancellation, confirmation, courier, idle_courier, spawn_app};
 
 impl TestApp {
     /// Forces the order's shipment to `to` in a transaction of its own, as the order API does.
@@ -26,10 +25,8 @@ impl TestApp {
 async fn forcing_delivered_on_a_pending_shipment_dispatches_it_first_and_is_idempotent() {
     // Arrange: the courier never comes by itself.
     let app = spawn_app(idle_courier()).await;
-    let confirmed = confirmation();
+    let (confirmed, pending) = app.confirm_new_order().await;
     let order_id = confirmed.data.order_id;
-    app.publish(&confirmed).await;
-    let pending = app.wait_for_shipment(order_id, "pending").await;
 
     // Act
     let delivered = app.force(order_id, Step::Delivered).await.expect("forced");
@@ -71,15 +68,9 @@ async fn forcing_delivered_on_a_pending_shipment_dispatches_it_first_and_is_idem
 #[actix::test]
 async fn a_forced_dispatch_is_delivered_by_the_timer_once() {
     // Arrange: no dispatch by itself, a quick delivery once dispatched.
-    let app = spawn_app(DeliverySettings {
-        dispatch_delay_ms: 3_600_000,
-        deliver_delay_ms: 300,
-    })
-    .await;
-    let confirmed = confirmation();
+    let app = spawn_app(courier(3_600_000, 300)).await;
+    let (confirmed, _) = app.confirm_new_order().await;
     let order_id = confirmed.data.order_id;
-    app.publish(&confirmed).await;
-    app.wait_for_shipment(order_id, "pending").await;
 
     // Act
     let before = Utc::now();

@@ -23,20 +23,23 @@ use uuid::Uuid;
 
 pub const MERCHANT_ID: i64 = 7;
 
+/// A courier that dispatches `dispatch_delay_ms` after the confirmation and delivers
+/// `deliver_delay_ms` after the dispatch.
+pub fn courier(dispatch_delay_ms: u64, deliver_delay_ms: u64) -> DeliverySettings {
+    DeliverySettings {
+        dispatch_delay_ms,
+        deliver_delay_ms,
+    }
+}
+
 /// Short courier delays: dispatched 200 ms after the confirmation, delivered 400 ms later.
 pub fn quick_courier() -> DeliverySettings {
-    DeliverySettings {
-        dispatch_delay_ms: 200,
-        deliver_delay_ms: 400,
-    }
+    courier(200, 400)
 }
 
 /// A courier that never comes while a test runs: only forced steps happen.
 pub fn idle_courier() -> DeliverySettings {
-    DeliverySettings {
-        dispatch_delay_ms: 3_600_000,
-        deliver_delay_ms: 3_600_000,
-    }
+    courier(3_600_000, 3_600_000)
 }
 
 /// The `orders.confirmed` the stock service would publish for a new order.
@@ -244,6 +247,16 @@ impl TestApp {
         )
         .await;
         self.shipment(order_id).await.expect("the shipment exists")
+    }
+
+    /// Publishes a new order's confirmation and waits for its pending shipment.
+    pub async fn confirm_new_order(&self) -> (Envelope<OrderConfirmed>, shipments::Model) {
+        let confirmed = confirmation();
+        self.publish(&confirmed).await;
+        let pending = self
+            .wait_for_shipment(confirmed.data.order_id, "pending")
+            .await;
+        (confirmed, pending)
     }
 }
 

@@ -59,10 +59,8 @@ async fn a_confirmed_order_is_dispatched_then_delivered_once_each() {
 async fn a_redelivered_or_repeated_confirmation_creates_nothing_more() {
     // Arrange
     let app = spawn_app(quick_courier()).await;
-    let confirmed = confirmation();
+    let (confirmed, first) = app.confirm_new_order().await;
     let order_id = confirmed.data.order_id;
-    app.publish(&confirmed).await;
-    let first = app.wait_for_shipment(order_id, "pending").await;
 
     // Act: the same envelope under a new message id (a replay), and another confirmation of
     // the same order (a new envelope id).

@@ -4,28 +4,22 @@
 use std::collections::HashSet;
 
 use chrono::{TimeDelta, Utc};
-use delivery::config::DeliverySettings;
 use delivery::store;
 use futures::future::join_all;
 use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use crate::helpers::{
-    DeliveryEventExt, confirmation, eventually, quick_courier, spawn_app, spawn_instances,
+    DeliveryEventExt, confirmation, courier, eventually, quick_courier, spawn_app, spawn_instances,
 };
 
 #[actix::test]
 async fn timers_survive_a_restart_before_and_between_steps() {
     // Arrange: slow enough steps for each restart to land before the next one is due.
-    let delays = DeliverySettings {
-        dispatch_delay_ms: 2_000,
-        deliver_delay_ms: 2_000,
-    };
+    let delays = courier(2_000, 2_000);
     let mut app = spawn_app(delays).await;
-    let confirmed = confirmation();
+    let (confirmed, created) = app.confirm_new_order().await;
     let order_id = confirmed.data.order_id;
-    app.publish(&confirmed).await;
-    let created = app.wait_for_shipment(order_id, "pending").await;
 
     // Act 1: the service stops before the dispatch is due, and starts again.
     app.stop_instances().await;
@@ -108,10 +102,7 @@ async fn two_instances_never_double_a_step() {
 async fn concurrent_rounds_claim_disjoint_shipments_and_step_each_once() {
     // Arrange: ten shipments due at once, no instance running.
     let mut app = spawn_instances(0, quick_courier()).await;
-    app.settings = DeliverySettings {
-        dispatch_delay_ms: 0,
-        deliver_delay_ms: 3_600_000,
-    };
+    app.settings = courier(0, 3_600_000);
     let (db, settings, outbox) = (app.db(), &app.settings, app.outbox());
     let txn = db.begin().await.unwrap();
     let created_at = Utc::now() - TimeDelta::seconds(1);
