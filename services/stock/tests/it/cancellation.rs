@@ -13,16 +13,12 @@ use stock::store::{self, Released, Reserved};
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_movements_sum_to_stock, cancellation, eventually, movements_of_order, seed_burger_stock,
-    spawn_app, unpublished_events,
+    assert_movements_sum_to_stock, burger_stock, cancellation, eventually, movements_of_order,
+    seed_burger_stock, spawn_app, unpublished_events,
 };
 
 fn full_stock() -> Vec<(String, i64)> {
-    vec![
-        ("Beef".to_owned(), 20_000),
-        ("Cheese".to_owned(), 5_000),
-        ("Onion".to_owned(), 1_000),
-    ]
+    burger_stock(20_000, 5_000, 1_000)
 }
 
 #[actix::test]
@@ -30,8 +26,7 @@ async fn cancelling_a_confirmed_order_restores_its_stock_exactly_once() {
     // Arrange: three burgers reserved.
     let app = spawn_app().await;
     let order = app.burger_order(3);
-    app.publish(&order).await;
-    app.wait_until_settled().await;
+    app.publish_and_settle(&order).await;
     assert_eq!(app.events::<OrderConfirmed>().await.len(), 1);
     assert_eq!(app.ingredient(app.catalogue.onion.id).await.stock, 940);
 
@@ -79,8 +74,7 @@ async fn a_cancellation_that_overtakes_its_order_leaves_the_stock_untouched() {
     // Act: the order arrives late, and another one after it.
     app.publish(&order).await;
     let next = app.burger_order(1);
-    app.publish(&next).await;
-    app.wait_until_settled().await;
+    app.publish_and_settle(&next).await;
 
     // Assert: the late order reserved nothing and emitted nothing; the next one went through.
     assert!(app.movements_of_order(order.data.order_id).await.is_empty());
@@ -96,14 +90,7 @@ async fn a_cancellation_that_overtakes_its_order_leaves_the_stock_untouched() {
         app.events::<OrderRejected>().await.is_empty(),
         "not even orders.rejected"
     );
-    assert_eq!(
-        app.levels().await,
-        vec![
-            ("Beef".to_owned(), 19_850),
-            ("Cheese".to_owned(), 4_970),
-            ("Onion".to_owned(), 980),
-        ]
-    );
+    assert_eq!(app.levels().await, burger_stock(19_850, 4_970, 980));
     app.assert_movements_sum_to_stock().await;
     app.stop().await;
 }
@@ -113,8 +100,7 @@ async fn releasing_stock_does_not_rearm_the_low_stock_alert() {
     // Arrange: 30 burgers take onion from 100 % to 40 %: one alert.
     let app = spawn_app().await;
     let first = app.burger_order(30);
-    app.publish(&first).await;
-    app.wait_until_settled().await;
+    app.publish_and_settle(&first).await;
     assert_eq!(app.events::<StockLow>().await.len(), 1);
 
     // Act: the order is cancelled (onion back to 100 %), then 30 burgers again.
@@ -122,8 +108,7 @@ async fn releasing_stock_does_not_rearm_the_low_stock_alert() {
     app.wait_until_settled().await;
     assert_eq!(app.levels().await, full_stock());
     let second = app.burger_order(30);
-    app.publish(&second).await;
-    app.wait_until_settled().await;
+    app.publish_and_settle(&second).await;
 
     // Assert: only a restock re-arms (SPEC §3), so no second alert.
     assert_eq!(app.events::<OrderConfirmed>().await.len(), 2);

@@ -251,6 +251,7 @@ impl TestApp {
     }
 
     /// (name, stock) of the merchant's ingredients, by id.
+    /// `(name, stock)` of every ingredient, as [`burger_stock`] writes them.
     pub async fn levels(&self) -> Vec<(String, i64)> {
         store::list_ingredients(self.db(), MERCHANT_ID)
             .await
@@ -258,6 +259,12 @@ impl TestApp {
             .into_iter()
             .map(|i| (i.name, i.stock))
             .collect()
+    }
+
+    /// Publishes `event` and waits until every consumer has settled it.
+    pub async fn publish_and_settle<E: Event>(&self, event: &Envelope<E>) {
+        self.publish(event).await;
+        self.wait_until_settled().await;
     }
 
     pub async fn movements_of_order(&self, order_id: Uuid) -> Vec<stock_movements::Model> {
@@ -309,4 +316,13 @@ pub async fn assert_movements_sum_to_stock(db: &DatabaseConnection) {
         .expect("the stock can be audited");
     let found: Vec<String> = found.iter().map(ToString::to_string).collect();
     assert!(found.is_empty(), "{}", found.join("; "));
+}
+
+/// The burger catalogue's levels, in [`TestApp::levels`]' order.
+pub fn burger_stock(beef: i64, cheese: i64, onion: i64) -> Vec<(String, i64)> {
+    vec![
+        ("Beef".to_owned(), beef),
+        ("Cheese".to_owned(), cheese),
+        ("Onion".to_owned(), onion),
+    ]
 }

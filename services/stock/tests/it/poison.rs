@@ -6,7 +6,7 @@ use larder_bus::topology::STOCK_ORDERS_CREATED;
 use larder_contract::events::OrderConfirmed;
 use larder_contract::subjects;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{burger_stock, spawn_app};
 
 #[actix::test]
 async fn poison_messages_are_dead_lettered_and_the_orders_after_them_are_processed() {
@@ -29,8 +29,7 @@ async fn poison_messages_are_dead_lettered_and_the_orders_after_them_are_process
     )
     .await;
     app.publish(&no_burgers).await;
-    app.publish(&good).await;
-    app.wait_until_settled().await;
+    app.publish_and_settle(&good).await;
 
     // Assert: three dead letters, in order, body unchanged, with the reason.
     let dead = app
@@ -67,14 +66,7 @@ async fn poison_messages_are_dead_lettered_and_the_orders_after_them_are_process
     let confirmed = app.events::<OrderConfirmed>().await;
     assert_eq!(confirmed.len(), 1);
     assert_eq!(confirmed[0].data.order_id, good.data.order_id);
-    assert_eq!(
-        app.levels().await,
-        vec![
-            ("Beef".to_owned(), 19_850),
-            ("Cheese".to_owned(), 4_970),
-            ("Onion".to_owned(), 980),
-        ]
-    );
+    assert_eq!(app.levels().await, burger_stock(19_850, 4_970, 980));
     assert!(
         app.movements_of_order(no_burgers.data.order_id)
             .await

@@ -11,8 +11,7 @@ async fn a_redelivered_order_changes_nothing() {
     // Arrange: an order that crosses onion's threshold, handled once.
     let app = spawn_app().await;
     let order = app.burger_order(30);
-    app.publish(&order).await;
-    app.wait_until_settled().await;
+    app.publish_and_settle(&order).await;
     let levels = app.levels().await;
     let movements = app.movement_count().await;
     assert_eq!(app.events::<OrderConfirmed>().await.len(), 1);

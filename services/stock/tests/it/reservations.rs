@@ -10,7 +10,8 @@ use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use crate::helpers::{
-    MERCHANT_EMAIL, MERCHANT_ID, TestApp, eventually, spawn_app, spawn_instances, spawn_stopped_app,
+    MERCHANT_EMAIL, MERCHANT_ID, TestApp, burger_stock, eventually, spawn_app, spawn_instances,
+    spawn_stopped_app,
 };
 
 #[actix::test]
@@ -78,14 +79,7 @@ async fn two_hundred_burgers_against_stock_for_fifty(app: &TestApp) {
     }
 
     // Assert: the stock is exactly what 50 burgers leave, and the audit trail agrees.
-    assert_eq!(
-        app.levels().await,
-        vec![
-            ("Beef".to_owned(), 12_500),
-            ("Cheese".to_owned(), 3_500),
-            ("Onion".to_owned(), 0),
-        ]
-    );
+    assert_eq!(app.levels().await, burger_stock(12_500, 3_500, 0));
     app.assert_movements_sum_to_stock().await;
     for event in &confirmed {
         let reserved: Vec<IngredientAmount> = app
@@ -145,8 +139,7 @@ async fn an_order_with_a_short_ingredient_reserves_none_of_the_others() {
     let app = spawn_app().await;
     let order = app.burger_order(51);
 
-    app.publish(&order).await;
-    app.wait_until_settled().await;
+    app.publish_and_settle(&order).await;
 
     let rejected = app.events::<OrderRejected>().await;
     assert_eq!(rejected.len(), 1);
@@ -159,14 +152,7 @@ async fn an_order_with_a_short_ingredient_reserves_none_of_the_others() {
             available: 1_000,
         }]
     );
-    assert_eq!(
-        app.levels().await,
-        vec![
-            ("Beef".to_owned(), 20_000),
-            ("Cheese".to_owned(), 5_000),
-            ("Onion".to_owned(), 1_000),
-        ]
-    );
+    assert_eq!(app.levels().await, burger_stock(20_000, 5_000, 1_000));
     assert!(app.events::<OrderConfirmed>().await.is_empty());
     assert!(app.events::<StockLow>().await.is_empty());
     app.stop().await;
