@@ -1,6 +1,7 @@
 //! The command line. Every option also reads an environment variable (see `.env.example`).
 
 use clap::{Args, Parser, Subcommand};
+use larder_bus::config::ServiceConfig;
 use larder_bus::{NatsConfig, OutboxConfig};
 use migration::Service;
 use migration::database::{DatabaseConfig, ServiceDatabases};
@@ -162,39 +163,11 @@ pub struct MigrateArgs {
 }
 
 impl Shared {
-    pub fn order(&self, settings: order::config::OrderSettings) -> order::Config {
-        order::Config {
-            database: self.database.config(Service::Order),
-            nats: self.nats.clone(),
-            outbox: self.outbox.clone(),
-            settings,
-        }
-    }
-
-    pub fn stock(&self, settings: stock::config::StockSettings) -> stock::Config {
-        stock::Config {
-            database: self.database.config(Service::Stock),
-            nats: self.nats.clone(),
-            outbox: self.outbox.clone(),
-            settings,
-        }
-    }
-
-    pub fn notification(
-        &self,
-        settings: notification::config::NotificationSettings,
-    ) -> notification::Config {
-        notification::Config {
-            database: self.database.config(Service::Notification),
-            nats: self.nats.clone(),
-            outbox: self.outbox.clone(),
-            settings,
-        }
-    }
-
-    pub fn delivery(&self, settings: delivery::config::DeliverySettings) -> delivery::Config {
-        delivery::Config {
-            database: self.database.config(Service::Delivery),
+    /// `service`'s configuration: its own database URL, the shared NATS and relay settings,
+    /// and the settings only it has.
+    pub fn config<S>(&self, service: Service, settings: S) -> ServiceConfig<S> {
+        ServiceConfig {
+            database: self.database.config(service),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
             settings,

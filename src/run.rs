@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use migration::Service;
+
 use crate::cli::Command;
 
 pub fn execute(command: Command) -> anyhow::Result<()> {
@@ -39,28 +41,28 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::All(args) => run_services(Services {
             metrics_addr: args.shared.metrics_addr,
-            order: Some(args.shared.order(args.order)),
-            stock: Some(args.shared.stock(args.stock)),
-            notification: Some(args.shared.notification(args.notification)),
-            delivery: Some(args.shared.delivery(args.delivery)),
+            order: Some(args.shared.config(Service::Order, args.order)),
+            stock: Some(args.shared.config(Service::Stock, args.stock)),
+            notification: Some(args.shared.config(Service::Notification, args.notification)),
+            delivery: Some(args.shared.config(Service::Delivery, args.delivery)),
         }),
         Command::Order(args) => run_services(Services {
-            order: Some(args.shared.order(args.settings)),
+            order: Some(args.shared.config(Service::Order, args.settings)),
             metrics_addr: args.shared.metrics_addr.or(None),
             ..Services::default()
         }),
         Command::Stock(args) => run_services(Services {
-            stock: Some(args.shared.stock(args.settings)),
+            stock: Some(args.shared.config(Service::Stock, args.settings)),
             metrics_addr: args.shared.metrics_addr.or(Some(STOCK_METRICS_ADDR)),
             ..Services::default()
         }),
         Command::Notification(args) => run_services(Services {
-            notification: Some(args.shared.notification(args.settings)),
+            notification: Some(args.shared.config(Service::Notification, args.settings)),
             metrics_addr: args.shared.metrics_addr.or(Some(NOTIFICATION_METRICS_ADDR)),
             ..Services::default()
         }),
         Command::Delivery(args) => run_services(Services {
-            delivery: Some(args.shared.delivery(args.settings)),
+            delivery: Some(args.shared.config(Service::Delivery, args.settings)),
             metrics_addr: args.shared.metrics_addr.or(Some(DELIVERY_METRICS_ADDR)),
             ..Services::default()
         }),

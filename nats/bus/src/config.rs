@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use migration::database::DatabaseConfig;
+
 use crate::namespace::Namespace;
 
 /// Where NATS is and how the streams are shaped (SPEC §4: file storage, limits retention with a
@@ -58,6 +60,16 @@ impl NatsConfig {
     pub fn duplicate_window(&self) -> Duration {
         Duration::from_secs(self.duplicate_window_secs)
     }
+}
+
+/// One service's configuration: where its database and NATS are, how its relay runs, and the
+/// settings only it has (`S`). Each service names its own: `type Config = ServiceConfig<…>`.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig<S> {
+    pub database: DatabaseConfig,
+    pub nats: NatsConfig,
+    pub outbox: OutboxConfig,
+    pub settings: S,
 }
 
 /// How the outbox relay batches and polls.

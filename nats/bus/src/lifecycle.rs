@@ -21,13 +21,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use migration::Service;
-use migration::database::DatabaseConfig;
 use sea_orm::{DatabaseConnection, DbErr};
 
+use crate::config::ServiceConfig;
 use crate::consume::{ConsumerRunner, HandleEvents};
 use crate::relay::{self, OutboxRelay};
 use crate::topology::ConsumerSpec;
-use crate::{Namespace, NatsConfig, NatsError, OutboxConfig};
+use crate::{Namespace, NatsError};
 use larder_contract::envelope::Decode;
 
 /// What every service opens before it builds its own parts.
@@ -55,23 +55,26 @@ impl Connections {
     /// Connects (waiting for PostgreSQL and NATS, which may start after the service), migrates
     /// `service`'s schema, ensures the streams and `consumers`, and starts the relay. Call it
     /// inside the actix system.
-    pub async fn open(
+    pub async fn open<S>(
         service: Service,
-        database: &DatabaseConfig,
-        nats: &NatsConfig,
-        outbox: &OutboxConfig,
+        config: &ServiceConfig<S>,
         consumers: &[ConsumerSpec],
     ) -> Result<Self, StartError> {
-        let db = migration::database::connect_and_migrate(database)
+        let db = migration::database::connect_and_migrate(&config.database)
             .await
             .map_err(StartError::Database)?;
         let client_name = format!("larder-{}", service.name());
-        let jetstream = crate::connect_jetstream(nats, &client_name, consumers)
+        let jetstream = crate::connect_jetstream(&config.nats, &client_name, consumers)
             .await
             .map_err(StartError::JetStream)?;
-        let relay = relay::start(database, service, jetstream.clone(), outbox.clone())
-            .await
-            .map_err(StartError::Relay)?;
+        let relay = relay::start(
+            &config.database,
+            service,
+            jetstream.clone(),
+            config.outbox.clone(),
+        )
+        .await
+        .map_err(StartError::Relay)?;
         Ok(Self {
             db,
             jetstream,

@@ -1,7 +1,5 @@
 //! The delivery service's configuration.
 
-use larder_bus::{NatsConfig, OutboxConfig};
-use migration::database::DatabaseConfig;
 
 /// Settings only the delivery service has: how long the simulated courier takes.
 #[derive(Clone, Debug, clap::Args)]
@@ -28,12 +26,5 @@ impl Default for DeliverySettings {
     }
 }
 
-impl DeliverySettings {}
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub database: DatabaseConfig,
-    pub nats: NatsConfig,
-    pub outbox: OutboxConfig,
-    pub settings: DeliverySettings,
-}
+/// Everything the delivery service needs; tests build it in code.
+pub type Config = larder_bus::config::ServiceConfig<DeliverySettings>;

@@ -13,6 +13,7 @@ use larder_bus::service::CommandService;
 use larder_bus::topology;
 use larder_contract::Envelope;
 use larder_contract::events::{OrderCancelled, OrderConfirmed};
+use migration::Service;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -46,14 +47,7 @@ impl Application {
             db,
             jetstream,
             relay,
-        } = Connections::open(
-            migration::Service::Delivery,
-            &config.database,
-            &config.nats,
-            &config.outbox,
-            &topology::DELIVERY_CONSUMERS,
-        )
-        .await?;
+        } = Connections::open(Service::Delivery, &config, &topology::DELIVERY_CONSUMERS).await?;
         let namespace = config.nats.namespace.clone();
         let (gone_guard, timer_gone) = lifecycle::gone_signal();
         let timer = DeliveryTimer::new(

@@ -4,8 +4,6 @@ use std::fmt;
 use std::time::Duration;
 
 use larder_bus::topology::{self, ConsumerSpec};
-use larder_bus::{NatsConfig, OutboxConfig};
-use migration::database::DatabaseConfig;
 
 use crate::domain;
 
@@ -141,13 +139,8 @@ impl NotificationSettings {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub database: DatabaseConfig,
-    pub nats: NatsConfig,
-    pub outbox: OutboxConfig,
-    pub settings: NotificationSettings,
-}
+/// Everything the notification service needs; tests build it in code.
+pub type Config = larder_bus::config::ServiceConfig<NotificationSettings>;
 
 #[cfg(test)]
 mod tests {

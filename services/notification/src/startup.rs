@@ -11,6 +11,7 @@ use larder_bus::push::Pusher;
 use larder_bus::relay::{self, OutboxRelay};
 use larder_bus::service::CommandService;
 use larder_bus::topology::ConsumerSpec;
+use migration::Service;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -49,10 +50,8 @@ impl Application {
             jetstream,
             relay,
         } = Connections::open(
-            migration::Service::Notification,
-            &config.database,
-            &config.nats,
-            &config.outbox,
+            Service::Notification,
+            &config,
             std::slice::from_ref(&consumer),
         )
         .await?;

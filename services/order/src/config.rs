@@ -3,8 +3,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use larder_bus::{NatsConfig, OutboxConfig};
-use migration::database::DatabaseConfig;
 
 /// The JWT secret used when none is configured. Accepted only in the dev profile.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
@@ -196,13 +194,8 @@ impl fmt::Debug for OrderSettings {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub database: DatabaseConfig,
-    pub nats: NatsConfig,
-    pub outbox: OutboxConfig,
-    pub settings: OrderSettings,
-}
+/// Everything the order service needs; tests build it in code.
+pub type Config = larder_bus::config::ServiceConfig<OrderSettings>;
 
 impl OrderSettings {
     pub fn service_request_timeout(&self) -> std::time::Duration {

@@ -1,7 +1,5 @@
 //! The stock service's configuration.
 
-use larder_bus::{NatsConfig, OutboxConfig};
-use migration::database::DatabaseConfig;
 
 /// Settings only the stock service has.
 #[derive(Clone, Debug, clap::Args)]
@@ -24,13 +22,7 @@ impl Default for StockSettings {
 }
 
 /// Everything the stock service needs; tests build it in code.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub database: DatabaseConfig,
-    pub nats: NatsConfig,
-    pub outbox: OutboxConfig,
-    pub settings: StockSettings,
-}
+pub type Config = larder_bus::config::ServiceConfig<StockSettings>;
 
 #[cfg(test)]
 mod tests {

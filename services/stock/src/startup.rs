@@ -10,6 +10,7 @@ use larder_bus::push::Pusher;
 use larder_bus::relay::{self, OutboxRelay};
 use larder_bus::service::CommandService;
 use larder_bus::topology;
+use migration::Service;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -35,14 +36,7 @@ impl Application {
             db,
             jetstream,
             relay,
-        } = Connections::open(
-            migration::Service::Stock,
-            &config.database,
-            &config.nats,
-            &config.outbox,
-            &topology::STOCK_CONSUMERS,
-        )
-        .await?;
+        } = Connections::open(Service::Stock, &config, &topology::STOCK_CONSUMERS).await?;
         let namespace = config.nats.namespace.clone();
         let pushes = Pusher::new(jetstream.client(), &namespace);
         let reservations =
