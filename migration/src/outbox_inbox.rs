@@ -4,7 +4,7 @@
 //! Frozen: migrations that ran must keep meaning the same thing. A change is a new migration.
 
 use sea_orm::ConnectionTrait;
-use sea_orm_migration::{DbErr, SchemaManager};
+use sea_orm_migration::prelude::*;
 
 use crate::service::Service;
 
@@ -58,25 +58,37 @@ DROP FUNCTION outbox_notify();
 DROP TABLE outbox;
 "#;
 
-/// A service's baseline migration: its tables (`tables_up`), then its outbox and inbox.
-pub(crate) async fn create_baseline(
-    manager: &SchemaManager<'_>,
-    service: Service,
-    tables_up: &str,
-) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    db.execute_unprepared(tables_up).await?;
-    db.execute_unprepared(&up(service.outbox_channel())).await?;
-    Ok(())
+/// A service's baseline migration: its tables (`tables_up`), then its outbox and inbox; down
+/// undoes both. Each service's first migration file declares one as its `MIGRATION`.
+pub(crate) struct Baseline {
+    /// `module_path!()` of the migration's file: its last segment is the migration's name, as
+    /// `DeriveMigrationName` would make it.
+    pub module: &'static str,
+    pub service: Service,
+    pub tables_up: &'static str,
+    pub tables_down: &'static str,
 }
 
-/// Undoes [`create_baseline`]: the outbox and inbox, then the tables (`tables_down`).
-pub(crate) async fn drop_baseline(
-    manager: &SchemaManager<'_>,
-    tables_down: &str,
-) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    db.execute_unprepared(DOWN).await?;
-    db.execute_unprepared(tables_down).await?;
-    Ok(())
+impl MigrationName for Baseline {
+    fn name(&self) -> &str {
+        self.module.rsplit("::").next().unwrap_or(self.module)
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Baseline {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(self.tables_up).await?;
+        db.execute_unprepared(&up(self.service.outbox_channel()))
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(DOWN).await?;
+        db.execute_unprepared(self.tables_down).await?;
+        Ok(())
+    }
 }

@@ -221,4 +221,16 @@ mod tests {
     fn order_is_quoted() {
         assert_eq!(Service::Order.quoted_schema(), "\"order\"");
     }
+
+    /// A database records migrations by name: a renamed baseline would run again on top of the
+    /// tables it made.
+    #[test]
+    fn baselines_keep_their_recorded_names() {
+        for service in Service::ALL {
+            assert_eq!(
+                service.baseline_migration(),
+                format!("m20261201_000001_create_{}_schema", service.name())
+            );
+        }
+    }
 }

@@ -2,24 +2,15 @@
 //! correlation id of the confirmation that created them (SPEC §2, §3), plus the service's own
 //! outbox and inbox.
 
-use sea_orm_migration::prelude::*;
-
-use crate::outbox_inbox;
+use crate::outbox_inbox::Baseline;
 use crate::service::Service;
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        outbox_inbox::create_baseline(manager, Service::Delivery, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        outbox_inbox::drop_baseline(manager, DOWN).await
-    }
-}
+pub(crate) const MIGRATION: Baseline = Baseline {
+    module: module_path!(),
+    service: Service::Delivery,
+    tables_up: UP,
+    tables_down: DOWN,
+};
 
 /// Unqualified names: the migrator runs with `search_path` = the `delivery` schema only.
 const UP: &str = r#"

@@ -13,7 +13,7 @@ pub struct DeliveryMigrator;
 impl MigratorTrait for DeliveryMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
-            Box::new(m20261201_000001_create_delivery_schema::Migration),
+            Box::new(m20261201_000001_create_delivery_schema::MIGRATION),
             Box::new(m20261202_000002_add_shipment_traceparent::Migration),
         ]
     }

@@ -13,7 +13,7 @@ pub struct NotificationMigrator;
 impl MigratorTrait for NotificationMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
-            Box::new(m20261201_000001_create_notification_schema::Migration),
+            Box::new(m20261201_000001_create_notification_schema::MIGRATION),
             Box::new(m20261203_000002_add_alert_details::Migration),
         ]
     }

@@ -15,7 +15,7 @@ pub struct OrderMigrator;
 impl MigratorTrait for OrderMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
-            Box::new(m20261201_000001_create_order_schema::Migration),
+            Box::new(m20261201_000001_create_order_schema::MIGRATION),
             Box::new(m20261201_000002_add_order_shipment_facts::Migration),
             Box::new(m20261201_000003_add_user_token_version::Migration),
             Box::new(m20261204_000001_update_orders_in_place::Migration),

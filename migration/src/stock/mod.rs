@@ -11,6 +11,6 @@ pub struct StockMigrator;
 #[async_trait::async_trait]
 impl MigratorTrait for StockMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261201_000001_create_stock_schema::Migration)]
+        vec![Box::new(m20261201_000001_create_stock_schema::MIGRATION)]
     }
 }

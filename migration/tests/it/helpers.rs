@@ -70,6 +70,33 @@ pub fn each_once(service: Service) -> Vec<(String, i64)> {
 
 /// An admin pool on the test's database that sees every service's schema (order's first, so
 /// `outbox` and `inbox` are order's): for tests of constraints across the whole schema.
+/// `service`'s schema as its migrations leave it: its tables, each migration applied once, and
+/// every object (identity sequences included) owned by the service's role.
+pub async fn assert_schema_complete(test_db: &TestDatabase, service: Service) {
+    assert_eq!(
+        table_names(&test_db.db, service.schema()).await,
+        tables_of(service),
+        "{service}"
+    );
+    // sea-orm-migration's table follows search_path: each schema has its own history.
+    assert_eq!(
+        applied_migrations(&test_db.db, service).await,
+        each_once(service),
+        "{service}"
+    );
+    let foreign: i64 = scalar(
+        &test_db.db,
+        &format!(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = '{}' AND pg_get_userbyid(c.relowner) <> '{}'",
+            service.schema(),
+            test_db.role(service)
+        ),
+    )
+    .await;
+    assert_eq!(foreign, 0, "{service}: objects owned by another role");
+}
+
 pub async fn admin_on_every_schema(test_db: &TestDatabase) -> DatabaseConnection {
     let mut options = ConnectOptions::new(test_db.admin.url.clone());
     options

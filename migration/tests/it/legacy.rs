@@ -7,7 +7,7 @@ use migration::legacy::LEGACY_MIGRATIONS;
 use migration::testing::TestDatabase;
 use uuid::Uuid;
 
-use crate::helpers::{applied_migrations, each_once, exec, scalar, table_names, tables_of};
+use crate::helpers::{assert_schema_complete, exec, scalar, table_names};
 
 const LEGACY_SCHEMA: &str = include_str!("../fixtures/legacy_schema.sql");
 
@@ -155,27 +155,8 @@ async fn a_populated_single_schema_database_upgrades_with_its_data() {
     assert_eq!(functions, 0);
 
     for service in Service::ALL {
-        // Tables, history: the baseline recorded, the later migrations applied.
-        assert_eq!(
-            table_names(&test_db.db, service.schema()).await,
-            tables_of(service)
-        );
-        assert_eq!(
-            applied_migrations(&test_db.db, service).await,
-            each_once(service)
-        );
-        // Every object, identity sequences included, belongs to the service's role.
-        let foreign: i64 = scalar(
-            &test_db.db,
-            &format!(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = '{}' AND pg_get_userbyid(c.relowner) <> '{}'",
-                service.schema(),
-                test_db.role(service)
-            ),
-        )
-        .await;
-        assert_eq!(foreign, 0, "{service}: objects owned by another role");
+        // Tables, history (the baseline recorded, the later migrations applied), owners.
+        assert_schema_complete(&test_db, service).await;
     }
     // Every row where it was.
     for (service, table, rows) in before {

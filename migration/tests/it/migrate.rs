@@ -7,7 +7,9 @@ use migration::sea_orm::ConnectionTrait;
 use migration::testing::TestDatabase;
 use uuid::Uuid;
 
-use crate::helpers::{applied_migrations, each_once, exec, scalar, table_names, tables_of};
+use crate::helpers::{
+    applied_migrations, assert_schema_complete, each_once, exec, scalar, table_names, tables_of,
+};
 
 #[tokio::test]
 async fn provisioning_creates_every_schema_owned_by_its_role_on_an_empty_database() {
@@ -25,27 +27,7 @@ async fn provisioning_creates_every_schema_owned_by_its_role_on_an_empty_databas
         "nothing lands in public"
     );
     for service in Service::ALL {
-        assert_eq!(
-            table_names(&test_db.db, service.schema()).await,
-            tables_of(service),
-            "{service}"
-        );
-        // sea-orm-migration's table follows search_path: each schema has its own history.
-        assert_eq!(
-            applied_migrations(&test_db.db, service).await,
-            each_once(service)
-        );
-        let foreign: i64 = scalar(
-            &test_db.db,
-            &format!(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = '{}' AND pg_get_userbyid(c.relowner) <> '{}'",
-                service.schema(),
-                test_db.role(service)
-            ),
-        )
-        .await;
-        assert_eq!(foreign, 0, "{service}: every object belongs to its role");
+        assert_schema_complete(&test_db, service).await;
         let schema_owner: String = scalar(
             &test_db.db,
             &format!(

@@ -1,6 +1,5 @@
 //! The delivery service's configuration.
 
-
 /// Settings only the delivery service has: how long the simulated courier takes.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DeliverySettings {

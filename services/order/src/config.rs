@@ -3,7 +3,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-
 /// The JWT secret used when none is configured. Accepted only in the dev profile.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
 /// How long a call to the stock or delivery service may take by default.

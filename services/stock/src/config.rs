@@ -1,6 +1,5 @@
 //! The stock service's configuration.
 
-
 /// Settings only the stock service has.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StockSettings {
