@@ -63,10 +63,26 @@ DROP TABLE outbox;
 pub(crate) struct Baseline {
     /// `module_path!()` of the migration's file: its last segment is the migration's name, as
     /// `DeriveMigrationName` would make it.
-    pub module: &'static str,
-    pub service: Service,
-    pub tables_up: &'static str,
-    pub tables_down: &'static str,
+    module: &'static str,
+    service: Service,
+    tables_up: &'static str,
+    tables_down: &'static str,
+}
+
+impl Baseline {
+    pub(crate) const fn new(
+        module: &'static str,
+        service: Service,
+        tables_up: &'static str,
+        tables_down: &'static str,
+    ) -> Self {
+        Self {
+            module,
+            service,
+            tables_up,
+            tables_down,
+        }
+    }
 }
 
 impl MigrationName for Baseline {

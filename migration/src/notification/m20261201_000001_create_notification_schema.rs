@@ -4,12 +4,8 @@
 use crate::outbox_inbox::Baseline;
 use crate::service::Service;
 
-pub(crate) const MIGRATION: Baseline = Baseline {
-    module: module_path!(),
-    service: Service::Notification,
-    tables_up: UP,
-    tables_down: DOWN,
-};
+pub(crate) const MIGRATION: Baseline =
+    Baseline::new(module_path!(), Service::Notification, UP, DOWN);
 
 /// Unqualified names: the migrator runs with `search_path` = the `notification` schema only.
 const UP: &str = r#"

@@ -5,12 +5,7 @@
 use crate::outbox_inbox::Baseline;
 use crate::service::Service;
 
-pub(crate) const MIGRATION: Baseline = Baseline {
-    module: module_path!(),
-    service: Service::Order,
-    tables_up: UP,
-    tables_down: DOWN,
-};
+pub(crate) const MIGRATION: Baseline = Baseline::new(module_path!(), Service::Order, UP, DOWN);
 
 /// Unqualified names: the migrator runs with `search_path` = the `order` schema only.
 const UP: &str = r#"

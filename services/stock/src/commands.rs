@@ -7,12 +7,12 @@ use larder_bus::service::{CommandService, ServiceError};
 use larder_contract::commands::{
     IngredientLevel, ListIngredients, Refusal, RestockIngredient, SeedIngredients,
 };
-use larder_contract::push::{self, StockChanged};
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
 
 use entities::ingredients;
 
 use crate::domain;
+use crate::handlers::announce_levels_changed;
 use crate::store::{self, RestockError, SeedError};
 
 /// Starts the `stock` service with its three endpoints.
@@ -38,7 +38,7 @@ pub async fn serve(
             async move {
                 let merchant_id = command.merchant_id;
                 let levels = seed(&db, command).await?;
-                announce(&pushes, merchant_id).await;
+                announce_levels_changed(&pushes, vec![merchant_id]).await;
                 Ok(levels)
             }
         })
@@ -56,20 +56,12 @@ pub async fn serve(
             async move {
                 let merchant_id = command.merchant_id;
                 let level = restock(&db, command).await?;
-                announce(&pushes, merchant_id).await;
+                announce_levels_changed(&pushes, vec![merchant_id]).await;
                 Ok(level)
             }
         })
         .await?;
     Ok(service)
-}
-
-/// Tells the merchant's live consoles its levels changed (after the commit).
-async fn announce(pushes: &Pusher, merchant_id: i64) {
-    let changed = StockChanged {
-        merchant_ids: vec![merchant_id],
-    };
-    pushes.publish(push::STOCK_CHANGED, &changed).await;
 }
 
 /// The seeds are checked by the store, before it writes anything: a refusal names the first

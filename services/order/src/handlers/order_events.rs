@@ -72,14 +72,8 @@ impl HandleEvents<Envelope<OrderConfirmed>> for OrderEvents {
                 trace: d.event.trace,
             })
             .collect();
-        settle(
-            &self.db,
-            &self.outbox,
-            &self.pushes,
-            ORDER_ORDERS_CONFIRMED.durable,
-            transitions,
-        )
-        .await
+        self.settle(ORDER_ORDERS_CONFIRMED.durable, transitions)
+            .await
     }
 }
 
@@ -106,14 +100,8 @@ impl HandleEvents<Envelope<OrderRejected>> for OrderEvents {
                 }
             })
             .collect();
-        settle(
-            &self.db,
-            &self.outbox,
-            &self.pushes,
-            ORDER_ORDERS_REJECTED.durable,
-            transitions,
-        )
-        .await
+        self.settle(ORDER_ORDERS_REJECTED.durable, transitions)
+            .await
     }
 }
 
@@ -140,14 +128,8 @@ impl HandleEvents<DeadOrderCreated> for OrderEvents {
                 }
             })
             .collect();
-        settle(
-            &self.db,
-            &self.outbox,
-            &self.pushes,
-            ORDER_DEAD_ORDERS_CREATED.durable,
-            transitions,
-        )
-        .await
+        self.settle(ORDER_DEAD_ORDERS_CREATED.durable, transitions)
+            .await
     }
 }
 
@@ -203,47 +185,36 @@ impl HandleEvents<DeliveryEvent> for OrderEvents {
                 }
             })
             .collect();
-        settle(
-            &self.db,
-            &self.outbox,
-            &self.pushes,
-            ORDER_DELIVERY.durable,
-            transitions,
-        )
-        .await
+        self.settle(ORDER_DELIVERY.durable, transitions).await
     }
 }
 
 /// Applies a batch in one transaction; if that fails, each transition in its own. Answers one
 /// outcome per transition, after the commit, and pushes what changed (after the commit too: a
 /// watcher that reads the order on a push sees the change).
-#[tracing::instrument(skip_all, fields(consumer = consumer, events = transitions.len()))]
-pub async fn settle(
-    db: &DatabaseConnection,
-    outbox: &Outbox,
-    pushes: &StatusPublisher,
-    consumer: &'static str,
-    transitions: Vec<Transition>,
-) -> Vec<Outcome> {
-    let results = batch::all_else_each(&transitions, |transitions| {
-        settle_in_one_transaction(db, outbox, transitions)
-    })
-    .await;
-    let mut changed = Vec::new();
-    let outcomes = results
-        .into_iter()
-        .map(|result| match result {
-            Ok((outcome, applied)) => {
-                changed.extend(applied);
-                outcome
-            }
-            Err(error) => Outcome::Retry {
-                reason: error.to_string(),
-            },
+impl OrderEvents {
+    #[tracing::instrument(skip_all, fields(consumer = consumer, events = transitions.len()))]
+    async fn settle(&self, consumer: &'static str, transitions: Vec<Transition>) -> Vec<Outcome> {
+        let results = batch::all_else_each(&transitions, |transitions| {
+            settle_in_one_transaction(&self.db, &self.outbox, transitions)
         })
-        .collect();
-    pushes.publish(&changed).await;
-    outcomes
+        .await;
+        let mut changed = Vec::new();
+        let outcomes = results
+            .into_iter()
+            .map(|result| match result {
+                Ok((outcome, applied)) => {
+                    changed.extend(applied);
+                    outcome
+                }
+                Err(error) => Outcome::Retry {
+                    reason: error.to_string(),
+                },
+            })
+            .collect();
+        self.pushes.publish(&changed).await;
+        outcomes
+    }
 }
 
 /// Per transition, its outcome and, when it applied, the status change to announce.

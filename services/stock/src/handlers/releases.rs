@@ -12,7 +12,6 @@ use larder_bus::consume::{Delivery, HandleEvents, Outcome};
 use larder_bus::push::Pusher;
 use larder_contract::Envelope;
 use larder_contract::events::OrderCancelled;
-use larder_contract::push::{self, StockChanged};
 
 use crate::store::{self, Released};
 
@@ -61,12 +60,7 @@ async fn release(
             }
         }
     }
-    if !released_merchants.is_empty() {
-        let changed = StockChanged {
-            merchant_ids: push::distinct(released_merchants),
-        };
-        pushes.publish(push::STOCK_CHANGED, &changed).await;
-    }
+    super::announce_levels_changed(pushes, released_merchants).await;
     outcomes
 }
 

@@ -15,7 +15,6 @@ use larder_bus::outbox::Outbox;
 use larder_bus::push::Pusher;
 use larder_contract::Envelope;
 use larder_contract::events::OrderCreated;
-use larder_contract::push::{self, StockChanged};
 
 use crate::domain;
 use crate::store::{self, Reserved};
@@ -92,12 +91,7 @@ async fn reserve(
         .filter(|(_, outcome)| *outcome == Reserved::Confirmed)
         .map(|(order, _)| order.data.merchant_id)
         .collect();
-    if !confirmed_merchants.is_empty() {
-        let changed = StockChanged {
-            merchant_ids: push::distinct(confirmed_merchants),
-        };
-        pushes.publish(push::STOCK_CHANGED, &changed).await;
-    }
+    super::announce_levels_changed(pushes, confirmed_merchants).await;
     outcomes
 }
 
