@@ -162,74 +162,45 @@ fn run_services(services: Services) -> anyhow::Result<()> {
         // run it all, so the API never serves before the services it calls answer; the first
         // service to fail stops the others.
         let nats_config = services.nats_config();
-        let order = match services.order {
-            Some(config) => Some(
-                order::Application::build(config)
-                    .await
-                    .context("Failed to start the order service")?
-                    .with_metrics(metrics.clone()),
-            ),
-            None => None,
-        };
-        let stock = match services.stock {
-            Some(config) => Some(
-                stock::Application::build(config)
-                    .await
-                    .context("Failed to start the stock service")?,
-            ),
-            None => None,
-        };
-        let notification = match services.notification {
-            Some(config) => Some(
-                notification::Application::build(config)
-                    .await
-                    .context("Failed to start the notification service")?,
-            ),
-            None => None,
-        };
-        let delivery = match services.delivery {
-            Some(config) => Some(
-                delivery::Application::build(config)
-                    .await
-                    .context("Failed to start the delivery service")?,
-            ),
-            None => None,
-        };
+        let order = build_if("order", services.order, order::Application::build)
+            .await?
+            .map(|app| app.with_metrics(metrics.clone()));
+        let stock = build_if("stock", services.stock, stock::Application::build).await?;
+        let notification = build_if(
+            "notification",
+            services.notification,
+            notification::Application::build,
+        )
+        .await?;
+        let delivery =
+            build_if("delivery", services.delivery, delivery::Application::build).await?;
         let mut running = Vec::new();
         if let Some(address) = services.metrics_addr {
             let served = crate::telemetry::serve_metrics(address, metrics, shutdown.clone())
                 .await
                 .with_context(|| format!("Failed to serve /metrics on {address}"))?;
-            running.push(spawn_service("metrics", served, &shutdown));
+            running.push(spawn_service("metrics", &shutdown, |_| served));
         }
         if let Some(app) = stock {
-            running.push(spawn_service(
-                "stock",
-                app.run_until_stopped(shutdown.clone()),
-                &shutdown,
-            ));
+            running.push(spawn_service("stock", &shutdown, |stop| {
+                app.run_until_stopped(stop)
+            }));
         }
         if let Some(app) = notification {
-            running.push(spawn_service(
-                "notification",
-                app.run_until_stopped(shutdown.clone()),
-                &shutdown,
-            ));
+            running.push(spawn_service("notification", &shutdown, |stop| {
+                app.run_until_stopped(stop)
+            }));
         }
         if let Some(app) = delivery {
-            running.push(spawn_service(
-                "delivery",
-                app.run_until_stopped(shutdown.clone()),
-                &shutdown,
-            ));
+            running.push(spawn_service("delivery", &shutdown, |stop| {
+                app.run_until_stopped(stop)
+            }));
         }
         if let Some(app) = order {
             tracing::info!(port = app.port(), "order service listening");
-            running.push(spawn_service(
-                "order",
-                app.run_until_stopped(shutdown.clone()),
-                &shutdown,
-            ));
+            running.push(spawn_service("order", &shutdown, |stop| {
+                app.run_until_stopped(stop)
+            }));
         }
         // One advisory watcher per process: messages the server gave up on (max deliveries
         // after ack timeouts) become dead letters too (SPEC §5 rule 7).
@@ -241,8 +212,8 @@ fn run_services(services: Services) -> anyhow::Result<()> {
                 larder_bus::dlq::watch_advisories(js, config.namespace.clone(), shutdown.clone());
             running.push(spawn_service(
                 "advisory watcher",
-                async move { Ok(watcher.await?) },
                 &shutdown,
+                |_| async move { Ok(watcher.await?) },
             ));
         }
         let mut first_error = None;
@@ -257,13 +228,17 @@ fn run_services(services: Services) -> anyhow::Result<()> {
     result
 }
 
-/// Runs a service on the actix arbiter (actors need its local set); cancels `shutdown` when it
-/// ends, so one service failing stops the process instead of leaving it half alive.
-fn spawn_service(
+/// Runs `run_until_stopped(shutdown)` on the actix arbiter (actors need its local set); cancels
+/// `shutdown` when it ends, so one service failing stops the process instead of leaving it half alive.
+fn spawn_service<F>(
     name: &'static str,
-    service: impl Future<Output = anyhow::Result<()>> + 'static,
     shutdown: &CancellationToken,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    run_until_stopped: impl FnOnce(CancellationToken) -> F,
+) -> tokio::task::JoinHandle<anyhow::Result<()>>
+where
+    F: Future<Output = anyhow::Result<()>> + 'static,
+{
+    let service = run_until_stopped(shutdown.clone());
     let shutdown = shutdown.clone();
     actix::spawn(async move {
         let result = service.await;
@@ -274,6 +249,24 @@ fn spawn_service(
         shutdown.cancel();
         result.with_context(|| format!("the {name} service failed"))
     })
+}
+
+/// Builds the service called `name` when this process runs it (`config` is set).
+async fn build_if<C, A, F>(
+    name: &str,
+    config: Option<C>,
+    build: impl FnOnce(C) -> F,
+) -> anyhow::Result<Option<A>>
+where
+    F: Future<Output = anyhow::Result<A>>,
+{
+    match config {
+        Some(config) => build(config)
+            .await
+            .map(Some)
+            .with_context(|| format!("Failed to start the {name} service")),
+        None => Ok(None),
+    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
