@@ -27,23 +27,19 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
     let stack = Stack::start_separately().await;
     let merchant = stack.merchant().await;
 
-    let first: Value = stack
-        .api
-        .post(&merchant, "/order/seed", &Value::Null)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let second: Value = stack
-        .api
-        .post(&merchant, "/order/seed", &Value::Null)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(first, second, "seeding twice gives the same catalogue");
+    let seed = async || -> Value {
+        stack
+            .api
+            .post_json(&merchant, "/order/seed", &Value::Null)
+            .await
+            .unwrap()
+    };
+    let first = seed().await;
+    assert_eq!(
+        first,
+        seed().await,
+        "seeding twice gives the same catalogue"
+    );
     let recipe: Vec<(String, i64)> = first["products"][0]["recipe"]
         .as_array()
         .unwrap()
@@ -149,14 +145,7 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
 
     stack.kill(STOCK);
     let started = Instant::now();
-    let response = stack
-        .api
-        .http()
-        .get(stack.api.url("/ingredients"))
-        .bearer_auth(&merchant)
-        .send()
-        .await
-        .unwrap();
+    let response = stack.api.get(&merchant, "/ingredients").await.unwrap();
     assert!(response.headers().contains_key("retry-after"));
     problem(
         response,
@@ -186,10 +175,7 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     eventually("the stock service answers again", || async {
         stack
             .api
-            .http()
-            .get(stack.api.url("/ingredients"))
-            .bearer_auth(&merchant)
-            .send()
+            .get(&merchant, "/ingredients")
             .await
             .is_ok_and(|r| r.status() == StatusCode::OK)
     })
@@ -217,9 +203,8 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     let stack = Stack::start_separately().await;
     let (merchant, burger, customer) = stack.shop().await;
 
-    let delivered = stack.api.place_one(&customer, burger).await.unwrap();
-    stack
-        .wait_for_status(&customer, delivered, "delivered")
+    let delivered = stack
+        .place_and_wait_for(&customer, burger, 1, "delivered")
         .await;
     let order = stack
         .api
@@ -230,15 +215,12 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     assert!(order["shipment"]["delivered_at"].is_string(), "{order}");
 
     // A courier update goes to the delivery process; the order follows its events.
-    let forced = stack.api.place_one(&customer, burger).await.unwrap();
-    stack.wait_for_status(&customer, forced, "confirmed").await;
+    let forced = stack
+        .place_and_wait_for(&customer, burger, 1, "confirmed")
+        .await;
     let response = stack
         .api
-        .post(
-            &merchant,
-            &format!("/order/{forced}/delivery"),
-            &json!({"status": "delivered"}),
-        )
+        .request_courier_update(&merchant, forced, "delivered")
         .await
         .unwrap();
     // Delivery's timers may already have moved it; either way it ends delivered.
