@@ -1,6 +1,7 @@
 //! Cancelling: allowed while pending or confirmed, when delivery agrees (here a stand-in that
 //! always does), announced with `orders.cancelled`, refused once dispatched.
 
+use larder_contract::subjects;
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
@@ -12,22 +13,12 @@ use crate::helpers::{
 
 /// The `orders.cancelled` envelopes on the namespace's ORDERS stream.
 async fn cancellations(app: &TestApp) -> Vec<Value> {
-    let mut stream = app
-        .nats
-        .jetstream
-        .get_stream(app.nats.namespace().stream("ORDERS"))
+    app.nats
+        .messages_on(subjects::ORDERS_CANCELLED)
         .await
-        .unwrap();
-    let state = stream.info().await.unwrap().state.clone();
-    let mut found = Vec::new();
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(message) = stream.get_raw_message(seq).await
-            && message.subject.as_str().ends_with("orders.cancelled")
-        {
-            found.push(serde_json::from_slice(&message.payload).unwrap());
-        }
-    }
-    found
+        .iter()
+        .map(|message| serde_json::from_slice(&message.payload).unwrap())
+        .collect()
 }
 
 #[tokio::test]
