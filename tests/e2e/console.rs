@@ -13,7 +13,7 @@ use larder_contract::Envelope;
 use larder_contract::events::OrderCreated;
 use larder_contract::subjects;
 
-use crate::helpers::Stack;
+use crate::helpers::{Stack, print_report};
 
 /// Reads one `text/event-stream` response event by event.
 struct Feed {
@@ -230,23 +230,16 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
             .all(|l| l["sequence"].as_u64() != Some(sequence)),
         "{theirs}"
     );
+    let replay = format!("/dead-letters/{sequence}/replay");
     let foreign = stack
         .api
-        .post(
-            &bootstrap,
-            &format!("/dead-letters/{sequence}/replay"),
-            &Value::Null,
-        )
+        .post(&bootstrap, &replay, &Value::Null)
         .await
         .unwrap();
     assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
     let replayed = stack
         .api
-        .post(
-            &merchant,
-            &format!("/dead-letters/{sequence}/replay"),
-            &Value::Null,
-        )
+        .post(&merchant, &replay, &Value::Null)
         .await
         .unwrap();
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
@@ -307,12 +300,7 @@ async fn console_in_a_browser_shows_the_gauge_fall_the_alert_appear_and_the_rest
         .await
         .expect("the browser test ends within 3 minutes")
         .expect("node runs tests/console/console.test.mjs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{report}");
+    let report = print_report(&output);
     assert!(
         output.status.success(),
         "the console failed in the browser:\n{report}"

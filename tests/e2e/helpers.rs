@@ -37,6 +37,18 @@ pub fn own_postgres() -> PostgresServer {
     })
 }
 
+/// What a script the test ran wrote, its stdout then its stderr; printed too, so the test's
+/// output shows it when the test fails (or with --nocapture).
+pub fn print_report(output: &std::process::Output) -> String {
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{report}");
+    report
+}
+
 /// `larder all` (plus any extra instances) on a database, namespace and inbox of its own.
 pub struct Stack {
     /// The order API of this stack.
@@ -134,6 +146,7 @@ impl Stack {
         })
         .await;
     }
+
     pub async fn start() -> Self {
         Self::start_with(&[]).await
     }

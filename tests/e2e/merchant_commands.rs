@@ -34,12 +34,8 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
             .await
             .unwrap()
     };
-    let first = seed().await;
-    assert_eq!(
-        first,
-        seed().await,
-        "seeding twice gives the same catalogue"
-    );
+    let (first, second) = (seed().await, seed().await);
+    assert_eq!(first, second, "seeding twice gives the same catalogue");
     let recipe: Vec<(String, i64)> = first["products"][0]["recipe"]
         .as_array()
         .unwrap()
@@ -68,37 +64,15 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
         ]
     );
 
-    let onion = stack
-        .api
-        .get_json::<Value>(&merchant, "/ingredients")
-        .await
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "Onion")
-        .unwrap()
-        .clone();
+    let onion = stack.ingredient(&merchant, "Onion").await;
+    assert_eq!((onion.percent, onion.alert.as_str()), (100, "armed"));
+    let restocked = stack.api.restock(&merchant, onion.id, 500).await.unwrap();
     assert_eq!(
-        (onion["percent"].as_i64(), onion["alert"].as_str()),
-        (Some(100), Some("armed"))
-    );
-    let restock = format!("/ingredients/{}/restock", onion["id"]);
-    let response = stack
-        .api
-        .post(&merchant, &restock, &json!({"amount": 500}))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let restocked: Value = response.json().await.unwrap();
-    assert_eq!(
-        (
-            restocked["stock"].as_i64(),
-            restocked["reference_level"].as_i64()
-        ),
-        (Some(1_500), Some(1_500)),
+        (restocked.stock, restocked.reference_level),
+        (1_500, 1_500),
         "a level above the reference becomes the reference"
     );
+    let restock = format!("/ingredients/{}/restock", onion.id);
 
     // The stock service's refusals keep their meaning over HTTP.
     let cases = [
@@ -135,12 +109,7 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     let merchant = stack.merchant().await;
     stack.seed(&merchant).await;
     let onion = stack.api.levels(&merchant).await.unwrap()[2].clone();
-    let onion_id = stack
-        .api
-        .get_json::<Value>(&merchant, "/ingredients")
-        .await
-        .unwrap()[2]["id"]
-        .clone();
+    let onion_id = stack.api.ingredients(&merchant).await.unwrap()[2].id;
     let restock = format!("/ingredients/{onion_id}/restock");
 
     stack.kill(STOCK);
@@ -185,12 +154,8 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
         onion,
         "the refused restock changed nothing"
     );
-    let response = stack
-        .api
-        .post(&merchant, &restock, &json!({"amount": 100}))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let restocked = stack.api.restock(&merchant, onion_id, 100).await;
+    restocked.expect("the restock is accepted (200)");
     assert_eq!(
         stack.api.levels(&merchant).await.unwrap()[2].1,
         onion.1 + 100
