@@ -5,7 +5,6 @@
 use larder_bus::testing::{NatsCluster, TestNats};
 
 use crate::helpers::Stack;
-use larder_api_client::NewOrder;
 
 #[tokio::test]
 async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
@@ -20,14 +19,7 @@ async fn a_node_killed_mid_load_loses_nothing_and_every_order_completes() {
         if i == 10 {
             cluster.kill(1);
         }
-        orders.push(
-            stack
-                .api
-                .place_order(&customer, &NewOrder::of(burger, 1), &[])
-                .await
-                .unwrap()
-                .id,
-        );
+        orders.push(stack.api.place_one(&customer, burger).await.unwrap());
     }
 
     for id in &orders {

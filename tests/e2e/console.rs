@@ -13,8 +13,7 @@ use larder_contract::Envelope;
 use larder_contract::events::OrderCreated;
 use larder_contract::subjects;
 
-use crate::helpers::Stack;
-use larder_api_client::NewOrder;
+use crate::helpers::{Stack, print_report};
 
 /// Reads one `text/event-stream` response event by event.
 struct Feed {
@@ -27,14 +26,7 @@ const WITHIN: Duration = Duration::from_secs(30);
 
 impl Feed {
     async fn open(stack: &Stack, token: &str) -> Self {
-        let response = stack
-            .api
-            .http()
-            .get(stack.api.url("/merchant/events"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
+        let response = stack.api.get(token, "/merchant/events").await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "the feed opens");
         assert!(
             response.headers()["content-type"]
@@ -101,32 +93,14 @@ fn ingredient<'a>(event: &'a Value, name: &str) -> Option<&'a Value> {
 async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as_they_happen() {
     let stack = Stack::start().await;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let login = format!("owner-{suffix}@grill.example");
     let alert_address = format!("alerts-{suffix}@grill.example");
-    let signed_up = stack
-        .api
-        .http()
-        .post(stack.api.url("/auth/merchants"))
-        .json(&json!({
-            "name": format!("Grill {suffix}"), "alert_email": alert_address, "currency": "EUR",
-            "email": login, "password": "grill-password",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_up.status(), StatusCode::CREATED);
-    let merchant = stack.api.sign_in(&login, "grill-password").await.unwrap();
+    let merchant = stack
+        .sign_up_merchant(&format!("Grill {suffix}"), &alert_address, "EUR")
+        .await;
     let customer = stack.api.new_customer().await.unwrap();
 
     // Only a merchant has a feed.
-    let refused = stack
-        .api
-        .http()
-        .get(stack.api.url("/merchant/events"))
-        .bearer_auth(&customer)
-        .send()
-        .await
-        .unwrap();
+    let refused = stack.api.get(&customer, "/merchant/events").await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
     // It starts with where things are: nothing yet.
@@ -156,12 +130,7 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
 
     // 30 burgers take the onion from 1 kg to 400 g: the order moves, the onion falls below
     // half, and the alert appears with its email sent.
-    let order = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 30), &[])
-        .await
-        .unwrap()
-        .id;
+    let order = stack.api.place(&customer, burger, 30).await.unwrap();
     feed.until("order", "the new order", |e| {
         e["order_id"] == order.to_string() && e["status"] == "pending"
     })
@@ -261,23 +230,16 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
             .all(|l| l["sequence"].as_u64() != Some(sequence)),
         "{theirs}"
     );
+    let replay = format!("/dead-letters/{sequence}/replay");
     let foreign = stack
         .api
-        .post(
-            &bootstrap,
-            &format!("/dead-letters/{sequence}/replay"),
-            &Value::Null,
-        )
+        .post(&bootstrap, &replay, &Value::Null)
         .await
         .unwrap();
     assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
     let replayed = stack
         .api
-        .post(
-            &merchant,
-            &format!("/dead-letters/{sequence}/replay"),
-            &Value::Null,
-        )
+        .post(&merchant, &replay, &Value::Null)
         .await
         .unwrap();
     assert_eq!(replayed.status(), StatusCode::ACCEPTED);
@@ -294,16 +256,8 @@ async fn a_new_merchants_feed_shows_its_orders_levels_alerts_and_dead_letters_as
 
     // A restock back above half re-arms the alert.
     let onion_id = onion["id"].as_i64().unwrap();
-    let restocked = stack
-        .api
-        .post(
-            &merchant,
-            &format!("/ingredients/{onion_id}/restock"),
-            &json!({"amount": 600}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(restocked.status(), StatusCode::OK);
+    let restocked = stack.api.restock(&merchant, onion_id, 600).await;
+    restocked.expect("the restock is accepted (200)");
     let rearmed = feed
         .until("ingredients", "the onion re-armed", |e| {
             ingredient(e, "Onion").is_some_and(|o| o["alert"] == "armed")
@@ -346,12 +300,7 @@ async fn console_in_a_browser_shows_the_gauge_fall_the_alert_appear_and_the_rest
         .await
         .expect("the browser test ends within 3 minutes")
         .expect("node runs tests/console/console.test.mjs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{report}");
+    let report = print_report(&output);
     assert!(
         output.status.success(),
         "the console failed in the browser:\n{report}"

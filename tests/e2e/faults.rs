@@ -24,14 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use larder_bus::testing::{NatsCluster, TestNats};
-use migration::testing::{Auth, PostgresServer, TestDatabase};
+use migration::testing::TestDatabase;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::Stack;
-use larder_bus::testing::WAIT_AT_MOST;
+use crate::helpers::{Stack, own_postgres};
 
 /// Process indexes of [`Stack::start_separately_on_servers`].
 const SERVICES: [(usize, &str); 4] = [
@@ -210,11 +209,7 @@ struct Recovery {
 #[tokio::test]
 async fn orders_survive_every_fault_one_at_a_time() {
     let profile = Profile::from_env();
-    let Some(postgres) = PostgresServer::start(Auth::Trust) else {
-        panic!(
-            "no PostgreSQL server binaries under /usr/lib/postgresql: ./stack.sh test installs them"
-        );
-    };
+    let postgres = own_postgres();
     let mut nats_server = NatsCluster::start(1).await;
     let nats = TestNats::on(&nats_server.url(), 1).await;
     let db = TestDatabase::new_on(&postgres.admin_url()).await;
@@ -295,16 +290,8 @@ async fn orders_survive_every_fault_one_at_a_time() {
                 burgers: CROSSING_BURGERS,
                 cancel_requested: false,
             });
-            stack
-                .api
-                .wait_for_status(
-                    &customer,
-                    id.parse().expect("an order id"),
-                    "confirmed",
-                    WAIT_AT_MOST,
-                )
-                .await
-                .unwrap();
+            let id = id.parse().expect("an order id");
+            stack.wait_for_status(&customer, id, "confirmed").await;
             tokio::time::sleep(profile.outage.max(Duration::from_secs(2))).await;
             stack.mail.start_again().await;
             let back = Instant::now();

@@ -10,9 +10,9 @@ pub use larder_bus::testing::eventually;
 use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_test_support::MailInbox;
 use migration::Service;
-use migration::testing::TestDatabase;
+use migration::testing::{Auth, PostgresServer, TestDatabase};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub const MERCHANT_EMAIL: &str = "merchant@larder.local";
@@ -25,6 +25,28 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A PostgreSQL server of the test's own (trust authentication), for a test that stops and
+/// starts it.
+pub fn own_postgres() -> PostgresServer {
+    PostgresServer::start(Auth::Trust).unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server binaries under /usr/lib/postgresql: ./stack.sh test installs them"
+        )
+    })
+}
+
+/// What a script the test ran wrote, its stdout then its stderr; printed too, so the test's
+/// output shows it when the test fails (or with --nocapture).
+pub fn print_report(output: &std::process::Output) -> String {
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{report}");
+    report
 }
 
 /// `larder all` (plus any extra instances) on a database, namespace and inbox of its own.
@@ -65,6 +87,66 @@ impl Stack {
             .await
             .unwrap_or_else(|error| panic!("order {id} never became {status}: {error}"));
     }
+
+    /// Places an order of `quantity` burgers (`product_id`) as `customer` and waits until it is
+    /// in `status`; answers its id.
+    pub async fn place_and_wait_for(
+        &self,
+        customer: &str,
+        product_id: i64,
+        quantity: i64,
+        status: &str,
+    ) -> Uuid {
+        let id = self
+            .api
+            .place(customer, product_id, quantity)
+            .await
+            .unwrap();
+        self.wait_for_status(customer, id, status).await;
+        id
+    }
+
+    /// Waits until the order is in one of `statuses` (where the services' timers decide which,
+    /// or which comes first); answers the one it is in.
+    pub async fn wait_for_one_of(&self, token: &str, id: Uuid, statuses: &[&str]) -> String {
+        eventually(&format!("order {id} is one of {statuses:?}"), || async {
+            let status = self.api.order(token, id).await.unwrap().status;
+            statuses.contains(&status.as_str()).then_some(status)
+        })
+        .await
+    }
+
+    /// Signs up a merchant (`POST /auth/merchants`, 201) of a fresh login and returns its token.
+    pub async fn sign_up_merchant(&self, name: &str, alert_email: &str, currency: &str) -> String {
+        let login = format!("owner-{}@merchant.example", Uuid::new_v4().simple());
+        let body = json!({
+            "name": name, "alert_email": alert_email, "currency": currency,
+            "email": login, "password": "merchant-password",
+        });
+        let signed_up = self
+            .api
+            .post_anonymous("/auth/merchants", &body)
+            .await
+            .unwrap();
+        assert_eq!(signed_up.status(), StatusCode::CREATED, "sign-up of {name}");
+        self.api.sign_in(&login, "merchant-password").await.unwrap()
+    }
+
+    /// Waits until the order service at `base_url` (this stack's, or another instance's) answers
+    /// `GET /ready` with 200.
+    pub async fn wait_until_ready(&self, base_url: &str) {
+        let ready = format!("{base_url}/ready");
+        eventually(&format!("{base_url} is ready"), || async {
+            self.api
+                .http()
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+    }
+
     pub async fn start() -> Self {
         Self::start_with(&[]).await
     }
@@ -131,16 +213,7 @@ impl Stack {
         for command in commands {
             stack.spawn(command);
         }
-        let client = stack.api.http().clone();
-        let ready = stack.api.url("/ready");
-        eventually("the order service is ready", || async {
-            client
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == StatusCode::OK)
-        })
-        .await;
+        stack.wait_until_ready(stack.api.base_url()).await;
         stack
     }
 

@@ -1,7 +1,6 @@
 //! End to end: an order's whole life, and cancelling at each stage.
 
 use reqwest::StatusCode;
-use serde_json::json;
 
 use crate::helpers::{Stack, eventually};
 use larder_api_client::NewOrder;
@@ -54,12 +53,8 @@ async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
     let before = stack.api.levels(&merchant).await.unwrap();
 
     let id = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 3), &[])
-        .await
-        .unwrap()
-        .id;
-    stack.wait_for_status(&customer, id, "confirmed").await;
+        .place_and_wait_for(&customer, burger, 3, "confirmed")
+        .await;
     assert_ne!(
         stack.api.levels(&merchant).await.unwrap(),
         before,
@@ -82,33 +77,20 @@ async fn cancelling_a_confirmed_order_restores_the_stock_exactly() {
 async fn cancelling_after_dispatch_is_a_conflict() {
     let stack = Stack::start().await;
     let (merchant, burger, customer) = stack.shop().await;
-    let id = stack.api.place_one(&customer, burger).await.unwrap();
-    stack.wait_for_status(&customer, id, "confirmed").await;
+    let id = stack
+        .place_and_wait_for(&customer, burger, 1, "confirmed")
+        .await;
 
     // The merchant's courier update forces the dispatch.
     let response = stack
         .api
-        .post(
-            &merchant,
-            &format!("/order/{id}/delivery"),
-            &json!({"status": "dispatched"}),
-        )
+        .request_courier_update(&merchant, id, "dispatched")
         .await
         .unwrap();
     assert!(response.status() == StatusCode::ACCEPTED || response.status() == StatusCode::CONFLICT);
-    eventually("the order is dispatched", || async {
-        matches!(
-            stack
-                .api
-                .order(&customer, id)
-                .await
-                .unwrap()
-                .status
-                .as_str(),
-            "dispatched" | "delivered"
-        )
-    })
-    .await;
+    stack
+        .wait_for_one_of(&customer, id, &["dispatched", "delivered"])
+        .await;
 
     let response = stack.api.request_cancel(&customer, id).await.unwrap();
     assert_eq!(response.status(), StatusCode::CONFLICT);
@@ -128,12 +110,7 @@ async fn a_cancel_racing_the_creation_ends_cancelled_with_the_stock_untouched() 
 
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let id = stack
-            .api
-            .place_order(&customer, &NewOrder::of(burger, 4), &[])
-            .await
-            .unwrap()
-            .id;
+        let id = stack.api.place(&customer, burger, 4).await.unwrap();
         // No waiting: the cancellation is usually processed before or around the reservation.
         let response = stack.api.request_cancel(&customer, id).await.unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -190,20 +167,9 @@ async fn cancels_racing_the_dispatch_never_cancel_an_order_that_is_delivered() {
     let mut cancelled = 0;
     let mut delivered = 0;
     for (id, answer) in placed.iter().zip(&answers) {
-        eventually(&format!("order {id} is final"), || async {
-            matches!(
-                stack
-                    .api
-                    .order(&customer, *id)
-                    .await
-                    .unwrap()
-                    .status
-                    .as_str(),
-                "cancelled" | "delivered"
-            )
-        })
-        .await;
-        let status = stack.api.order(&customer, *id).await.unwrap().status;
+        let status = stack
+            .wait_for_one_of(&customer, *id, &["cancelled", "delivered"])
+            .await;
         let shipped = stack
             .events_of_order(*id)
             .await

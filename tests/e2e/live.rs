@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{Stack, eventually, free_port};
-use larder_api_client::NewOrder;
+use larder_api_client::{Client, NewOrder};
 
 /// The `data` of each `status` event of a `text/event-stream` response, until the server ends
 /// it; fails if that takes longer than `within`.
@@ -42,46 +42,21 @@ fn status_names(events: &[Value]) -> Vec<&str> {
 #[tokio::test]
 async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts() {
     let stack = Stack::start().await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let (login, alerts) = (
-        format!("owner-{suffix}@deli.example"),
-        format!("kitchen-{suffix}@deli.example"),
-    );
-    let signed_up = stack
-        .api
-        .http()
-        .post(stack.api.url("/auth/merchants"))
-        .json(&json!({
-            "name": "Corner Deli", "alert_email": alerts, "currency": "GBP",
-            "email": login, "password": "deli-password",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_up.status(), StatusCode::CREATED);
-    let deli = stack.api.sign_in(&login, "deli-password").await.unwrap();
+    let alerts = format!("kitchen-{}@deli.example", uuid::Uuid::new_v4().simple());
+    let deli = stack.sign_up_merchant("Corner Deli", &alerts, "GBP").await;
     let bootstrap = stack.merchant().await;
 
     let deli_burger = stack.seed(&deli).await;
     let burger = stack.seed(&bootstrap).await;
     assert_ne!(deli_burger, burger, "a catalogue of its own");
-    let catalogue = stack
-        .api
-        .post(&deli, "/order/seed", &Value::Null)
-        .await
-        .unwrap();
-    let catalogue: Value = catalogue.json().await.unwrap();
-    assert_eq!(catalogue["products"][0]["currency"], "GBP");
+    let catalogue = stack.api.seed(&deli).await.unwrap();
+    assert_eq!(catalogue.products[0].currency, "GBP");
 
     // 26 burgers take the deli's onion from 1 000 g to 480 g: below half, one alert, to the deli.
     let customer = stack.api.new_customer().await.unwrap();
     let order = stack
-        .api
-        .place_order(&customer, &NewOrder::of(deli_burger, 26), &[])
-        .await
-        .unwrap()
-        .id;
-    stack.wait_for_status(&customer, order, "confirmed").await;
+        .place_and_wait_for(&customer, deli_burger, 26, "confirmed")
+        .await;
     assert_eq!(
         stack.api.levels(&deli).await.unwrap(),
         vec![
@@ -127,7 +102,11 @@ async fn a_merchant_who_signs_up_has_its_own_catalogue_stock_orders_and_alerts()
 async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happens() {
     let mut stack = Stack::start_separately().await;
     let other_port = free_port();
-    let other = format!("http://127.0.0.1:{other_port}");
+    // Through the stack's connections, as the test's other requests.
+    let other = Client::with_http(
+        stack.api.http().clone(),
+        &format!("http://127.0.0.1:{other_port}"),
+    );
     stack.spawn_with_env(
         &["order"],
         &[
@@ -135,24 +114,14 @@ async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happ
             ("ORDER_API_ONLY", "true"),
         ],
     );
-    let client = stack.api.http().clone();
-    eventually("the second API instance is ready", || async {
-        client
-            .get(format!("{other}/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-    })
-    .await;
+    stack.wait_until_ready(other.base_url()).await;
     let (_merchant, burger, customer) = stack.shop().await;
 
     // With stock away the order stays pending while the stream opens; then stock comes back.
     stack.kill(1);
     let order = stack.api.place_one(&customer, burger).await.unwrap();
-    let stream = client
-        .get(format!("{other}/order/{order}/events"))
-        .bearer_auth(&customer)
-        .send()
+    let stream = other
+        .get(&customer, &format!("/order/{order}/events"))
         .await
         .unwrap();
     stack.respawn(1, &["stock"]);
@@ -165,13 +134,11 @@ async fn clients_of_an_instance_that_consumes_nothing_see_each_status_as_it_happ
     assert_eq!(events[3]["final"], true);
 
     // The outcome in the answer, from the same instance: confirmed, and rejected for a shortage.
-    let wait = |quantity: i64| {
-        client
-            .post(format!("{other}/order"))
-            .bearer_auth(&customer)
-            .header("Prefer", "wait=10")
-            .json(&json!({"products": [{"product_id": burger, "quantity": quantity}]}))
-            .send()
+    let wait = async |quantity: i64| {
+        let order = NewOrder::of(burger, quantity);
+        other
+            .post_order(&customer, &order, &[("Prefer", "wait=10")])
+            .await
     };
     let confirmed = wait(1).await.unwrap();
     assert_eq!(confirmed.status(), StatusCode::CREATED);

@@ -27,22 +27,14 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
     let stack = Stack::start_separately().await;
     let merchant = stack.merchant().await;
 
-    let first: Value = stack
-        .api
-        .post(&merchant, "/order/seed", &Value::Null)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let second: Value = stack
-        .api
-        .post(&merchant, "/order/seed", &Value::Null)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seed = async || -> Value {
+        stack
+            .api
+            .post_json(&merchant, "/order/seed", &Value::Null)
+            .await
+            .unwrap()
+    };
+    let (first, second) = (seed().await, seed().await);
     assert_eq!(first, second, "seeding twice gives the same catalogue");
     let recipe: Vec<(String, i64)> = first["products"][0]["recipe"]
         .as_array()
@@ -72,37 +64,15 @@ async fn seed_list_and_restock_are_served_by_the_stock_process() {
         ]
     );
 
-    let onion = stack
-        .api
-        .get_json::<Value>(&merchant, "/ingredients")
-        .await
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "Onion")
-        .unwrap()
-        .clone();
+    let onion = stack.ingredient(&merchant, "Onion").await;
+    assert_eq!((onion.percent, onion.alert.as_str()), (100, "armed"));
+    let restocked = stack.api.restock(&merchant, onion.id, 500).await.unwrap();
     assert_eq!(
-        (onion["percent"].as_i64(), onion["alert"].as_str()),
-        (Some(100), Some("armed"))
-    );
-    let restock = format!("/ingredients/{}/restock", onion["id"]);
-    let response = stack
-        .api
-        .post(&merchant, &restock, &json!({"amount": 500}))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let restocked: Value = response.json().await.unwrap();
-    assert_eq!(
-        (
-            restocked["stock"].as_i64(),
-            restocked["reference_level"].as_i64()
-        ),
-        (Some(1_500), Some(1_500)),
+        (restocked.stock, restocked.reference_level),
+        (1_500, 1_500),
         "a level above the reference becomes the reference"
     );
+    let restock = format!("/ingredients/{}/restock", onion.id);
 
     // The stock service's refusals keep their meaning over HTTP.
     let cases = [
@@ -139,24 +109,12 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     let merchant = stack.merchant().await;
     stack.seed(&merchant).await;
     let onion = stack.api.levels(&merchant).await.unwrap()[2].clone();
-    let onion_id = stack
-        .api
-        .get_json::<Value>(&merchant, "/ingredients")
-        .await
-        .unwrap()[2]["id"]
-        .clone();
+    let onion_id = stack.api.ingredients(&merchant).await.unwrap()[2].id;
     let restock = format!("/ingredients/{onion_id}/restock");
 
     stack.kill(STOCK);
     let started = Instant::now();
-    let response = stack
-        .api
-        .http()
-        .get(stack.api.url("/ingredients"))
-        .bearer_auth(&merchant)
-        .send()
-        .await
-        .unwrap();
+    let response = stack.api.get(&merchant, "/ingredients").await.unwrap();
     assert!(response.headers().contains_key("retry-after"));
     problem(
         response,
@@ -186,10 +144,7 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
     eventually("the stock service answers again", || async {
         stack
             .api
-            .http()
-            .get(stack.api.url("/ingredients"))
-            .bearer_auth(&merchant)
-            .send()
+            .get(&merchant, "/ingredients")
             .await
             .is_ok_and(|r| r.status() == StatusCode::OK)
     })
@@ -199,12 +154,8 @@ async fn with_the_stock_process_down_ingredient_calls_answer_503_and_recover_whe
         onion,
         "the refused restock changed nothing"
     );
-    let response = stack
-        .api
-        .post(&merchant, &restock, &json!({"amount": 100}))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let restocked = stack.api.restock(&merchant, onion_id, 100).await;
+    restocked.expect("the restock is accepted (200)");
     assert_eq!(
         stack.api.levels(&merchant).await.unwrap()[2].1,
         onion.1 + 100
@@ -217,9 +168,8 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     let stack = Stack::start_separately().await;
     let (merchant, burger, customer) = stack.shop().await;
 
-    let delivered = stack.api.place_one(&customer, burger).await.unwrap();
-    stack
-        .wait_for_status(&customer, delivered, "delivered")
+    let delivered = stack
+        .place_and_wait_for(&customer, burger, 1, "delivered")
         .await;
     let order = stack
         .api
@@ -230,15 +180,12 @@ async fn an_order_goes_the_whole_way_with_every_service_in_its_own_process() {
     assert!(order["shipment"]["delivered_at"].is_string(), "{order}");
 
     // A courier update goes to the delivery process; the order follows its events.
-    let forced = stack.api.place_one(&customer, burger).await.unwrap();
-    stack.wait_for_status(&customer, forced, "confirmed").await;
+    let forced = stack
+        .place_and_wait_for(&customer, burger, 1, "confirmed")
+        .await;
     let response = stack
         .api
-        .post(
-            &merchant,
-            &format!("/order/{forced}/delivery"),
-            &json!({"status": "delivered"}),
-        )
+        .request_courier_update(&merchant, forced, "delivered")
         .await
         .unwrap();
     // Delivery's timers may already have moved it; either way it ends delivered.

@@ -5,7 +5,6 @@
 use reqwest::StatusCode;
 
 use crate::helpers::{Stack, eventually, free_port};
-use larder_api_client::NewOrder;
 
 #[tokio::test]
 async fn every_service_serves_its_own_metrics() {
@@ -21,13 +20,9 @@ async fn every_service_serves_its_own_metrics() {
     .await;
     let (_merchant, burger, customer) = stack.shop().await;
     // 30 burgers take 600 g of the 1 kg of onion: below 50 %, one alert.
-    let id = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 30), &[])
-        .await
-        .unwrap()
-        .id;
-    stack.wait_for_status(&customer, id, "delivered").await;
+    stack
+        .place_and_wait_for(&customer, burger, 30, "delivered")
+        .await;
 
     let order = format!("{}/metrics", stack.api.base_url());
     let [stock, delivery, notification] =

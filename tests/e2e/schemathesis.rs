@@ -5,7 +5,7 @@
 //! Needs python3 with venv; the first run installs schemathesis into `.stack/`.
 //! `LARDER_SKIP_SCHEMATHESIS=1` skips it.
 
-use crate::helpers::Stack;
+use crate::helpers::{Stack, print_report};
 
 #[tokio::test]
 async fn schemathesis_finds_nothing_for_any_role() {
@@ -22,13 +22,7 @@ async fn schemathesis_finds_nothing_for_any_role() {
         .output()
         .await
         .expect("bash runs scripts/schemathesis.sh");
-    // Shown only when the test fails (or with --nocapture).
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{report}");
+    let report = print_report(&output);
     assert!(
         output.status.success(),
         "schemathesis found problems ({}):\n{report}",

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use larder_bus::testing::{NatsCluster, TestNats};
-use migration::testing::{Auth, PostgresServer, TestDatabase};
+use migration::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Stack, eventually};
+use crate::helpers::{Stack, own_postgres};
 
 /// Between two steps of the start: long enough for a started service to try its servers and
 /// fail a few times.
@@ -17,11 +17,7 @@ const PAUSE: Duration = Duration::from_secs(1);
 
 #[tokio::test]
 async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_and_get_ready() {
-    let Some(postgres) = PostgresServer::start(Auth::Trust) else {
-        panic!(
-            "no PostgreSQL server binaries under /usr/lib/postgresql: ./stack.sh test installs them"
-        );
-    };
+    let postgres = own_postgres();
     let mut nats_server = NatsCluster::start(1).await;
     // The database and streams exist, as after `larder migrate` and an earlier run; then both
     // servers go away before any service starts.
@@ -41,7 +37,7 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     tokio::time::sleep(PAUSE).await;
     let notification = stack.spawn(&["notification"]);
     tokio::time::sleep(PAUSE).await;
-    let early = stack.api.http().get(stack.api.url("/ready")).send().await;
+    let early = stack.api.get_anonymous("/ready").await;
     assert!(
         !early.is_ok_and(|r| r.status() == StatusCode::OK),
         "the order service is ready without NATS"
@@ -50,22 +46,10 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     tokio::time::sleep(PAUSE).await;
     let stock = stack.spawn(&["stock"]);
 
-    let ready = stack.api.url("/ready");
-    eventually("the order service is ready", || async {
-        stack
-            .api
-            .http()
-            .get(&ready)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-    })
-    .await;
+    stack.wait_until_ready(stack.api.base_url()).await;
     let readiness: Value = stack
         .api
-        .http()
-        .get(&ready)
-        .send()
+        .get_anonymous("/ready")
         .await
         .unwrap()
         .json()
@@ -77,8 +61,9 @@ async fn services_started_one_by_one_some_before_their_servers_deliver_an_order_
     );
 
     let (merchant, burger, customer) = stack.shop().await;
-    let id = stack.api.place_one(&customer, burger).await.unwrap();
-    stack.wait_for_status(&customer, id, "delivered").await;
+    stack
+        .place_and_wait_for(&customer, burger, 1, "delivered")
+        .await;
     assert_eq!(
         stack.api.levels(&merchant).await.unwrap()[0].1,
         20_000 - 150

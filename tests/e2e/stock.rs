@@ -3,11 +3,9 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::helpers::{Stack, eventually};
-use larder_api_client::NewOrder;
 
 /// 200 single-burger orders from 20 customers, all at once, against stock for exactly 50
 /// burgers (onion: 1 000 g, 20 g each).
@@ -23,20 +21,8 @@ async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
     let requests = (0..200).map(|i| {
         let token = customers[i % customers.len()].clone();
         async move {
-            let response = stack
-                .api
-                .post(
-                    &token,
-                    "/order",
-                    &json!({"products": [{"product_id": burger, "quantity": 1}]}),
-                )
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::ACCEPTED);
-            let id = response.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            // Accepted (202), or the call fails.
+            let id = stack.api.place_one(&token, burger).await.unwrap();
             (token, id)
         }
     });
@@ -53,16 +39,8 @@ async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
     })
     .await;
     for (token, id) in &orders {
-        *statuses
-            .entry(
-                stack
-                    .api
-                    .order(token, id.parse().unwrap())
-                    .await
-                    .unwrap()
-                    .status,
-            )
-            .or_default() += 1;
+        let status = stack.api.order(token, *id).await.unwrap().status;
+        *statuses.entry(status).or_default() += 1;
     }
     assert_eq!(statuses.get("confirmed"), Some(&50), "{statuses:?}");
     assert_eq!(statuses.get("rejected"), Some(&150), "{statuses:?}");
@@ -70,15 +48,8 @@ async fn two_hundred_orders_against_fifty_burgers(stack: &Stack) {
     let (token, rejected) = {
         let mut found = None;
         for (token, id) in &orders {
-            if stack
-                .api
-                .order(token, id.parse().unwrap())
-                .await
-                .unwrap()
-                .status
-                == "rejected"
-            {
-                found = Some((token.clone(), id.clone()));
+            if stack.api.order(token, *id).await.unwrap().status == "rejected" {
+                found = Some((token.clone(), *id));
                 break;
             }
         }
@@ -142,26 +113,18 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
     let (merchant, burger, customer) = stack.shop().await;
 
     // 26 burgers take onion from 1 000 g to 480 g: below 50 %.
-    let first = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 26), &[])
-        .await
-        .unwrap()
-        .id;
-    stack.wait_for_status(&customer, first, "confirmed").await;
+    stack
+        .place_and_wait_for(&customer, burger, 26, "confirmed")
+        .await;
     eventually("one email", || async {
         stack.mail.emails().await.len() == 1
     })
     .await;
 
     // Further down: no new alert.
-    let second = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, 5), &[])
-        .await
-        .unwrap()
-        .id;
-    stack.wait_for_status(&customer, second, "confirmed").await;
+    stack
+        .place_and_wait_for(&customer, burger, 5, "confirmed")
+        .await;
 
     // A restock that stays below 50 % does not re-arm; one that reaches it does.
     let onion = stack.ingredient(&merchant, "Onion").await;
@@ -177,13 +140,9 @@ async fn no_second_email_until_a_restock_re_arms_the_alert() {
 
     // Crossing again after the re-arm: a second email.
     let burgers_to_cross = (restocked.stock - restocked.reference_level / 2) / 20 + 1;
-    let third = stack
-        .api
-        .place_order(&customer, &NewOrder::of(burger, burgers_to_cross), &[])
-        .await
-        .unwrap()
-        .id;
-    stack.wait_for_status(&customer, third, "confirmed").await;
+    stack
+        .place_and_wait_for(&customer, burger, burgers_to_cross, "confirmed")
+        .await;
     eventually("a second email", || async {
         stack.mail.emails().await.len() == 2
     })

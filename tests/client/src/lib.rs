@@ -138,6 +138,18 @@ impl Client {
             .await
     }
 
+    /// `POST /order/{id}/delivery` as `token`: a courier update to `status` (`dispatched`,
+    /// `delivered`), whatever the answer.
+    pub async fn request_courier_update(
+        &self,
+        token: &str,
+        id: Uuid,
+        status: &str,
+    ) -> reqwest::Result<Response> {
+        let path = format!("/order/{id}/delivery");
+        self.post(token, &path, &json!({ "status": status })).await
+    }
+
     /// `POST path` without a token, with `body` as JSON.
     pub async fn post_anonymous(
         &self,
@@ -208,12 +220,7 @@ impl Client {
     /// Seeds the merchant's burger catalogue and stock (`POST /order/seed`, 200). A 503 (stock
     /// not answering yet) is an [`Error::Status`]: the caller decides whether to retry.
     pub async fn seed(&self, merchant: &str) -> Result<Catalogue, Error> {
-        let what = || "POST /order/seed".to_owned();
-        let response = self
-            .post(merchant, "/order/seed", &Value::Null)
-            .await
-            .map_err(http(what))?;
-        expect(response, StatusCode::OK, what).await
+        self.post_json(merchant, "/order/seed", &Value::Null).await
     }
 
     /// Adds `amount` to an ingredient's stock (`POST /ingredients/{id}/restock`, 200).
@@ -224,12 +231,8 @@ impl Client {
         amount: i64,
     ) -> Result<Ingredient, Error> {
         let path = format!("/ingredients/{ingredient_id}/restock");
-        let what = || format!("POST {path}");
-        let response = self
-            .post(merchant, &path, &json!({ "amount": amount }))
+        self.post_json(merchant, &path, &json!({ "amount": amount }))
             .await
-            .map_err(http(what))?;
-        expect(response, StatusCode::OK, what).await
     }
 
     /// Places an order (`POST /order`, 202: accepted, pending) with extra request headers. An
@@ -251,7 +254,13 @@ impl Client {
 
     /// Places an order for one unit of `product_id`, with no extra headers; answers its id.
     pub async fn place_one(&self, token: &str, product_id: i64) -> Result<Uuid, Error> {
-        let order = NewOrder::of(product_id, 1);
+        self.place(token, product_id, 1).await
+    }
+
+    /// Places an order for `quantity` units of `product_id`, with no extra headers; answers its
+    /// id.
+    pub async fn place(&self, token: &str, product_id: i64, quantity: i64) -> Result<Uuid, Error> {
+        let order = NewOrder::of(product_id, quantity);
         Ok(self.place_order(token, &order, &[]).await?.id)
     }
 
@@ -282,6 +291,19 @@ impl Client {
     pub async fn get_json<T: DeserializeOwned>(&self, token: &str, path: &str) -> Result<T, Error> {
         let what = || format!("GET {path}");
         let response = self.get(token, path).await.map_err(http(what))?;
+        expect(response, StatusCode::OK, what).await
+    }
+
+    /// `POST path` as `token` with `body` (`Value::Null` sends none), expecting 200, decoded as
+    /// `T` (`serde_json::Value` for any).
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, Error> {
+        let what = || format!("POST {path}");
+        let response = self.post(token, path, body).await.map_err(http(what))?;
         expect(response, StatusCode::OK, what).await
     }
 

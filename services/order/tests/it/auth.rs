@@ -1,30 +1,20 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{MERCHANT_EMAIL, MERCHANT_PASSWORD, assert_problem, spawn_app};
+use crate::helpers::{MERCHANT_EMAIL, MERCHANT_PASSWORD, assert_json, assert_problem, spawn_app};
 
 #[tokio::test]
 async fn a_customer_registers_logs_in_and_gets_a_bearer_token_with_its_role() {
     let app = spawn_app().await;
 
-    let response = app
-        .api
-        .register("Ada@Example.com", "password-123")
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let user: Value = response.json().await.unwrap();
+    let registered = app.api.register("Ada@Example.com", "password-123").await;
+    let user = assert_json(registered.unwrap(), StatusCode::CREATED).await;
     assert_eq!(user["role"], "customer");
     assert!(user.get("password_hash").is_none());
 
     // Emails compare case-insensitively.
-    let response = app
-        .api
-        .login("ada@example.com", "password-123")
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let token: Value = response.json().await.unwrap();
+    let logged_in = app.api.login("ada@example.com", "password-123").await;
+    let token = assert_json(logged_in.unwrap(), StatusCode::OK).await;
     assert_eq!(token["token_type"], "Bearer");
     assert_eq!(token["expires_in"], 3600);
     let claims = decode_payload(token["access_token"].as_str().unwrap());
@@ -89,10 +79,7 @@ async fn registration_refuses_duplicates_and_invalid_credentials() {
     for (body, status, field) in cases {
         let response = app
             .api
-            .http()
-            .post(app.api.url("/auth/register"))
-            .json(&body)
-            .send()
+            .post_anonymous("/auth/register", &body)
             .await
             .unwrap();
         let problem = assert_problem(response, status, &body.to_string()).await;

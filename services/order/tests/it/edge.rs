@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -305,14 +306,8 @@ async fn nul_and_control_characters_in_credentials_are_422_not_500() {
         ("ab@example.com", "pass\u{0}word-123", "password"),
     ] {
         for path in ["/auth/register", "/auth/login"] {
-            let response = app
-                .api
-                .http()
-                .post(app.api.url(path))
-                .json(&json!({ "email": email, "password": password }))
-                .send()
-                .await
-                .unwrap();
+            let body = json!({ "email": email, "password": password });
+            let response = app.api.post_anonymous(path, &body).await.unwrap();
             let problem = assert_problem(
                 response,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -336,7 +331,6 @@ async fn tokens_of_unknown_or_deleted_users_are_401() {
     let email = format!("gone{}@example.com", uuid::Uuid::new_v4().simple());
     app.api.register(&email, "password-123").await.unwrap();
     let gone = app.api.sign_in(&email, "password-123").await.unwrap();
-    use sea_orm::ConnectionTrait;
     app.order_db
         .execute_unprepared(&format!("DELETE FROM users WHERE email = '{email}'"))
         .await
@@ -497,8 +491,7 @@ async fn a_merchant_email_registered_by_a_customer_stops_the_bootstrap() {
 #[tokio::test]
 async fn an_idempotency_key_that_cannot_be_stored_exactly_is_422() {
     let app = spawn_app().await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
+    let (product, token) = app.burger_and_customer().await;
     for key in ["ключ-1".as_bytes(), b"caf\xe9", b"tab\there"] {
         let response = app
             .api
@@ -528,9 +521,8 @@ async fn an_idempotency_key_that_cannot_be_stored_exactly_is_422() {
 #[tokio::test]
 async fn responses_carry_the_security_headers() {
     let app = spawn_app().await;
-    let c = app.api.http();
 
-    let unauthorized = c.get(app.api.url("/orders")).send().await.unwrap();
+    let unauthorized = app.api.get_anonymous("/orders").await.unwrap();
     assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
     assert!(
         unauthorized.headers()["www-authenticate"]
@@ -539,10 +531,16 @@ async fn responses_carry_the_security_headers() {
             .starts_with("Bearer"),
     );
 
-    let wrong_method = c.delete(app.api.url("/orders")).send().await.unwrap();
+    let wrong_method = app
+        .api
+        .http()
+        .delete(app.api.url("/orders"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.headers()["allow"], "GET, HEAD");
-    let wrong_method = c.get(app.api.url("/order/seed")).send().await.unwrap();
+    let wrong_method = app.api.get_anonymous("/order/seed").await.unwrap();
     assert_eq!(wrong_method.headers()["allow"], "POST");
 
     let login = app
@@ -554,7 +552,7 @@ async fn responses_carry_the_security_headers() {
     assert_eq!(login.headers()["cache-control"], "no-store");
 
     for path in ["/health", "/docs/", "/openapi.json", "/nope"] {
-        let response = c.get(app.api.url(path)).send().await.unwrap();
+        let response = app.api.get_anonymous(path).await.unwrap();
         let headers = response.headers();
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
@@ -565,35 +563,46 @@ async fn responses_carry_the_security_headers() {
     }
 }
 
+/// The service cut off its database, from the maintenance database, as if PostgreSQL had gone
+/// away: no new connections, and the pool's are terminated. Until [`DatabaseCutOff::reopen`]
+/// (a failing test leaves it closed; its database is dropped anyway).
+struct DatabaseCutOff {
+    maintenance: sea_orm::DatabaseConnection,
+    name: String,
+}
+
+impl DatabaseCutOff {
+    async fn start(app: &TestApp) -> Self {
+        let name = app.test_db().name().to_owned();
+        let maintenance =
+            sea_orm::Database::connect(app.test_db().admin.with_database("postgres").url)
+                .await
+                .unwrap();
+        for sql in [
+            format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ),
+        ] {
+            maintenance.execute_unprepared(&sql).await.unwrap();
+        }
+        Self { maintenance, name }
+    }
+
+    async fn reopen(self) {
+        let sql = format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", self.name);
+        self.maintenance.execute_unprepared(&sql).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn readiness_names_the_dependency_that_is_down_without_its_error() {
-    use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
-    let name = app.test_db().name().to_owned();
-    // Cut the service off its database, from the maintenance database: no new connections, and
-    // the pool's are terminated.
-    let maintenance = sea_orm::Database::connect(app.test_db().admin.with_database("postgres").url)
-        .await
-        .unwrap();
-    maintenance
-        .execute_unprepared(&format!(
-            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
-        ))
-        .await
-        .unwrap();
-    maintenance
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-        ))
-        .await
-        .unwrap();
+    let cut_off = DatabaseCutOff::start(&app).await;
     let response = app.api.get_anonymous("/ready").await.unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
-    maintenance
-        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    cut_off.reopen().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(
         body,
@@ -648,20 +657,9 @@ async fn a_revoked_token_is_refused_and_a_new_login_works() {
 /// within a few seconds: the client can tell "try again" from "failed", and nothing hangs.
 #[tokio::test]
 async fn with_the_database_away_operations_answer_503_with_retry_after() {
-    use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
-    let burger = app.seed().await;
-    let customer = app.api.new_customer().await.unwrap();
-    let name = app.test_db().name().to_owned();
-    let maintenance = sea_orm::Database::connect(app.test_db().admin.with_database("postgres").url)
-        .await
-        .unwrap();
-    for sql in [
-        format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
-        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
-    ] {
-        maintenance.execute_unprepared(&sql).await.unwrap();
-    }
+    let (burger, customer) = app.burger_and_customer().await;
+    let cut_off = DatabaseCutOff::start(&app).await;
 
     let started = std::time::Instant::now();
     let placed = app
@@ -671,10 +669,7 @@ async fn with_the_database_away_operations_answer_503_with_retry_after() {
         .unwrap();
     let listed = app.api.get(&customer, "/orders").await.unwrap();
     let elapsed = started.elapsed();
-    maintenance
-        .execute_unprepared(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
-        .await
-        .unwrap();
+    cut_off.reopen().await;
 
     assert!(elapsed < std::time::Duration::from_secs(15), "{elapsed:?}");
     for (what, response) in [("place", placed), ("list", listed)] {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, burgers, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, burgers, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn framework_errors_are_problem_json_too() {
@@ -105,31 +105,28 @@ async fn forged_and_expired_tokens_are_refused() {
     }
 }
 
+/// `GET path` without a token, with the client's `X-Request-Id`.
+async fn get_with_request_id(app: &TestApp, path: &str, request_id: &str) -> reqwest::Response {
+    app.api
+        .http()
+        .get(app.api.url(path))
+        .header("X-Request-Id", request_id)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_request_id_is_taken_from_the_request_or_generated_and_always_returned() {
     let app = spawn_app().await;
-    let response = app
-        .api
-        .http()
-        .get(app.api.url("/health"))
-        .header("X-Request-Id", "my-trace-42")
-        .send()
-        .await
-        .unwrap();
+    let response = get_with_request_id(&app, "/health", "my-trace-42").await;
     assert_eq!(response.headers()["x-request-id"], "my-trace-42");
 
     let response = app.api.get_anonymous("/health").await.unwrap();
     let generated = response.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
 
-    let response = app
-        .api
-        .http()
-        .get(app.api.url("/nope"))
-        .header("X-Request-Id", "trace-404")
-        .send()
-        .await
-        .unwrap();
+    let response = get_with_request_id(&app, "/nope", "trace-404").await;
     let problem = assert_problem(response, StatusCode::NOT_FOUND, "404").await;
     assert_eq!(problem["request_id"], "trace-404");
 }
@@ -165,7 +162,7 @@ async fn beyond_its_in_flight_limit_the_api_sheds_load_with_503_and_retry_after(
     );
     // Probes are not counted: they tell the truth under any load.
     for probe in ["/health", "/ready"] {
-        let response = app.api.http().get(app.api.url(probe)).send().await.unwrap();
+        let response = app.api.get_anonymous(probe).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{probe}");
     }
 }

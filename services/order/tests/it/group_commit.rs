@@ -1,7 +1,6 @@
 //! Group commit: many orders in one statement, idempotency inside a batch, and a bad order that
 //! does not sink the others.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -45,15 +44,6 @@ fn new_order(customer_id: Uuid, product_id: i64, key: Option<&str>) -> (NewOrder
     (order, event)
 }
 
-async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
-    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index(0)
-        .unwrap()
-}
-
 async fn customer(app: &TestApp) -> Uuid {
     let email = format!("c{}@example.com", Uuid::new_v4().simple());
     app.api.register(&email, "password-123").await.unwrap();
@@ -93,19 +83,15 @@ async fn one_statement_writes_a_batch_and_a_key_used_twice_in_it_makes_one_order
         }
     );
     assert!(matches!(answers[2], Inserted::CreatedAt(_)), "{answers:?}");
-    let db = &app.order_db;
-    assert_eq!(count(db, "SELECT count(*) FROM orders").await, 2);
-    assert_eq!(count(db, "SELECT count(*) FROM order_lines").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM order_lines").await, 2);
     assert_eq!(
-        count(db, "SELECT count(*) FROM order_status_history").await,
+        app.count("SELECT count(*) FROM order_status_history").await,
         2
     );
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*) FROM outbox WHERE subject = 'test.orders.created'"
-        )
-        .await,
+        app.count("SELECT count(*) FROM outbox WHERE subject = 'test.orders.created'")
+            .await,
         2,
         "the second order's event is not written"
     );
@@ -125,7 +111,7 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
     store::insert_orders_with_events(&app.order_db, &[(&good.0, &good.1), (&bad.0, &bad.1)])
         .await
         .expect_err("the bad order's line breaks a foreign key");
-    assert_eq!(count(&app.order_db, "SELECT count(*) FROM orders").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
 
     // The writer: whether they share a batch or not, each order gets its own answer.
     let pushes = StatusPublisher::new(app.nats.client.clone(), app.nats.namespace());
@@ -155,16 +141,10 @@ async fn a_batch_with_a_bad_order_fails_whole_and_the_writer_still_writes_the_go
             );
         }
     }
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 29);
     assert_eq!(
-        count(&app.order_db, "SELECT count(*) FROM orders").await,
-        29
-    );
-    assert_eq!(
-        count(
-            &app.order_db,
-            "SELECT count(*) FROM outbox WHERE subject = 'test.orders.created'"
-        )
-        .await,
+        app.count("SELECT count(*) FROM outbox WHERE subject = 'test.orders.created'")
+            .await,
         29
     );
 }
@@ -189,16 +169,11 @@ async fn orders_arriving_together_share_statements() {
             .all(|answer| matches!(answer, Ok(Inserted::CreatedAt(_)))),
         "{answers:?}"
     );
-    assert_eq!(
-        count(&app.order_db, "SELECT count(*) FROM orders").await,
-        40
-    );
+    assert_eq!(app.count("SELECT count(*) FROM orders").await, 40);
     // Rows a transaction inserted carry its id (xmin): fewer ids than orders, fewer commits.
-    let transactions = count(
-        &app.order_db,
-        "SELECT count(DISTINCT xmin::text) FROM orders",
-    )
-    .await;
+    let transactions = app
+        .count("SELECT count(DISTINCT xmin::text) FROM orders")
+        .await;
     assert!(
         transactions < 40,
         "40 orders sent together took {transactions} transactions"

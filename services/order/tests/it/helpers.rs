@@ -64,19 +64,7 @@ pub async fn spawn_app_on(
 ) -> TestApp {
     larder_bus::testing::init_tracing("info");
     let order_db = db.connect(Service::Order).await;
-    let config = Config {
-        database: db.config(Service::Order),
-        nats: nats.config.clone(),
-        outbox: OutboxConfig {
-            batch_size: 512,
-            poll_interval_ms: 200,
-        },
-        settings: OrderSettings {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            ..OrderSettings::default()
-        },
-    };
-    let mut config = config;
+    let mut config = test_config(&db, &nats);
     change(&mut config.settings);
     let (port, shutdown, server) = start(config).await;
     TestApp {
@@ -121,7 +109,8 @@ async fn start(config: Config) -> (u16, CancellationToken, std::thread::JoinHand
 /// Another instance of the order service on `app`'s database and namespace (as a second
 /// `larder order` on another port would be), with some settings changed. Stopped on drop.
 pub struct OtherInstance {
-    pub address: String,
+    /// This instance's API, through `app`'s connection pool.
+    pub api: Client,
     shutdown: CancellationToken,
     server: Option<std::thread::JoinHandle<()>>,
 }
@@ -134,15 +123,9 @@ pub async fn spawn_other_instance(
     change(&mut config.settings);
     let (port, shutdown, server) = start(config).await;
     OtherInstance {
-        address: format!("http://127.0.0.1:{port}"),
+        api: Client::with_http(app.api.http().clone(), &format!("http://127.0.0.1:{port}")),
         shutdown,
         server: Some(server),
-    }
-}
-
-impl OtherInstance {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
     }
 }
 
@@ -157,9 +140,15 @@ impl Drop for OtherInstance {
 
 /// The configuration of `app`, for building a second service on its database and namespace.
 pub fn config_for(app: &TestApp) -> Config {
+    test_config(&app._test_db, &app.nats)
+}
+
+/// The order service of a test on `db` and `nats`: a free port, and an outbox relay that polls
+/// often enough for a test's waits.
+fn test_config(db: &TestDatabase, nats: &TestNats) -> Config {
     Config {
-        database: app._test_db.config(Service::Order),
-        nats: app.nats.config.clone(),
+        database: db.config(Service::Order),
+        nats: nats.config.clone(),
         outbox: OutboxConfig {
             batch_size: 512,
             poll_interval_ms: 200,
@@ -194,6 +183,22 @@ impl TestApp {
     /// This test's database (admin connection, name, roles).
     pub fn test_db(&self) -> &TestDatabase {
         &self._test_db
+    }
+
+    /// The usual start of a test: the seeded burger's product id (see [`TestApp::seed`]) and a
+    /// new customer's token.
+    pub async fn burger_and_customer(&self) -> (i64, String) {
+        let burger = self.seed().await;
+        let customer = self.api.new_customer().await.unwrap();
+        (burger, customer)
+    }
+
+    /// A new customer's order of one burger, accepted (202) and so pending (no stock runs
+    /// here): the customer's token and the order's id.
+    pub async fn placed_order(&self) -> (String, Uuid) {
+        let (burger, customer) = self.burger_and_customer().await;
+        let id = self.api.place_one(&customer, burger).await.unwrap();
+        (customer, id)
     }
 
     /// A token of the bootstrap merchant.
@@ -254,6 +259,15 @@ impl TestApp {
 /// One burger line.
 pub fn burgers(product_id: i64, quantity: i64) -> Value {
     json!({ "products": [{ "product_id": product_id, "quantity": quantity }] })
+}
+
+/// Asserts that `response` has `status` and returns its JSON body (shown when the status is
+/// another).
+pub async fn assert_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(actual, status, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 /// Asserts a problem+json response and returns its body.
@@ -367,20 +381,30 @@ impl SseReader {
     }
 }
 
+/// A stand-in for another service (`larder_contract::commands::services::STOCK`, say) on this
+/// app's NATS, `description` saying how it answers; it serves nothing until the test says what.
+pub async fn stand_in(
+    app: &TestApp,
+    service: &str,
+    description: &str,
+) -> larder_bus::service::CommandService {
+    larder_bus::service::CommandService::start(
+        &app.nats.client,
+        app.nats.namespace(),
+        service,
+        description,
+        "0.0.0",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the stand-in {service} service starts: {e}"))
+}
+
 /// A stand-in for the delivery service's `cancel-shipment` endpoint on this app's NATS: it
 /// agrees to every cancel, as delivery does for an order whose shipment has not left (or that
 /// has none yet). Without it (or after `stop()`), a cancel finds no delivery to ask: 503.
 pub async fn delivery_agreeing_to_cancels(app: &TestApp) -> larder_bus::service::CommandService {
-    use larder_contract::commands::{CancelShipment, ShipmentState};
-    let mut service = larder_bus::service::CommandService::start(
-        &app.nats.client,
-        app.nats.namespace(),
-        larder_contract::commands::services::DELIVERY,
-        "a test's delivery: agrees to every cancel",
-        "0.0.0",
-    )
-    .await
-    .expect("the stand-in delivery service starts");
+    use larder_contract::commands::{CancelShipment, ShipmentState, services::DELIVERY};
+    let mut service = stand_in(app, DELIVERY, "a test's delivery: agrees to every cancel").await;
     service
         .serve(|command: CancelShipment| async move {
             Ok(ShipmentState {
@@ -408,17 +432,25 @@ pub fn confirmed(order_id: Uuid) -> Envelope<OrderConfirmed> {
     )
 }
 
+/// A rejection for a shortage of onion (20 g needed, 5 g left).
 pub fn rejected(order_id: Uuid) -> Envelope<OrderRejected> {
+    rejected_for(
+        order_id,
+        vec![Shortage {
+            ingredient_id: 3,
+            ingredient: "Onion".into(),
+            required: 20,
+            available: 5,
+        }],
+    )
+}
+
+pub fn rejected_for(order_id: Uuid, shortages: Vec<Shortage>) -> Envelope<OrderRejected> {
     Envelope::new(
         OrderRejected {
             order_id,
             merchant_id: 1,
-            shortages: vec![Shortage {
-                ingredient_id: 3,
-                ingredient: "Onion".into(),
-                required: 20,
-                available: 5,
-            }],
+            shortages,
         },
         None,
     )

@@ -1,54 +1,31 @@
 //! Cancelling: allowed while pending or confirmed, when delivery agrees (here a stand-in that
 //! always does), announced with `orders.cancelled`, refused once dispatched.
 
+use larder_contract::subjects;
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, assert_problem, burgers, confirmed, delivery_agreeing_to_cancels, dispatched,
-    eventually, publish, spawn_app,
+    TestApp, assert_problem, confirmed, delivery_agreeing_to_cancels, dispatched, eventually,
+    publish, spawn_app,
 };
-
-async fn place(app: &TestApp, token: &str) -> Uuid {
-    let burger = app.seed().await;
-    let order: Value = app
-        .api
-        .post_order(token, &burgers(burger, 1), &[])
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    order["id"].as_str().unwrap().parse().unwrap()
-}
 
 /// The `orders.cancelled` envelopes on the namespace's ORDERS stream.
 async fn cancellations(app: &TestApp) -> Vec<Value> {
-    let mut stream = app
-        .nats
-        .jetstream
-        .get_stream(app.nats.namespace().stream("ORDERS"))
+    app.nats
+        .messages_on(subjects::ORDERS_CANCELLED)
         .await
-        .unwrap();
-    let state = stream.info().await.unwrap().state.clone();
-    let mut found = Vec::new();
-    for seq in state.first_sequence..=state.last_sequence {
-        if let Ok(message) = stream.get_raw_message(seq).await
-            && message.subject.as_str().ends_with("orders.cancelled")
-        {
-            found.push(serde_json::from_slice(&message.payload).unwrap());
-        }
-    }
-    found
+        .iter()
+        .map(|message| serde_json::from_slice(&message.payload).unwrap())
+        .collect()
 }
 
 #[tokio::test]
 async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announced() {
     let app = spawn_app().await;
     let _delivery = delivery_agreeing_to_cancels(&app).await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = place(&app, &token).await;
+    let (token, id) = app.placed_order().await;
 
     let response = app
         .api
@@ -94,32 +71,20 @@ async fn a_customer_cancels_a_pending_order_once_and_the_cancellation_is_announc
 #[tokio::test]
 async fn a_pending_order_is_not_cancelled_without_deliverys_word() {
     let app = spawn_app().await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = place(&app, &token).await;
+    let (token, id) = app.placed_order().await;
 
     let response = app.api.request_cancel(&token, id).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
-    let order: Value = app
-        .api
-        .http()
-        .get(app.api.url(&format!("/order/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(order["status"], "pending");
+    let order = app.api.order(&token, id).await.unwrap();
+    assert_eq!(order.status, "pending");
     assert!(cancellations(&app).await.is_empty(), "nothing announced");
 }
 
 #[tokio::test]
 async fn a_dispatched_order_can_no_longer_be_cancelled() {
     let app = spawn_app().await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = place(&app, &token).await;
+    let (token, id) = app.placed_order().await;
     publish(&app, &confirmed(id)).await;
     publish(&app, &dispatched(id, Uuid::new_v4())).await;
     app.wait_for_status(&token, id, "dispatched").await;

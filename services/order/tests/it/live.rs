@@ -4,23 +4,30 @@
 
 use std::time::{Duration, Instant};
 
+use larder_api_client::Client;
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{
-    SseReader, TestApp, burgers, confirmed, delivered, dispatched, eventually, publish, rejected,
-    spawn_app, spawn_app_with, spawn_other_instance,
+    SseReader, TestApp, assert_problem, burgers, confirmed, delivered, dispatched, eventually,
+    publish, rejected, spawn_app, spawn_app_with, spawn_other_instance,
 };
 
 /// Streams re-read the order every 5 s without a push, and a wait reads it at its deadline: an
 /// answer within this of the event shows a push woke it.
 const PUSHED_WITHIN: Duration = Duration::from_secs(3);
 
+/// The URL of order `id`'s `GET /order/{id}/events` on the service `api` talks to.
+fn events_url(api: &Client, id: Uuid) -> String {
+    api.url(&format!("/order/{id}/events"))
+}
+
+/// `GET url` (an order's events) as `token`, resuming after `last_event_id` when given.
 async fn open_stream(
     client: &reqwest::Client,
-    url: String,
+    url: &str,
     token: &str,
     last_event_id: Option<&str>,
 ) -> reqwest::Response {
@@ -29,6 +36,11 @@ async fn open_stream(
         request = request.header("Last-Event-ID", id);
     }
     request.send().await.unwrap()
+}
+
+/// [`open_stream`] on `api`'s connections, read event by event (it must open: 200).
+async fn follow(api: &Client, url: &str, token: &str, last_event_id: Option<&str>) -> SseReader {
+    SseReader::new(open_stream(api.http(), url, token, last_event_id).await)
 }
 
 /// The first order of this test's database that `wanted` accepts, once a handler has written it.
@@ -58,57 +70,44 @@ async fn answered_after(
     prefer: &'static str,
     settle: impl AsyncFnOnce(Uuid),
 ) -> (reqwest::Response, Uuid) {
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let post = order_preferring(app, &token, product, prefer);
+    let (product, token) = app.burger_and_customer().await;
+    let post = order_preferring(&app.api, &token, burgers(product, 1), prefer);
     let id = stored_order(app, |_| true).await;
     let published = Instant::now();
     settle(id).await;
-    let response = post.await.unwrap();
+    let (response, _) = post.await.unwrap();
     let took = published.elapsed();
     assert!(took < PUSHED_WITHIN, "took {took:?}");
     (response, id)
 }
 
-/// `POST /order` of one `product` with `Prefer: <prefer>`, sent on a task of its own so the
-/// test can act while the request waits.
+/// `POST /order` of `order` to the service `api` talks to, with `Prefer: <prefer>`, sent on a
+/// task of its own so the test can act while the request waits. Answers the response and how
+/// long it took.
 fn order_preferring(
-    app: &TestApp,
+    api: &Client,
     token: &str,
-    product: i64,
+    order: Value,
     prefer: &'static str,
-) -> tokio::task::JoinHandle<reqwest::Response> {
-    let (client, url, token) = (
-        app.api.http().clone(),
-        app.api.url("/order"),
-        token.to_owned(),
-    );
+) -> tokio::task::JoinHandle<(reqwest::Response, Duration)> {
+    let (api, token) = (api.clone(), token.to_owned());
     tokio::spawn(async move {
-        client
-            .post(url)
-            .bearer_auth(token)
-            .header("Prefer", prefer)
-            .json(&burgers(product, 1))
-            .send()
+        let started = Instant::now();
+        let response = api
+            .post_order(&token, &order, &[("Prefer", prefer)])
             .await
-            .unwrap()
+            .unwrap();
+        (response, started.elapsed())
     })
 }
 
 #[tokio::test]
 async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends() {
     let app = spawn_app().await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = app.api.place_one(&token, product).await.unwrap();
+    let (token, id) = app.placed_order().await;
+    let events = events_url(&app.api, id);
 
-    let response = open_stream(
-        app.api.http(),
-        app.api.url(&format!("/order/{id}/events")),
-        &token,
-        None,
-    )
-    .await;
+    let response = open_stream(app.api.http(), &events, &token, None).await;
     assert_eq!(
         response.headers()["cache-control"].to_str().unwrap(),
         "no-cache"
@@ -151,48 +150,24 @@ async fn an_order_stream_shows_pending_confirmed_dispatched_delivered_and_ends()
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
 
     // Resuming after the first change replays the rest; after the last, nothing comes: 204.
-    let mut resumed = SseReader::new(
-        open_stream(
-            app.api.http(),
-            app.api.url(&format!("/order/{id}/events")),
-            &token,
-            Some(&first.id),
-        )
-        .await,
-    );
+    let mut resumed = follow(&app.api, &events, &token, Some(&first.id)).await;
     let mut statuses = Vec::new();
     while let Some(event) = resumed.next().await {
         statuses.push(event.data["status"].as_str().unwrap().to_owned());
     }
     assert_eq!(statuses, ["confirmed", "dispatched", "delivered"]);
-    let done = open_stream(
-        app.api.http(),
-        app.api.url(&format!("/order/{id}/events")),
-        &token,
-        Some(&fourth.id),
-    )
-    .await;
+    let done = open_stream(app.api.http(), &events, &token, Some(&fourth.id)).await;
     assert_eq!(done.status(), StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn a_final_order_streams_its_status_once_and_ends() {
     let app = spawn_app().await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = app.api.place_one(&token, product).await.unwrap();
+    let (token, id) = app.placed_order().await;
     publish(&app, &rejected(id)).await;
     app.wait_for_status(&token, id, "rejected").await;
 
-    let mut stream = SseReader::new(
-        open_stream(
-            app.api.http(),
-            app.api.url(&format!("/order/{id}/events")),
-            &token,
-            None,
-        )
-        .await,
-    );
+    let mut stream = follow(&app.api, &events_url(&app.api, id), &token, None).await;
     let only = stream.next().await.unwrap();
     assert_eq!(only.data["status"], "rejected");
     assert!(only.data["note"].as_str().unwrap().contains("Onion"));
@@ -202,33 +177,22 @@ async fn a_final_order_streams_its_status_once_and_ends() {
 #[tokio::test]
 async fn only_the_customer_and_its_merchant_may_follow_an_order() {
     let app = spawn_app().await;
-    let product = app.seed().await;
-    let owner = app.api.new_customer().await.unwrap();
-    let id = app.api.place_one(&owner, product).await.unwrap();
-    let path = format!("/order/{id}/events");
+    let (owner, id) = app.placed_order().await;
+    let events = events_url(&app.api, id);
 
     let stranger = app.api.new_customer().await.unwrap();
-    let response = open_stream(app.api.http(), app.api.url(&path), &stranger, None).await;
-    crate::helpers::assert_problem(response, StatusCode::NOT_FOUND, "another customer").await;
-    let unknown = format!("/order/{}/events", Uuid::new_v4());
-    let response = open_stream(app.api.http(), app.api.url(&unknown), &owner, None).await;
-    crate::helpers::assert_problem(response, StatusCode::NOT_FOUND, "no such order").await;
-    let response = app.api.http().get(app.api.url(&path)).send().await.unwrap();
-    crate::helpers::assert_problem(response, StatusCode::UNAUTHORIZED, "no token").await;
-    let response = app
-        .api
-        .http()
-        .get(app.api.url(&path))
-        .bearer_auth(&owner)
-        .header("Last-Event-ID", "yesterday")
-        .send()
-        .await
-        .unwrap();
-    crate::helpers::assert_problem(response, StatusCode::BAD_REQUEST, "a bad Last-Event-ID").await;
+    let response = open_stream(app.api.http(), &events, &stranger, None).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "another customer").await;
+    let unknown = events_url(&app.api, Uuid::new_v4());
+    let response = open_stream(app.api.http(), &unknown, &owner, None).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "no such order").await;
+    let response = app.api.http().get(&events).send().await.unwrap();
+    assert_problem(response, StatusCode::UNAUTHORIZED, "no token").await;
+    let response = open_stream(app.api.http(), &events, &owner, Some("yesterday")).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "a bad Last-Event-ID").await;
 
     let merchant = app.merchant_token().await;
-    let mut stream =
-        SseReader::new(open_stream(app.api.http(), app.api.url(&path), &merchant, None).await);
+    let mut stream = follow(&app.api, &events, &merchant, None).await;
     assert_eq!(stream.next().await.unwrap().data["status"], "pending");
 }
 
@@ -241,19 +205,14 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
         s.http_max_in_flight = 1;
     })
     .await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = app.api.place_one(&token, product).await.unwrap();
-    let path = format!("/order/{id}/events");
+    let (token, id) = app.placed_order().await;
+    let events = events_url(&app.api, id);
 
-    let mut open =
-        SseReader::new(open_stream(app.api.http(), app.api.url(&path), &token, None).await);
+    let mut open = follow(&app.api, &events, &token, None).await;
     assert_eq!(open.next().await.unwrap().data["status"], "pending");
 
-    let second = open_stream(&reqwest::Client::new(), app.api.url(&path), &token, None).await;
-    let problem =
-        crate::helpers::assert_problem(second, StatusCode::SERVICE_UNAVAILABLE, "a second stream")
-            .await;
+    let second = open_stream(&reqwest::Client::new(), &events, &token, None).await;
+    let problem = assert_problem(second, StatusCode::SERVICE_UNAVAILABLE, "a second stream").await;
     assert!(
         problem["detail"]
             .as_str()
@@ -266,7 +225,7 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
     }
     drop(open);
     eventually("the stream's slot is free again", || async {
-        open_stream(&reqwest::Client::new(), app.api.url(&path), &token, None)
+        open_stream(&reqwest::Client::new(), &events, &token, None)
             .await
             .status()
             == StatusCode::OK
@@ -277,14 +236,11 @@ async fn open_streams_are_bounded_and_leave_the_in_flight_limit_to_short_request
 #[tokio::test]
 async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
     let app = spawn_app_with(|s| s.sse_max_secs = 1).await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = app.api.place_one(&token, product).await.unwrap();
-    let path = format!("/order/{id}/events");
+    let (token, id) = app.placed_order().await;
+    let events = events_url(&app.api, id);
 
     let started = Instant::now();
-    let mut stream =
-        SseReader::new(open_stream(app.api.http(), app.api.url(&path), &token, None).await);
+    let mut stream = follow(&app.api, &events, &token, None).await;
     let first = stream.next().await.unwrap();
     assert!(stream.next().await.is_none(), "ended at its lifetime");
     assert!(
@@ -295,9 +251,7 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_where_it_stopped() {
 
     publish(&app, &confirmed(id)).await;
     app.wait_for_status(&token, id, "confirmed").await;
-    let mut resumed = SseReader::new(
-        open_stream(app.api.http(), app.api.url(&path), &token, Some(&first.id)).await,
-    );
+    let mut resumed = follow(&app.api, &events, &token, Some(&first.id)).await;
     assert_eq!(resumed.next().await.unwrap().data["status"], "confirmed");
 }
 
@@ -340,23 +294,8 @@ async fn a_wait_that_runs_out_is_the_usual_202_and_holds_no_in_flight_slot() {
         s.prefer_wait_max_waiters = 1;
     })
     .await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let waiting = {
-        let (client, url, token) = (app.api.http().clone(), app.api.url("/order"), token.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let response = client
-                .post(url)
-                .bearer_auth(token)
-                .header("Prefer", "wait=2")
-                .json(&burgers(product, 1))
-                .send()
-                .await
-                .unwrap();
-            (response, started.elapsed())
-        })
-    };
+    let (product, token) = app.burger_and_customer().await;
+    let waiting = order_preferring(&app.api, &token, burgers(product, 1), "wait=2");
     stored_order(&app, |_| true).await;
 
     // While it waits: the one in-flight slot is free for others, and the one waiter's place is
@@ -364,12 +303,7 @@ async fn a_wait_that_runs_out_is_the_usual_202_and_holds_no_in_flight_slot() {
     let started = Instant::now();
     let other = app
         .api
-        .http()
-        .post(app.api.url("/order"))
-        .bearer_auth(&token)
-        .header("Prefer", "wait=2")
-        .json(&burgers(product, 1))
-        .send()
+        .post_order(&token, &burgers(product, 1), &[("Prefer", "wait=2")])
         .await
         .unwrap();
     assert_eq!(other.status(), StatusCode::ACCEPTED);
@@ -394,33 +328,12 @@ async fn a_wait_that_runs_out_is_the_usual_202_and_holds_no_in_flight_slot() {
 async fn a_client_on_another_instance_sees_what_this_instance_settled() {
     let app = spawn_app().await;
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
+    let (product, token) = app.burger_and_customer().await;
     let id = app.api.place_one(&token, product).await.unwrap();
 
-    let mut stream = SseReader::new(
-        open_stream(
-            app.api.http(),
-            other.url(&format!("/order/{id}/events")),
-            &token,
-            None,
-        )
-        .await,
-    );
+    let mut stream = follow(&other.api, &events_url(&other.api, id), &token, None).await;
     assert_eq!(stream.next().await.unwrap().data["status"], "pending");
-    let post = {
-        let (client, url, token) = (app.api.http().clone(), other.url("/order"), token.clone());
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .header("Prefer", "wait=5")
-                .json(&burgers(product, 2))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let post = order_preferring(&other.api, &token, burgers(product, 2), "wait=5");
     let shipment = Uuid::new_v4();
     for (step, status) in ["confirmed", "dispatched", "delivered"]
         .into_iter()
@@ -445,7 +358,7 @@ async fn a_client_on_another_instance_sees_what_this_instance_settled() {
     let second = stored_order(&app, |other| *other != id).await;
     let published = Instant::now();
     publish(&app, &confirmed(second)).await;
-    let response = post.await.unwrap();
+    let (response, _) = post.await.unwrap();
     assert!(
         published.elapsed() < PUSHED_WITHIN,
         "took {:?}",
@@ -464,18 +377,8 @@ async fn a_cancel_ends_the_stream_on_every_instance() {
     let app = spawn_app().await;
     let _delivery = crate::helpers::delivery_agreeing_to_cancels(&app).await;
     let other = spawn_other_instance(&app, |s| s.api_only = true).await;
-    let product = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let id = app.api.place_one(&token, product).await.unwrap();
-    let mut stream = SseReader::new(
-        open_stream(
-            app.api.http(),
-            other.url(&format!("/order/{id}/events")),
-            &token,
-            None,
-        )
-        .await,
-    );
+    let (token, id) = app.placed_order().await;
+    let mut stream = follow(&other.api, &events_url(&other.api, id), &token, None).await;
     assert_eq!(stream.next().await.unwrap().data["status"], "pending");
 
     let cancelled = Instant::now();

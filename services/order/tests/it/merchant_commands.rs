@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, burgers, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with, stand_in};
 
 #[tokio::test]
 async fn merchant_operations_are_for_merchants_only() {
@@ -46,17 +46,7 @@ async fn without_stock_or_delivery_running_merchant_operations_answer_503_within
     let timeout = Duration::from_millis(700);
     let app = spawn_app_with(|s| s.service_request_timeout_ms = timeout.as_millis() as u64).await;
     let merchant = app.merchant_token().await;
-    let burger = app.seed().await;
-    let customer = app.api.new_customer().await.unwrap();
-    let order: Value = app
-        .api
-        .post_order(&customer, &burgers(burger, 1), &[])
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let order_id = order["id"].as_str().unwrap();
+    let (_, order_id) = app.placed_order().await;
 
     let courier_path = format!("/order/{order_id}/delivery");
     let calls = [
@@ -96,13 +86,10 @@ async fn without_stock_or_delivery_running_merchant_operations_answer_503_within
 async fn a_courier_update_for_an_order_of_another_merchant_or_none_is_not_found() {
     let app = spawn_app().await;
     let merchant = app.merchant_token().await;
+    let unknown = uuid::Uuid::new_v4();
     assert_problem(
         app.api
-            .post(
-                &merchant,
-                &format!("/order/{}/delivery", uuid::Uuid::new_v4()),
-                &json!({"status": "dispatched"}),
-            )
+            .request_courier_update(&merchant, unknown, "dispatched")
             .await
             .unwrap(),
         StatusCode::NOT_FOUND,
@@ -115,18 +102,10 @@ async fn a_courier_update_for_an_order_of_another_merchant_or_none_is_not_found(
 async fn a_restock_amount_stock_refuses_is_a_422_naming_the_field_amount() {
     // Arrange: a stand-in stock that refuses every restock, as stock refuses an amount that
     // would overflow the level.
-    use larder_contract::commands::{IngredientLevel, Refusal, RestockIngredient};
+    use larder_contract::commands::{IngredientLevel, Refusal, RestockIngredient, services::STOCK};
     let app = spawn_app().await;
     let merchant = app.merchant_token().await;
-    let mut stock = larder_bus::service::CommandService::start(
-        &app.nats.client,
-        app.nats.namespace(),
-        larder_contract::commands::services::STOCK,
-        "a test's stock: refuses every restock amount",
-        "0.0.0",
-    )
-    .await
-    .expect("the stand-in stock service starts");
+    let mut stock = stand_in(&app, STOCK, "a test's stock: refuses every restock amount").await;
     stock
         .serve(|_: RestockIngredient| async move {
             Err::<IngredientLevel, _>(Refusal::invalid("the new level would overflow"))

@@ -4,7 +4,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, burgers, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use larder_api_client::NewOrder;
 use order::config::{MerchantSignup, OrderSettings, Profile};
 
 const OPERATOR_TOKEN: &str = "an-operator-token-of-at-least-32-bytes";
@@ -33,6 +34,16 @@ async fn sign_up(app: &TestApp, body: &Value, operator_token: Option<&str>) -> r
         request = request.header("X-Operator-Token", token);
     }
     request.send().await.unwrap()
+}
+
+/// An app whose merchant sign-up is `policy`, with [`OPERATOR_TOKEN`] configured (which only
+/// [`MerchantSignup::Operator`] asks for).
+async fn spawn_app_with_signup(policy: MerchantSignup) -> TestApp {
+    spawn_app_with(|s| {
+        s.merchant_signup = Some(policy);
+        s.merchant_signup_token = Some(OPERATOR_TOKEN.into());
+    })
+    .await
 }
 
 /// This service's half of a catalogue for `merchant_id` (stock does not run in these tests).
@@ -66,50 +77,33 @@ async fn a_signed_up_merchant_logs_in_and_sees_only_its_own_orders() {
     // Its own catalogue, priced in its own currency, next to the bootstrap merchant's.
     let deli = app.api.sign_in(&email, "deli-password").await.unwrap();
     let sandwich = seed_for(&app, merchant_id).await;
-    let burger = app.seed().await;
-    let customer = app.api.new_customer().await.unwrap();
-    let deli_order: Value = app
+    let (burger, customer) = app.burger_and_customer().await;
+    let deli_order = app
         .api
-        .post_order(&customer, &burgers(sandwich, 2), &[])
-        .await
-        .unwrap()
-        .json()
+        .place_order(&customer, &NewOrder::of(sandwich, 2), &[])
         .await
         .unwrap();
-    assert_eq!(deli_order["merchant_id"], merchant_id);
-    assert_eq!(deli_order["currency"], "GBP");
-    assert_eq!(deli_order["total_cents"], 1300);
-    let burger_order: Value = app
-        .api
-        .post_order(&customer, &burgers(burger, 1), &[])
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(deli_order.merchant_id, merchant_id);
+    assert_eq!(deli_order.currency, "GBP");
+    assert_eq!(deli_order.total_cents, 1300);
+    let burger_order = app.api.place_one(&customer, burger).await.unwrap();
 
     let listed: Value = app.api.get_json(&deli, "/orders").await.unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
-    assert_eq!(listed["items"][0]["id"], deli_order["id"]);
+    assert_eq!(listed["items"][0]["id"], deli_order.id.to_string());
     let theirs = app
         .api
-        .get(
-            &deli,
-            &format!("/order/{}", burger_order["id"].as_str().unwrap()),
-        )
+        .get(&deli, &format!("/order/{burger_order}"))
         .await
         .unwrap();
     assert_problem(theirs, StatusCode::NOT_FOUND, "another merchant's order").await;
     let bootstrap = app.merchant_token().await;
     let listed: Value = app.api.get_json(&bootstrap, "/orders").await.unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
-    assert_eq!(listed["items"][0]["id"], burger_order["id"]);
+    assert_eq!(listed["items"][0]["id"], burger_order.to_string());
     let mine = app
         .api
-        .get(
-            &deli,
-            &format!("/order/{}", deli_order["id"].as_str().unwrap()),
-        )
+        .get(&deli, &format!("/order/{}", deli_order.id))
         .await
         .unwrap();
     assert_eq!(mine.status(), StatusCode::OK);
@@ -162,10 +156,10 @@ async fn sign_up_names_every_bad_field_and_refuses_taken_names_and_emails() {
     .await;
     let register = app
         .api
-        .http()
-        .post(app.api.url("/auth/register"))
-        .json(&json!({ "email": fresh_email(), "password": 123_456_789 }))
-        .send()
+        .post_anonymous(
+            "/auth/register",
+            &json!({ "email": fresh_email(), "password": 123_456_789 }),
+        )
         .await
         .unwrap();
     assert_problem(
@@ -194,11 +188,7 @@ async fn sign_up_names_every_bad_field_and_refuses_taken_names_and_emails() {
 
 #[tokio::test]
 async fn an_operator_sign_up_needs_the_operator_token() {
-    let app = spawn_app_with(|s| {
-        s.merchant_signup = Some(MerchantSignup::Operator);
-        s.merchant_signup_token = Some(OPERATOR_TOKEN.into());
-    })
-    .await;
+    let app = spawn_app_with_signup(MerchantSignup::Operator).await;
     for (token, what) in [(None, "no token"), (Some("guess"), "a wrong token")] {
         let response = sign_up(&app, &sign_up_body("Corner Deli", &fresh_email()), token).await;
         let problem = assert_problem(response, StatusCode::FORBIDDEN, what).await;
@@ -220,11 +210,7 @@ async fn an_operator_sign_up_needs_the_operator_token() {
 
 #[tokio::test]
 async fn a_closed_sign_up_refuses_everyone() {
-    let app = spawn_app_with(|s| {
-        s.merchant_signup = Some(MerchantSignup::Closed);
-        s.merchant_signup_token = Some(OPERATOR_TOKEN.into());
-    })
-    .await;
+    let app = spawn_app_with_signup(MerchantSignup::Closed).await;
     let response = sign_up(
         &app,
         &sign_up_body("Corner Deli", &fresh_email()),

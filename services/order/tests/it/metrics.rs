@@ -1,5 +1,4 @@
 use reqwest::StatusCode;
-use serde_json::json;
 
 use crate::helpers::spawn_app;
 
@@ -9,10 +8,7 @@ async fn metrics_count_requests_by_route_template_and_status() {
     let order_id = uuid::Uuid::new_v4();
     let login = app
         .api
-        .http()
-        .post(app.api.url("/auth/login"))
-        .json(&json!({"email": "nobody@example.com", "password": "wrong-password"}))
-        .send()
+        .login("nobody@example.com", "wrong-password")
         .await
         .unwrap();
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);

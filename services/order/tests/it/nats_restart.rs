@@ -6,15 +6,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
 use larder_bus::testing::{NatsCluster, TestNats};
-use larder_contract::Envelope;
-use larder_contract::events::{DeliveryDelivered, DeliveryDispatched, OrderConfirmed};
 use migration::testing::TestDatabase;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, eventually, publish, spawn_app_on};
+use crate::helpers::{
+    TestApp, confirmed, delivered, dispatched, eventually, publish, spawn_app_on,
+};
 
 /// Longer than a JetStream publish waits for its ack (5 s): the relay's publishes of the outage
 /// fail and are retried, not merely held by the client until it reconnects.
@@ -39,24 +38,9 @@ async fn unpublished(app: &TestApp) -> i64 {
 /// Stock's confirmation and delivery's two steps, as those services would publish them.
 async fn confirm_dispatch_and_deliver(app: &TestApp, id: Uuid) {
     let shipment_id = Uuid::new_v4();
-    let confirmed = OrderConfirmed {
-        order_id: id,
-        merchant_id: 1,
-        reserved: vec![],
-    };
-    publish(app, &Envelope::new(confirmed, None)).await;
-    let dispatched = DeliveryDispatched {
-        order_id: id,
-        shipment_id,
-        at: Utc::now(),
-    };
-    publish(app, &Envelope::new(dispatched, None)).await;
-    let delivered = DeliveryDelivered {
-        order_id: id,
-        shipment_id,
-        at: Utc::now(),
-    };
-    publish(app, &Envelope::new(delivered, None)).await;
+    publish(app, &confirmed(id)).await;
+    publish(app, &dispatched(id, shipment_id)).await;
+    publish(app, &delivered(id, shipment_id)).await;
 }
 
 #[tokio::test]
@@ -65,8 +49,7 @@ async fn orders_placed_around_a_nats_restart_are_announced_once_and_followed_to_
     let mut nats_server = NatsCluster::start(1).await;
     let nats = TestNats::on(&nats_server.url(), 1).await;
     let app = spawn_app_on(TestDatabase::new().await, nats, |_| {}).await;
-    let burger = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
+    let (burger, token) = app.burger_and_customer().await;
 
     let before = app.api.place_one(&token, burger).await.unwrap();
     eventually("the first order is announced", || async {

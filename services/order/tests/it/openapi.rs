@@ -67,7 +67,7 @@ async fn the_root_leads_to_the_console_which_is_served_with_its_assets() {
         ("/console/console.js", "text/javascript", "/merchant/events"),
         ("/console/console.css", "text/css", ".gauge"),
     ] {
-        let asset = app.api.http().get(app.api.url(path)).send().await.unwrap();
+        let asset = app.api.get_anonymous(path).await.unwrap();
         assert_eq!(asset.status(), reqwest::StatusCode::OK, "{path}");
         let served_type = asset.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(

@@ -3,33 +3,16 @@
 use std::time::Duration;
 
 use larder_bus::topology::{ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED};
-use larder_contract::Envelope;
-use larder_contract::events::{DeliveryDispatched, OrderRejected, Shortage};
-use reqwest::StatusCode;
+use larder_contract::events::Shortage;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, burgers, confirmed, eventually, publish, spawn_app};
+use crate::helpers::{TestApp, confirmed, dispatched, publish, rejected_for, spawn_app};
 
-async fn place(app: &TestApp) -> (String, Uuid) {
-    let burger = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
-    let response = app
-        .api
-        .post_order(&token, &burgers(burger, 1), &[])
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let order: Value = response.json().await.unwrap();
-    (token, order["id"].as_str().unwrap().parse().unwrap())
-}
-
-async fn status_of(app: &TestApp, token: &str, id: Uuid) -> Value {
+/// `GET /order/{id}` as JSON, for the parts the typed order does not decode by name.
+async fn order_json(app: &TestApp, token: &str, id: Uuid) -> Value {
     app.api
-        .get(token, &format!("/order/{id}"))
-        .await
-        .unwrap()
-        .json()
+        .get_json(token, &format!("/order/{id}"))
         .await
         .unwrap()
 }
@@ -37,29 +20,15 @@ async fn status_of(app: &TestApp, token: &str, id: Uuid) -> Value {
 #[tokio::test]
 async fn confirmed_moves_a_pending_order_forward_once() {
     let app = spawn_app().await;
-    let (token, id) = place(&app).await;
+    let (token, id) = app.placed_order().await;
     let confirmed = confirmed(id);
 
     publish(&app, &confirmed).await;
     publish(&app, &confirmed).await; // redelivered under a new message id
 
-    eventually("the order is confirmed", || async {
-        status_of(&app, &token, id).await["status"] == "confirmed"
-    })
-    .await;
+    app.wait_for_status(&token, id, "confirmed").await;
     // A late rejection does not move it back.
-    publish(
-        &app,
-        &Envelope::new(
-            OrderRejected {
-                order_id: id,
-                merchant_id: 1,
-                shortages: vec![],
-            },
-            None,
-        ),
-    )
-    .await;
+    publish(&app, &rejected_for(id, vec![])).await;
     for consumer in [ORDER_ORDERS_CONFIRMED, ORDER_ORDERS_REJECTED] {
         app.nats
             .wait_until_consumed(consumer, Duration::from_secs(10))
@@ -73,7 +42,7 @@ async fn confirmed_moves_a_pending_order_forward_once() {
 #[tokio::test]
 async fn a_rejection_is_shown_with_its_shortages() {
     let app = spawn_app().await;
-    let (token, id) = place(&app).await;
+    let (token, id) = app.placed_order().await;
     let shortage = Shortage {
         ingredient_id: 3,
         ingredient: "Onion".into(),
@@ -81,24 +50,10 @@ async fn a_rejection_is_shown_with_its_shortages() {
         available: 0,
     };
 
-    publish(
-        &app,
-        &Envelope::new(
-            OrderRejected {
-                order_id: id,
-                merchant_id: 1,
-                shortages: vec![shortage],
-            },
-            None,
-        ),
-    )
-    .await;
+    publish(&app, &rejected_for(id, vec![shortage])).await;
 
-    eventually("the order is rejected", || async {
-        status_of(&app, &token, id).await["status"] == "rejected"
-    })
-    .await;
-    let order = status_of(&app, &token, id).await;
+    app.wait_for_status(&token, id, "rejected").await;
+    let order = order_json(&app, &token, id).await;
     assert_eq!(order["rejection"]["shortages"][0]["ingredient"], "Onion");
     assert_eq!(order["rejection"]["shortages"][0]["required"], 20);
     assert_eq!(order["rejection"]["shortages"][0]["available"], 0);
@@ -107,27 +62,12 @@ async fn a_rejection_is_shown_with_its_shortages() {
 #[tokio::test]
 async fn a_dispatch_that_overtakes_the_confirmation_waits_for_it() {
     let app = spawn_app().await;
-    let (token, id) = place(&app).await;
-    let at = chrono::Utc::now();
+    let (token, id) = app.placed_order().await;
 
-    publish(
-        &app,
-        &Envelope::new(
-            DeliveryDispatched {
-                order_id: id,
-                shipment_id: Uuid::new_v4(),
-                at,
-            },
-            None,
-        ),
-    )
-    .await;
+    publish(&app, &dispatched(id, Uuid::new_v4())).await;
     publish(&app, &confirmed(id)).await;
 
-    eventually("the order is dispatched", || async {
-        status_of(&app, &token, id).await["status"] == "dispatched"
-    })
-    .await;
+    app.wait_for_status(&token, id, "dispatched").await;
     let order = app.api.order(&token, id).await.unwrap();
     assert_eq!(order.statuses(), ["pending", "confirmed", "dispatched"]);
 }
@@ -137,7 +77,7 @@ async fn a_dispatch_that_overtakes_the_confirmation_waits_for_it() {
 #[tokio::test]
 async fn an_order_whose_creation_stock_dead_lettered_is_rejected_with_the_reason() {
     let app = spawn_app().await;
-    let (token, id) = place(&app).await;
+    let (token, id) = app.placed_order().await;
     let created = loop {
         let found = app
             .nats
@@ -172,11 +112,8 @@ async fn an_order_whose_creation_stock_dead_lettered_is_rejected_with_the_reason
     .await
     .unwrap();
 
-    eventually("the order is rejected", || async {
-        status_of(&app, &token, id).await["status"] == "rejected"
-    })
-    .await;
-    let order = status_of(&app, &token, id).await;
+    app.wait_for_status(&token, id, "rejected").await;
+    let order = order_json(&app, &token, id).await;
     let note = order["history"][1]["note"].as_str().unwrap_or_default();
     assert!(note.contains("a line has no recipe"), "{order}");
 }

@@ -4,13 +4,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{assert_problem, burgers, spawn_app};
+use crate::helpers::{assert_json, assert_problem, burgers, spawn_app};
 
 #[tokio::test]
 async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_and_merchant() {
     let app = spawn_app().await;
-    let burger = app.seed().await;
-    let customer = app.api.new_customer().await.unwrap();
+    let (burger, customer) = app.burger_and_customer().await;
 
     let response = app.api.post_order(&customer, &json!({"products": [{"product_id": burger, "quantity": 2}, {"product_id": burger, "quantity": 1}]}), &[]).await.unwrap();
 
@@ -61,8 +60,7 @@ async fn an_order_is_stored_pending_priced_by_the_server_and_readable_by_owner_a
 #[tokio::test]
 async fn invalid_orders_are_refused_naming_the_field() {
     let app = spawn_app().await;
-    let burger = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
+    let (burger, token) = app.burger_and_customer().await;
     let hundred_and_one: Vec<Value> = (1..=101)
         .map(|i| json!({"product_id": i, "quantity": 1}))
         .collect();
@@ -172,7 +170,7 @@ async fn invalid_orders_are_refused_naming_the_field() {
 #[tokio::test]
 async fn an_order_goes_to_one_merchant() {
     let app = spawn_app().await;
-    let burger = app.seed().await;
+    let (burger, token) = app.burger_and_customer().await;
     let other =
         order::store::upsert_merchant(&app.order_db, "Other Shop", "other@example.com", "EUR")
             .await
@@ -181,7 +179,6 @@ async fn an_order_goes_to_one_merchant() {
         order::store::upsert_product_with_recipe(&app.order_db, other.id, "Fries", 300, &[])
             .await
             .unwrap();
-    let token = app.api.new_customer().await.unwrap();
 
     let body = json!({"products": [{"product_id": burger, "quantity": 1}, {"product_id": fries.id, "quantity": 1}]});
     let problem = assert_problem(
@@ -196,33 +193,26 @@ async fn an_order_goes_to_one_merchant() {
 #[tokio::test]
 async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_refused() {
     let app = spawn_app().await;
-    let burger = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
+    let (burger, token) = app.burger_and_customer().await;
 
-    let first = app
-        .api
-        .post_order(&token, &burgers(burger, 2), &[("Idempotency-Key", "key-1")])
-        .await
-        .unwrap();
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let first: Value = first.json().await.unwrap();
+    // Every request of this test sends the same key.
+    let order_with_the_key = async |token: &str, quantity: i64| {
+        app.api
+            .post_order(
+                token,
+                &burgers(burger, quantity),
+                &[("Idempotency-Key", "key-1")],
+            )
+            .await
+            .unwrap()
+    };
 
-    let replay = app
-        .api
-        .post_order(&token, &burgers(burger, 2), &[("Idempotency-Key", "key-1")])
-        .await
-        .unwrap();
-    assert_eq!(replay.status(), StatusCode::OK);
-    let replay: Value = replay.json().await.unwrap();
+    let first = assert_json(order_with_the_key(&token, 2).await, StatusCode::ACCEPTED).await;
+    let replay = assert_json(order_with_the_key(&token, 2).await, StatusCode::OK).await;
     assert_eq!(replay["id"], first["id"]);
 
-    let other_body = app
-        .api
-        .post_order(&token, &burgers(burger, 3), &[("Idempotency-Key", "key-1")])
-        .await
-        .unwrap();
     let problem = assert_problem(
-        other_body,
+        order_with_the_key(&token, 3).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "same key, other body",
     )
@@ -231,23 +221,14 @@ async fn a_replay_with_the_same_key_returns_the_first_order_and_another_body_is_
 
     // Keys are per customer.
     let someone_else = app.api.new_customer().await.unwrap();
-    let theirs = app
-        .api
-        .post_order(
-            &someone_else,
-            &burgers(burger, 2),
-            &[("Idempotency-Key", "key-1")],
-        )
-        .await
-        .unwrap();
+    let theirs = order_with_the_key(&someone_else, 2).await;
     assert_eq!(theirs.status(), StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
 async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_identical_answers() {
     let app = spawn_app().await;
-    let burger = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
+    let (burger, token) = app.burger_and_customer().await;
 
     let body = burgers(burger, 1);
     let requests = (0..20).map(|_| {
@@ -286,21 +267,18 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order_and_twenty_ident
 #[tokio::test]
 async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id() {
     let app = spawn_app().await;
-    let burger = app.seed().await;
-    let token = app.api.new_customer().await.unwrap();
+    let (burger, token) = app.burger_and_customer().await;
 
     let response = app
         .api
-        .http()
-        .post(app.api.url("/order"))
-        .bearer_auth(&token)
-        .header("X-Request-Id", "corr-abc-123")
-        .json(&burgers(burger, 2))
-        .send()
+        .post_order(
+            &token,
+            &burgers(burger, 2),
+            &[("X-Request-Id", "corr-abc-123")],
+        )
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let order: Value = response.json().await.unwrap();
+    let order = assert_json(response, StatusCode::ACCEPTED).await;
 
     let stream_name = app.nats.namespace().stream("ORDERS");
     crate::helpers::eventually("orders.created is on the stream", || async {
@@ -335,25 +313,13 @@ async fn orders_created_on_the_stream_carries_the_request_id_as_correlation_id()
 #[tokio::test]
 async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
     let app = spawn_app().await;
-    let burger = app.seed().await;
-    let alice = app.api.new_customer().await.unwrap();
+    let (burger, alice) = app.burger_and_customer().await;
     let bob = app.api.new_customer().await.unwrap();
     let mut ids = Vec::new();
     for quantity in 1..=3 {
-        let order: Value = app
-            .api
-            .post_order(&alice, &burgers(burger, quantity), &[])
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(order["id"].clone());
+        ids.push(app.api.place(&alice, burger, quantity).await.unwrap());
     }
-    app.api
-        .post_order(&bob, &burgers(burger, 1), &[])
-        .await
-        .unwrap();
+    app.api.place_one(&bob, burger).await.unwrap();
 
     let page: Value = app
         .api
@@ -362,29 +328,24 @@ async fn listing_is_newest_first_paged_filtered_and_scoped_to_the_caller() {
         .unwrap();
     assert_eq!(page["total"], 3);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
-    assert_eq!(page["items"][0]["id"], ids[2], "newest first");
+    assert_eq!(page["items"][0]["id"], ids[2].to_string(), "newest first");
     let page2: Value = app
         .api
         .get_json(&alice, "/orders?per_page=2&page=2")
         .await
         .unwrap();
-    assert_eq!(page2["items"][0]["id"], ids[0]);
+    assert_eq!(page2["items"][0]["id"], ids[0].to_string());
 
+    // A merchant sees all of its orders, and may filter them by status.
     let merchant = app.merchant_token().await;
-    let all: Value = app.api.get_json(&merchant, "/orders").await.unwrap();
-    assert_eq!(all["total"], 4, "a merchant sees all of its orders");
-    let pending: Value = app
-        .api
-        .get_json(&merchant, "/orders?status=pending")
-        .await
-        .unwrap();
-    assert_eq!(pending["total"], 4);
-    let confirmed: Value = app
-        .api
-        .get_json(&merchant, "/orders?status=confirmed")
-        .await
-        .unwrap();
-    assert_eq!(confirmed["total"], 0);
+    for (query, total) in [
+        ("/orders", 4),
+        ("/orders?status=pending", 4),
+        ("/orders?status=confirmed", 0),
+    ] {
+        let listed: Value = app.api.get_json(&merchant, query).await.unwrap();
+        assert_eq!(listed["total"], total, "{query}");
+    }
 
     assert_problem(
         app.api.get(&alice, "/orders?per_page=0").await.unwrap(),
