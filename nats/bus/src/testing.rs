@@ -14,10 +14,12 @@ use async_nats::jetstream::{
 };
 use futures::future::join_all;
 use larder_contract::{Envelope, Event};
+use migration::database::DatabaseConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ServiceConfig;
 use crate::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
-use crate::{Namespace, NatsConfig, topology};
+use crate::{Namespace, NatsConfig, OutboxConfig, topology};
 
 mod server;
 
@@ -65,6 +67,20 @@ impl TestNats {
 
     pub fn namespace(&self) -> &Namespace {
         &self.config.namespace
+    }
+
+    /// Production's configuration of a service, pointed at `database` and this namespace, with
+    /// a relay that polls often enough for a test's waits.
+    pub fn service_config<S>(&self, database: DatabaseConfig, settings: S) -> ServiceConfig<S> {
+        ServiceConfig {
+            database,
+            nats: self.config.clone(),
+            outbox: OutboxConfig {
+                poll_interval_ms: 100,
+                ..OutboxConfig::default()
+            },
+            settings,
+        }
     }
 
     /// Waits until the consumer has settled every message of its subject (acked or

@@ -6,7 +6,6 @@ use async_nats::jetstream::message::StreamMessage;
 use delivery::config::DeliverySettings;
 use delivery::{Application, Config};
 use entities::{outbox, shipments};
-use larder_bus::OutboxConfig;
 use larder_bus::outbox::Outbox;
 pub use larder_bus::testing::eventually;
 use larder_bus::testing::{Instances, TestNats, WAIT_AT_MOST};
@@ -105,15 +104,10 @@ impl TestApp {
 
     /// Production's config, pointed at this test's database and namespace.
     pub fn config(&self) -> Config {
-        Config {
-            database: self.test_db.config(Service::Delivery),
-            nats: self.nats.config.clone(),
-            outbox: OutboxConfig {
-                poll_interval_ms: 100,
-                ..OutboxConfig::default()
-            },
-            settings: self.settings.clone(),
-        }
+        self.nats.service_config(
+            self.test_db.config(Service::Delivery),
+            self.settings.clone(),
+        )
     }
 
     /// The outbox the service writes to, for calling the store as the order API does.

@@ -3,7 +3,6 @@
 //! `larder_test_support::MailInbox`); and helpers that read like what the tests check.
 
 use async_nats::jetstream::consumer::PullConsumer;
-use larder_bus::OutboxConfig;
 use larder_bus::dlq::{self, DeadLetterRecord};
 pub use larder_bus::testing::eventually;
 use larder_bus::testing::{Instances, TestNats};
@@ -12,8 +11,8 @@ use larder_contract::events::StockLow;
 use migration::Service;
 use migration::sea_orm::DatabaseConnection;
 use migration::testing::TestDatabase;
+use notification::Application;
 use notification::config::NotificationSettings;
-use notification::{Application, Config};
 use uuid::Uuid;
 
 use entities::notifications;
@@ -51,15 +50,7 @@ pub async fn spawn_app(settings: NotificationSettings) -> TestApp {
     let test_db = TestDatabase::new().await;
     let db = test_db.connect(Service::Notification).await;
     let nats = TestNats::new().await;
-    let config = Config {
-        database: test_db.config(Service::Notification),
-        nats: nats.config.clone(),
-        outbox: OutboxConfig {
-            poll_interval_ms: 100,
-            ..OutboxConfig::default()
-        },
-        settings,
-    };
+    let config = nats.service_config(test_db.config(Service::Notification), settings);
     let app = Application::build(config)
         .await
         .expect("the notification service starts");

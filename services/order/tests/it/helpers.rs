@@ -4,7 +4,6 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use larder_api_client::Client;
-use larder_bus::OutboxConfig;
 pub use larder_bus::testing::eventually;
 use larder_bus::testing::{TestNats, WAIT_AT_MOST};
 use larder_contract::Envelope;
@@ -146,18 +145,11 @@ pub fn config_for(app: &TestApp) -> Config {
 /// The order service of a test on `db` and `nats`: a free port, and an outbox relay that polls
 /// often enough for a test's waits.
 fn test_config(db: &TestDatabase, nats: &TestNats) -> Config {
-    Config {
-        database: db.config(Service::Order),
-        nats: nats.config.clone(),
-        outbox: OutboxConfig {
-            batch_size: 512,
-            poll_interval_ms: 200,
-        },
-        settings: OrderSettings {
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            ..OrderSettings::default()
-        },
-    }
+    let settings = OrderSettings {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        ..OrderSettings::default()
+    };
+    nats.service_config(db.config(Service::Order), settings)
 }
 
 impl Drop for TestApp {

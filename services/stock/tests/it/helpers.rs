@@ -3,7 +3,6 @@
 
 use async_nats::jetstream::message::StreamMessage;
 
-use larder_bus::OutboxConfig;
 pub use larder_bus::testing::eventually;
 use larder_bus::testing::{Instances, TestNats, WAIT_AT_MOST};
 use larder_bus::topology::{self, ConsumerSpec};
@@ -155,17 +154,11 @@ impl TestApp {
 
     /// Production's config, pointed at this test's database and namespace.
     pub fn config(&self) -> Config {
-        Config {
-            database: self.test_db.config(Service::Stock),
-            nats: self.nats.config.clone(),
-            outbox: OutboxConfig {
-                poll_interval_ms: 100,
-                ..OutboxConfig::default()
-            },
-            settings: StockSettings {
-                batch_size: self.batch_size,
-            },
-        }
+        let settings = StockSettings {
+            batch_size: self.batch_size,
+        };
+        self.nats
+            .service_config(self.test_db.config(Service::Stock), settings)
     }
 
     pub async fn start_instance(&mut self) {
