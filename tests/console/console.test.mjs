@@ -73,9 +73,10 @@ try {
     await burger.locator("[name=quantity]").fill("10");
     await burger.locator("button[type=submit]").click();
     await customer.locator("#my-orders .order").nth(placed - 1).waitFor(WAIT);
-    // The order's card follows it live: confirmed, then on to delivery.
+    // The order's card follows it live: confirmed, then on to delivery. A new card has no
+    // status until its first event arrives, so the attribute must be there to count.
     await customer
-      .locator(`#my-orders .order:not([data-status="pending"])`)
+      .locator(`#my-orders .order[data-status]:not([data-status="pending"])`)
       .nth(placed - 1)
       .waitFor(WAIT);
   }
