@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use larder_contract::commands::ListAlerts;
-use notification::domain::NotificationStatus;
 use uuid::Uuid;
 
 use larder_test_support::MailInbox;
@@ -21,11 +20,7 @@ async fn a_stock_low_event_sends_one_email_to_the_merchant_naming_the_ingredient
         Some(maildev.emails().await).filter(|emails| !emails.is_empty())
     })
     .await;
-    let row = app
-        .notification_when(&event, "the notification to be sent", |row| {
-            row.status == NotificationStatus::Sent
-        })
-        .await;
+    let row = app.wait_until_sent(&event).await;
     app.wait_until_consumer_is_drained().await;
     assert_eq!(maildev.emails().await.len(), 1, "{emails:#?}");
     let email = &emails[0];
@@ -59,10 +54,7 @@ async fn the_same_event_delivered_twice_sends_one_email() {
     app.publish(&event).await;
     app.publish_with_message_id(&event, &format!("copy-{}", Uuid::new_v4()))
         .await;
-    app.notification_when(&event, "the notification to be sent", |row| {
-        row.status == NotificationStatus::Sent
-    })
-    .await;
+    app.wait_until_sent(&event).await;
     app.publish_with_message_id(&event, &format!("replay-{}", Uuid::new_v4()))
         .await;
     app.wait_until_consumer_is_drained().await;
@@ -118,10 +110,7 @@ async fn the_merchants_alerts_are_served_over_nats_with_the_emails_outcome_and_e
     let event = beef_is_low();
 
     app.publish(&event).await;
-    app.notification_when(&event, "the notification to be sent", |row| {
-        row.status == NotificationStatus::Sent
-    })
-    .await;
+    app.wait_until_sent(&event).await;
 
     let list = |merchant_id| {
         let (client, namespace) = (app.nats.client.clone(), namespace.clone());

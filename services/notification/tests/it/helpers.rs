@@ -15,7 +15,7 @@ use notification::Application;
 use notification::config::NotificationSettings;
 use uuid::Uuid;
 
-use entities::notifications;
+use entities::notifications::{self, NotificationStatus};
 
 pub const MERCHANT_EMAIL: &str = "chef@larder.test";
 
@@ -103,6 +103,14 @@ impl TestApp {
         notification::store::find_by_event(&self.db, event.id)
             .await
             .expect("notifications can be read")
+    }
+
+    /// Waits until `event`'s email is sent, and returns its row.
+    pub async fn wait_until_sent(&self, event: &Envelope<StockLow>) -> notifications::Model {
+        self.notification_when(event, "the notification to be sent", |row| {
+            row.status == NotificationStatus::Sent
+        })
+        .await
     }
 
     /// Waits until the row of `event` satisfies `check`, and returns it.

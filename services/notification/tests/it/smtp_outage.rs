@@ -37,11 +37,7 @@ async fn smtp_down_then_back_delivers_the_email_once() {
         Some(maildev.emails().await).filter(|emails| !emails.is_empty())
     })
     .await;
-    let row = app
-        .notification_when(&event, "the notification to be sent", |row| {
-            row.status == NotificationStatus::Sent
-        })
-        .await;
+    let row = app.wait_until_sent(&event).await;
     app.wait_until_consumer_is_drained().await;
     assert_eq!(maildev.emails().await.len(), 1);
     assert!(row.attempts > failing.attempts, "{row:?}");
@@ -84,10 +80,7 @@ async fn an_email_held_while_smtp_is_down_goes_out_soon_after_it_is_back_not_at_
         "the email went out {:?} after the server was back",
         back.elapsed()
     );
-    app.notification_when(&event, "the notification to be sent", |row| {
-        row.status == NotificationStatus::Sent
-    })
-    .await;
+    app.wait_until_sent(&event).await;
     app.wait_until_consumer_is_drained().await;
     assert_eq!(maildev.emails().await.len(), 1);
     assert!(app.dead_letters().await.is_empty());
@@ -177,11 +170,7 @@ async fn a_replayed_dead_letter_is_sent_once_smtp_is_back() {
         .await
         .expect("the dead letter is replayed");
 
-    let row = app
-        .notification_when(&event, "the notification to be sent", |row| {
-            row.status == NotificationStatus::Sent
-        })
-        .await;
+    let row = app.wait_until_sent(&event).await;
     app.wait_until_consumer_is_drained().await;
     assert_eq!(maildev.emails().await.len(), 1);
     assert_eq!(row.attempts, 3);
