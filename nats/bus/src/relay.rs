@@ -80,10 +80,7 @@ pub async fn publish_pending(
         let mut pending_acks = Vec::with_capacity(rows.len());
         for row in &rows {
             let payload = serde_json::to_vec(&row.payload)?;
-            let message = PublishMessage::build()
-                .payload(payload.into())
-                .headers(header_map(&row.headers))
-                .message_id(row.id.to_string());
+            let message = message(payload, &row.headers, &row.id.to_string());
             pending_acks.push(js.send_publish(row.subject.clone(), message).await);
         }
         Ok::<_, NatsError>(
@@ -165,6 +162,19 @@ pub async fn vacuum_outbox(db: &DatabaseConnection) -> Result<(), NatsError> {
     // Outside a transaction (VACUUM cannot run in one); the relay's role owns the table.
     db.execute_unprepared("VACUUM (SKIP_LOCKED) outbox").await?;
     Ok(())
+}
+
+/// What the relay publishes for an outbox row: its encoded payload, its headers, `Nats-Msg-Id`
+/// = its id.
+pub(crate) fn message(
+    payload: Vec<u8>,
+    headers: &serde_json::Value,
+    message_id: &str,
+) -> PublishMessage {
+    PublishMessage::build()
+        .payload(payload.into())
+        .headers(header_map(headers))
+        .message_id(message_id)
 }
 
 fn header_map(headers: &serde_json::Value) -> HeaderMap {

@@ -18,7 +18,8 @@ use migration::database::DatabaseConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServiceConfig;
-use crate::outbox::{CORRELATION_ID_HEADER, EVENT_TYPE_HEADER};
+use crate::outbox::Outbox;
+use crate::relay;
 use crate::{Namespace, NatsConfig, OutboxConfig, topology};
 
 mod server;
@@ -123,12 +124,10 @@ impl TestNats {
 
     /// The same envelope under another `Nats-Msg-Id`: the broker stores and delivers it again.
     pub async fn publish_with_message_id<E: Event>(&self, event: &Envelope<E>, message_id: &str) {
+        let (subject, message) = self.relayed(event, message_id);
         let ack = self
             .jetstream
-            .send_publish(
-                self.namespace().subject(E::SUBJECT),
-                relayed_message(event, message_id),
-            )
+            .send_publish(subject, message)
             .await
             .expect("publish is sent")
             .await
@@ -140,12 +139,10 @@ impl TestNats {
     pub async fn publish_all<E: Event>(&self, events: &[Envelope<E>]) {
         let mut acks = Vec::with_capacity(events.len());
         for event in events {
+            let (subject, message) = self.relayed(event, &event.id.to_string());
             acks.push(
                 self.jetstream
-                    .send_publish(
-                        self.namespace().subject(E::SUBJECT),
-                        relayed_message(event, &event.id.to_string()),
-                    )
+                    .send_publish(subject, message)
                     .await
                     .expect("publish is sent"),
             );
@@ -153,6 +150,20 @@ impl TestNats {
         for ack in join_all(acks.into_iter().map(IntoFuture::into_future)).await {
             assert!(!ack.expect("publish is acknowledged").duplicate);
         }
+    }
+
+    /// The subject and message the relay would publish for `event`'s outbox row: subject and
+    /// headers as [`Outbox::prepare`] makes them, the message as the relay builds it; the payload
+    /// the envelope as its producer encoded it.
+    fn relayed<E: Event>(&self, event: &Envelope<E>, message_id: &str) -> (String, PublishMessage) {
+        let row = Outbox::new(self.namespace().clone())
+            .prepare(event)
+            .expect("events encode");
+        let payload = serde_json::to_vec(event).expect("events encode");
+        (
+            row.subject,
+            relay::message(payload, &row.headers, message_id),
+        )
     }
 
     /// Arbitrary bytes on `subject` (without namespace), with no headers: what a broken or
@@ -198,18 +209,6 @@ impl TestNats {
     }
 }
 
-/// The message the relay publishes for an outbox row holding `event`.
-fn relayed_message<E: Event>(event: &Envelope<E>, message_id: &str) -> PublishMessage {
-    let mut message = PublishMessage::build()
-        .payload(serde_json::to_vec(event).expect("events encode").into())
-        .header(EVENT_TYPE_HEADER, E::TYPE)
-        .message_id(message_id);
-    if let Some(correlation_id) = &event.correlation_id {
-        message = message.header(CORRELATION_ID_HEADER, correlation_id.as_str());
-    }
-    message
-}
-
 /// Service instances a test runs, each with a shutdown signal of its own.
 pub struct Instances<E> {
     /// The service's name, for the failure messages.
@@ -237,14 +236,6 @@ impl<E: std::fmt::Debug + 'static> Instances<E> {
         let shutdown = CancellationToken::new();
         let running = actix::spawn(run_until_stopped(shutdown.clone()));
         self.running.push((shutdown, running));
-    }
-
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
     }
 
     /// Signals every instance at once, then checks each stops cleanly within [`STOP_AT_MOST`].
