@@ -44,6 +44,21 @@ pub struct RelayRound {
     pub duplicates: usize,
 }
 
+/// The claim of a round: up to `$1` rows, oldest first, deleted and returned.
+///
+/// Never an `id > last_seen` cursor: a row committed late with an earlier key would be skipped.
+/// The locking subquery is an `ARRAY(…)`, which PostgreSQL runs once, before the delete. Written
+/// as `id IN (SELECT … LIMIT $1 FOR UPDATE SKIP LOCKED)` it may become the inner side of a
+/// nested-loop semi join when the planner believes the outbox nearly empty (its statistics are
+/// those of the last vacuum, and a busy relay's outbox is often empty then). It is then run again
+/// for every row of the outbox, each run locking the next `$1` rows not yet deleted: the round claimed the whole table
+/// at a cost quadratic in its size, more than it could publish before [`PUBLISH_DEADLINE`], and
+/// rolled back to try the same again. Under load that stalled a relay for good.
+const CLAIM: &str = "DELETE FROM outbox WHERE id = ANY(ARRAY( \
+     SELECT id FROM outbox WHERE published_at IS NULL ORDER BY created_at \
+     LIMIT $1 FOR UPDATE SKIP LOCKED)) \
+ RETURNING *";
+
 /// Takes up to `batch_size` rows out of the outbox in one statement (`DELETE … FOR UPDATE SKIP
 /// LOCKED … RETURNING`, so several relays never take the same row), publishes them all with their
 /// acks in flight, and commits. If any publish failed, the transaction is rolled back instead:
@@ -57,14 +72,10 @@ pub async fn publish_pending(
     batch_size: u64,
 ) -> Result<RelayRound, NatsError> {
     let txn = db.begin().await?;
-    // Never an `id > last_seen` cursor: a row committed late with an earlier key would be skipped.
     let mut rows = outbox::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "DELETE FROM outbox WHERE id IN ( \
-             SELECT id FROM outbox WHERE published_at IS NULL ORDER BY created_at \
-             LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING *",
+            CLAIM,
             [(batch_size as i64).into()],
         ))
         .all(&txn)

@@ -151,6 +151,43 @@ async fn a_row_committed_later_is_not_published_before_its_commit_and_not_skippe
     assert_eq!(ids, vec![late.id, early.id]);
 }
 
+#[tokio::test]
+async fn a_round_claims_one_batch_whatever_plan_the_planner_picks() {
+    let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    // The plans the planner picks when it believes the outbox nearly empty: nested loops, no
+    // hashing, sorting or materialising. Set on the database, so the pool below has them.
+    test_db
+        .db
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{}\" SET enable_hashjoin = off; \
+             ALTER DATABASE \"{0}\" SET enable_hashagg = off; \
+             ALTER DATABASE \"{0}\" SET enable_mergejoin = off; \
+             ALTER DATABASE \"{0}\" SET enable_material = off; \
+             ALTER DATABASE \"{0}\" SET enable_sort = off",
+            test_db.name()
+        ))
+        .await
+        .unwrap();
+    let db = test_db.connect(Service::Order).await;
+    let outbox = Outbox::new(nats.namespace().clone());
+    let events: Vec<_> = (0..50).map(cancelled).collect();
+    outbox.enqueue_all(&db, &events).await.unwrap();
+
+    let round = relay::publish_pending(&db, &nats.jetstream, 10)
+        .await
+        .unwrap();
+
+    assert_eq!((round.claimed, round.published), (10, 10));
+    assert_eq!(unpublished(&db).await, 40);
+    let published: Vec<Uuid> = orders_stream(&nats)
+        .await
+        .iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    let oldest: Vec<Uuid> = events[..10].iter().map(|e| e.id).collect();
+    assert_eq!(published, oldest, "the ten oldest rows, in order");
+}
+
 #[actix::test]
 async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
     let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
