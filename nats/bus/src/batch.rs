@@ -5,6 +5,8 @@
 use std::fmt::Display;
 use std::future::Future;
 
+use sea_orm::{ConnectionTrait, DbErr};
+
 /// Applies `apply` to all of `items` at once; if that fails (and there is more than one item),
 /// to each item alone. One result per item, in order. `apply` must answer one result per item it
 /// is given, in order: anything else is a bug in the caller, and panics.
@@ -40,6 +42,25 @@ where
             results
         }
     }
+}
+
+/// Has PostgreSQL plan the rest of the caller's transaction for the arguments each statement is
+/// given, instead of reusing a cached generic plan. Call it first in a transaction whose batch
+/// statements join a batch to a table that keeps growing (`… FROM jsonb_to_recordset($1) WHERE
+/// t.id = v.id`, `id IN (…)`).
+///
+/// Every statement is prepared once per connection, and after five executions PostgreSQL may
+/// settle on a generic plan, made without the arguments, and keep it for the connection's life.
+/// Made while the table was small (a fresh database, whose statistics are never gathered when
+/// autovacuum is off), that plan is a hash join over a sequential scan of the whole table, and
+/// it goes on reading every row of the table for each batch as the table grows. A custom plan
+/// sees how many rows the batch has and how large the table is now, and looks the rows up by
+/// index; it costs a planning per statement, once per batch.
+pub async fn plan_for_arguments(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    // Lasts until the transaction ends (SET LOCAL outside one would change nothing).
+    txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

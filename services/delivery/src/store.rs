@@ -314,6 +314,7 @@ pub async fn advance_due(
     limit: u64,
     settings: &DeliverySettings,
 ) -> Result<Vec<shipments::Model>, DbErr> {
+    larder_bus::batch::plan_for_arguments(txn).await?;
     let due = claim_due(txn, now, limit).await?;
     let mut taken: std::collections::HashMap<Uuid, Step> =
         std::collections::HashMap::with_capacity(due.len());

@@ -443,6 +443,7 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
     if moves.is_empty() {
         return Ok(Advanced::default());
     }
+    larder_bus::batch::plan_for_arguments(db).await?;
     let mut ids: Vec<Uuid> = moves.iter().map(|m| m.order_id).collect();
     ids.sort_unstable();
     ids.dedup();
