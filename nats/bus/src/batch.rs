@@ -56,9 +56,20 @@ where
 /// it goes on reading every row of the table for each batch as the table grows. A custom plan
 /// sees how many rows the batch has and how large the table is now, and looks the rows up by
 /// index; it costs a planning per statement, once per batch.
+///
+/// It lasts until the transaction ends or [`plan_as_cached`]. Foreign-key checks are statements
+/// too, one per inserted row: insert rows with foreign keys after [`plan_as_cached`], or their
+/// checks are planned again row by row.
 pub async fn plan_for_arguments(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    // Lasts until the transaction ends (SET LOCAL outside one would change nothing).
+    // SET LOCAL outside a transaction would change nothing.
     txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await
+        .map(drop)
+}
+
+/// Ends [`plan_for_arguments`] for the rest of the transaction: cached plans again.
+pub async fn plan_as_cached(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    txn.execute_unprepared("SET LOCAL plan_cache_mode = auto")
         .await
         .map(drop)
 }

@@ -521,6 +521,8 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
             [serde_json::Value::Array(changes).into(), changed_ids.into()],
         ))
         .await?;
+        // One foreign-key check per history row: with their cached plans.
+        larder_bus::batch::plan_as_cached(db).await?;
         // Inserted in batch order (`n`), so history ids follow the order of events.
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
