@@ -314,6 +314,8 @@ pub async fn advance_due(
     limit: u64,
     settings: &DeliverySettings,
 ) -> Result<Vec<shipments::Model>, DbErr> {
+    // The claim and the update reach into a table that grows with every order: planned for
+    // their arguments, not with a plan cached while it was small.
     larder_bus::batch::plan_for_arguments(txn).await?;
     let due = claim_due(txn, now, limit).await?;
     let mut taken: std::collections::HashMap<Uuid, Step> =
@@ -337,6 +339,9 @@ pub async fn advance_due(
     if steps.is_empty() {
         return Ok(Vec::new());
     }
+    // The ids again as an array: planned for its arguments (see above), the statement then
+    // looks them up by primary key, as many as there are (the JSON's size is a blind guess).
+    let ids: Vec<Uuid> = taken.keys().copied().collect();
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -344,11 +349,12 @@ pub async fn advance_due(
                  dispatched_at = CASE WHEN v.status = 'dispatched' THEN $2 ELSE s.dispatched_at END, \
                  delivered_at = CASE WHEN v.status = 'delivered' THEN $2 ELSE s.delivered_at END \
              FROM jsonb_to_recordset($1::jsonb) AS v(id uuid, status text, next_step_at timestamptz) \
-             WHERE s.id = v.id \
+             WHERE s.id = v.id AND s.id = ANY($3) \
              RETURNING s.*",
             [
                 serde_json::Value::Array(steps).into(),
                 now.fixed_offset().into(),
+                ids.into(),
             ],
         ))
         .await?;

@@ -4,4 +4,5 @@
 mod dlq;
 mod inbox;
 mod outbox_relay;
+mod plans;
 mod topology;
