@@ -314,9 +314,6 @@ pub async fn advance_due(
     limit: u64,
     settings: &DeliverySettings,
 ) -> Result<Vec<shipments::Model>, DbErr> {
-    // The claim and the update reach into a table that grows with every order: planned for
-    // their arguments, not with a plan cached while it was small.
-    larder_bus::batch::plan_for_arguments(txn).await?;
     let due = claim_due(txn, now, limit).await?;
     let mut taken: std::collections::HashMap<Uuid, Step> =
         std::collections::HashMap::with_capacity(due.len());
@@ -339,8 +336,12 @@ pub async fn advance_due(
     if steps.is_empty() {
         return Ok(Vec::new());
     }
-    // The ids again as an array: planned for its arguments (see above), the statement then
-    // looks them up by primary key, as many as there are (the JSON's size is a blind guess).
+    // The update reaches into a table that grows with every order: planned for its arguments,
+    // not with a plan cached while it was small, and given the ids again as an array, it looks
+    // them up by primary key, as many as there are (the JSON's size is a blind guess). Not the
+    // claim before it: its cached plan walks the due-time index in order and stops at `limit`,
+    // where a plan for today's `now` would fetch and sort every due shipment.
+    larder_bus::batch::plan_for_arguments(txn).await?;
     let ids: Vec<Uuid> = taken.keys().copied().collect();
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
