@@ -10,7 +10,8 @@
 //! - [`inbox`]: record a consumed event id in the caller's transaction; tells duplicates apart.
 //! - [`consume`]: pull from a durable consumer, hand batches to a [`consume::HandleEvents`],
 //!   ack only after it commits.
-//! - [`batch`]: a batch in one transaction, else one by one.
+//! - [`batch`]: a batch in one transaction, else one by one; its statements planned for their
+//!   arguments where a cached plan would scan a grown table.
 //! - [`lifecycle`]: one way for every service to open its connections (database, JetStream, relay),
 //!   run its consumers and stop in order.
 //! - [`dlq`]: dead letters for poison messages and exhausted retries; list and replay.
