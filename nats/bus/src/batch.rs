@@ -45,17 +45,19 @@ where
 }
 
 /// Has PostgreSQL plan the rest of the caller's transaction for the arguments each statement is
-/// given, instead of reusing a cached generic plan. Call it first in a transaction whose batch
-/// statements join a batch to a table that keeps growing (`… FROM jsonb_to_recordset($1) WHERE
-/// t.id = v.id`, `id IN (…)`).
+/// given, instead of reusing a cached generic plan. Call it before batch statements that join a
+/// batch to a table that keeps growing (`… FROM jsonb_to_recordset($1) WHERE t.id = v.id AND
+/// t.id = ANY($2)`, `id IN (…)`).
 ///
 /// Every statement is prepared once per connection, and after five executions PostgreSQL may
 /// settle on a generic plan, made without the arguments, and keep it for the connection's life.
 /// Made while the table was small (a fresh database, whose statistics are never gathered when
 /// autovacuum is off), that plan is a hash join over a sequential scan of the whole table, and
 /// it goes on reading every row of the table for each batch as the table grows. A custom plan
-/// sees how many rows the batch has and how large the table is now, and looks the rows up by
-/// index; it costs a planning per statement, once per batch.
+/// sees how many ids the batch has (give them as an array: the planner cannot count the rows of
+/// a JSON argument) and how large the table is now, and looks the rows up by index; it costs a
+/// planning per statement, once per batch. Not for a claim ordered by an index with a `LIMIT`:
+/// planned for its arguments it may fetch and sort every match instead of stopping at the limit.
 ///
 /// It lasts until the transaction ends or [`plan_as_cached`]. Foreign-key checks are statements
 /// too, one per inserted row: insert rows with foreign keys after [`plan_as_cached`], or their
