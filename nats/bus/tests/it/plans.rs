@@ -72,7 +72,7 @@ async fn a_batch_update_planned_for_its_arguments_looks_rows_up_by_index_after_t
     .await
     .unwrap();
 
-    // The trap: the cached plan still scans the whole table for a batch of one.
+    // The trap: the cached plan still scans the whole table for a batch of 50.
     let before = seq_scans(&txn).await;
     update_batch(&txn, &batch).await;
     assert_eq!(
@@ -82,7 +82,7 @@ async fn a_batch_update_planned_for_its_arguments_looks_rows_up_by_index_after_t
          plan, plan_for_arguments may no longer be needed)"
     );
 
-    // Planned for its arguments, the same statement finds the row by its primary key.
+    // Planned for its arguments, the same statement finds the rows by their primary key.
     plan_for_arguments(&txn).await.unwrap();
     let before = seq_scans(&txn).await;
     update_batch(&txn, &batch).await;
