@@ -22,9 +22,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use futures::future::join_all;
 use migration::Service;
 use migration::database::DatabaseConfig;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement, TransactionTrait};
-
-use entities::outbox;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement, TransactionTrait};
 
 use crate::{NatsError, OutboxConfig};
 
@@ -44,7 +42,8 @@ pub struct RelayRound {
     pub duplicates: usize,
 }
 
-/// The claim of a round: up to `$1` rows, oldest first, deleted and returned.
+/// The claim of a round: up to `$1` rows, oldest first, deleted and returned, the JSON as text:
+/// published as it is, never parsed.
 ///
 /// Never an `id > last_seen` cursor: a row committed late with an earlier key would be skipped.
 /// The locking subquery is an `ARRAY(…)`, which PostgreSQL runs once, before the delete. Written
@@ -57,7 +56,19 @@ pub struct RelayRound {
 const CLAIM: &str = "DELETE FROM outbox WHERE id = ANY(ARRAY( \
      SELECT id FROM outbox WHERE published_at IS NULL ORDER BY created_at \
      LIMIT $1 FOR UPDATE SKIP LOCKED)) \
- RETURNING *";
+ RETURNING id, subject, payload::text AS payload, headers::text AS headers, created_at";
+
+/// An outbox row as the relay claims it.
+#[derive(Debug, FromQueryResult)]
+struct ClaimedRow {
+    id: uuid::Uuid,
+    subject: String,
+    /// The envelope's JSON.
+    payload: String,
+    /// A flat JSON object: header name -> string value.
+    headers: String,
+    created_at: chrono::DateTime<chrono::FixedOffset>,
+}
 
 /// Takes up to `batch_size` rows out of the outbox in one statement (`DELETE … FOR UPDATE SKIP
 /// LOCKED … RETURNING`, so several relays never take the same row), publishes them all with their
@@ -72,14 +83,13 @@ pub async fn publish_pending(
     batch_size: u64,
 ) -> Result<RelayRound, NatsError> {
     let txn = db.begin().await?;
-    let mut rows = outbox::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            CLAIM,
-            [(batch_size as i64).into()],
-        ))
-        .all(&txn)
-        .await?;
+    let mut rows = ClaimedRow::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        CLAIM,
+        [(batch_size as i64).into()],
+    ))
+    .all(&txn)
+    .await?;
     if rows.is_empty() {
         txn.commit().await?;
         return Ok(RelayRound::default());
@@ -89,8 +99,8 @@ pub async fn publish_pending(
 
     let publishing = async {
         let mut pending_acks = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let payload = serde_json::to_vec(&row.payload)?;
+        for row in &mut rows {
+            let payload = std::mem::take(&mut row.payload).into_bytes();
             let message = message(payload, &row.headers, &row.id.to_string());
             pending_acks.push(js.send_publish(row.subject.clone(), message).await);
         }
@@ -175,26 +185,24 @@ pub async fn vacuum_outbox(db: &DatabaseConnection) -> Result<(), NatsError> {
     Ok(())
 }
 
-/// What the relay publishes for an outbox row: its encoded payload, its headers, `Nats-Msg-Id`
-/// = its id.
-pub(crate) fn message(
-    payload: Vec<u8>,
-    headers: &serde_json::Value,
-    message_id: &str,
-) -> PublishMessage {
+/// What the relay publishes for an outbox row: its encoded payload, its headers (the row's flat
+/// JSON object), `Nats-Msg-Id` = its id.
+pub(crate) fn message(payload: Vec<u8>, headers: &str, message_id: &str) -> PublishMessage {
     PublishMessage::build()
         .payload(payload.into())
         .headers(header_map(headers))
         .message_id(message_id)
 }
 
-fn header_map(headers: &serde_json::Value) -> HeaderMap {
+/// The row's headers; a value that is not a string (no writer of this project makes one) is left
+/// out rather than failing the round.
+fn header_map(headers: &str) -> HeaderMap {
     let mut map = HeaderMap::new();
-    if let Some(object) = headers.as_object() {
-        for (name, value) in object {
-            if let Some(value) = value.as_str() {
-                map.insert(name.as_str(), value);
-            }
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(headers).unwrap_or_default();
+    for (name, value) in &object {
+        if let Some(value) = value.as_str() {
+            map.insert(name.as_str(), value);
         }
     }
     map

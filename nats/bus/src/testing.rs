@@ -162,7 +162,7 @@ impl TestNats {
         let payload = serde_json::to_vec(event).expect("events encode");
         (
             row.subject,
-            relay::message(payload, &row.headers, message_id),
+            relay::message(payload, row.headers.get(), message_id),
         )
     }
 

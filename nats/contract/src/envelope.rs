@@ -91,7 +91,8 @@ pub struct RawEnvelope {
     pub version: u16,
     pub occurred_at: DateTime<Utc>,
     pub correlation_id: Option<String>,
-    pub data: serde_json::Value,
+    /// Kept as text until the type is known, then decoded once into it.
+    pub data: Box<serde_json::value::RawValue>,
 }
 
 impl RawEnvelope {
@@ -115,7 +116,7 @@ impl RawEnvelope {
             });
         }
         let data =
-            serde_json::from_value(self.data).map_err(|source| DecodeError::InvalidData {
+            serde_json::from_str(self.data.get()).map_err(|source| DecodeError::InvalidData {
                 kind: self.kind.clone(),
                 source,
             })?;

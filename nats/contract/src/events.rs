@@ -222,7 +222,7 @@ impl Decode for DeadOrderCreated {
         }
         let raw = RawEnvelope::parse(payload)?;
         let OrderId { order_id } =
-            serde_json::from_value(raw.data).map_err(|source| DecodeError::InvalidData {
+            serde_json::from_str(raw.data.get()).map_err(|source| DecodeError::InvalidData {
                 kind: raw.kind,
                 source,
             })?;

@@ -7,6 +7,7 @@ use larder_bus::relay::{self, FlushAndStop, OutboxRelay};
 use larder_bus::testing::{TestNats, eventually};
 use larder_contract::Envelope;
 use larder_contract::events::OrderCancelled;
+use larder_contract::trace::TraceParent;
 use migration::Service;
 use migration::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -95,8 +96,54 @@ async fn every_outbox_row_arrives_once_with_its_id_as_nats_msg_id() {
             "Nats-Msg-Id is the row id"
         );
     }
+    let in_stream: Vec<Uuid> = stored.iter().map(|(_, envelope)| envelope.id).collect();
+    let in_outbox: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    assert_eq!(
+        in_stream, in_outbox,
+        "published in the order they were enqueued"
+    );
     // Nothing left: another round claims nothing.
     assert_eq!(relay::drain(&db, &nats.jetstream, 64).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_published_event_carries_its_type_correlation_and_trace_in_headers_and_decodes_as_written()
+ {
+    let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let db = test_db.connect(Service::Order).await;
+    let mut event = cancelled(7);
+    event.correlation_id = Some("req-\"quoted\" \u{e9}".into());
+    event.trace = Some(TraceParent::new_root());
+    Outbox::new(nats.namespace().clone())
+        .enqueue(&db, &event)
+        .await
+        .unwrap();
+
+    relay::publish_pending(&db, &nats.jetstream, 10)
+        .await
+        .unwrap();
+
+    let stream = nats
+        .jetstream
+        .get_stream(nats.namespace().stream("ORDERS"))
+        .await
+        .unwrap();
+    let message = stream.get_raw_message(1).await.unwrap();
+    let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(header("Event-Type").as_deref(), Some("order.cancelled"));
+    assert_eq!(header("Correlation-Id"), event.correlation_id);
+    assert_eq!(
+        header("traceparent"),
+        event.trace.as_ref().map(ToString::to_string)
+    );
+    let decoded: Envelope<OrderCancelled> = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(
+        Envelope {
+            trace: event.trace,
+            ..decoded
+        },
+        event
+    );
 }
 
 #[tokio::test]

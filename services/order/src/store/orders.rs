@@ -27,6 +27,35 @@ pub struct NewOrder {
     pub correlation_id: Option<String>,
 }
 
+/// One order of a group-committed batch, as the insert's `jsonb_to_recordset` reads it.
+#[derive(serde::Serialize)]
+struct OrderInput<'a> {
+    id: Uuid,
+    customer_id: Uuid,
+    merchant_id: i64,
+    total_cents: i64,
+    currency: &'a str,
+    idempotency_key: Option<&'a str>,
+    request_hash: &'a str,
+    correlation_id: Option<&'a str>,
+    lines: Vec<LineInput<'a>>,
+    event_id: Uuid,
+    subject: &'a str,
+    payload: &'a serde_json::value::RawValue,
+    headers: &'a serde_json::value::RawValue,
+    ord: usize,
+}
+
+/// One line of an [`OrderInput`].
+#[derive(serde::Serialize)]
+struct LineInput<'a> {
+    product_id: i64,
+    product_name: &'a str,
+    quantity: i64,
+    unit_price_cents: i64,
+    line_total_cents: i64,
+}
+
 /// What inserting an order with an idempotency key found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
@@ -55,42 +84,41 @@ pub async fn insert_orders_with_events(
     db: &impl ConnectionTrait,
     orders: &[(&NewOrder, &larder_bus::outbox::PreparedEvent)],
 ) -> Result<Vec<Inserted>, DbErr> {
-    let input: Vec<serde_json::Value> = orders
+    let input: Vec<OrderInput> = orders
         .iter()
         .enumerate()
-        .map(|(ord, (order, event))| {
-            let lines: Vec<serde_json::Value> = order
+        .map(|(ord, (order, event))| OrderInput {
+            id: order.id,
+            customer_id: order.customer_id,
+            merchant_id: order.priced.merchant_id,
+            total_cents: order.priced.total_cents,
+            currency: &order.currency,
+            idempotency_key: order.idempotency_key.as_deref(),
+            request_hash: &order.fingerprint,
+            correlation_id: order.correlation_id.as_deref(),
+            lines: order
                 .priced
                 .lines
                 .iter()
-                .map(|l| {
-                    serde_json::json!({
-                        "product_id": l.product_id,
-                        "product_name": l.product_name,
-                        "quantity": l.quantity,
-                        "unit_price_cents": l.unit_price_cents,
-                        "line_total_cents": l.line_total_cents,
-                    })
+                .map(|l| LineInput {
+                    product_id: l.product_id,
+                    product_name: &l.product_name,
+                    quantity: l.quantity,
+                    unit_price_cents: l.unit_price_cents,
+                    line_total_cents: l.line_total_cents,
                 })
-                .collect();
-            serde_json::json!({
-                "id": order.id,
-                "customer_id": order.customer_id,
-                "merchant_id": order.priced.merchant_id,
-                "total_cents": order.priced.total_cents,
-                "currency": order.currency,
-                "idempotency_key": order.idempotency_key,
-                "request_hash": order.fingerprint,
-                "correlation_id": order.correlation_id,
-                "lines": lines,
-                "event_id": event.id,
-                "subject": event.subject,
-                "payload": event.payload,
-                "headers": event.headers,
-                "ord": ord,
-            })
+                .collect(),
+            event_id: event.id,
+            subject: &event.subject,
+            payload: &event.payload,
+            headers: &event.headers,
+            ord,
         })
         .collect();
+    // Sent as JSON text: written straight from these structs and the events' encoded JSON,
+    // never built as a tree of `serde_json::Value`s (their allocations cost more than the text).
+    let input =
+        serde_json::to_string(&input).map_err(|e| DbErr::Custom(format!("encode orders: {e}")))?;
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -127,7 +155,7 @@ pub async fn insert_orders_with_events(
                  SELECT input.event_id, input.subject, input.payload, input.headers \
                  FROM new_order JOIN input USING (id) ORDER BY input.ord) \
              SELECT id, created_at FROM new_order",
-            [serde_json::Value::Array(input).into()],
+            [input.into()],
         ))
         .await?;
     let mut created = HashMap::with_capacity(rows.len());

@@ -1,7 +1,7 @@
 //! Group commit: many orders in one statement, idempotency inside a batch, and a bad order that
 //! does not sink the others.
 
-use serde_json::json;
+use serde_json::{json, value::to_raw_value};
 use uuid::Uuid;
 
 use actix::Actor as _;
@@ -38,8 +38,8 @@ fn new_order(customer_id: Uuid, product_id: i64, key: Option<&str>) -> (NewOrder
     let event = PreparedEvent {
         id: Uuid::now_v7(),
         subject: "test.orders.created".into(),
-        payload: json!({ "order_id": id }),
-        headers: json!({}),
+        payload: to_raw_value(&json!({ "order_id": id })).unwrap(),
+        headers: to_raw_value(&json!({})).unwrap(),
     };
     (order, event)
 }
