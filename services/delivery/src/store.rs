@@ -20,6 +20,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use entities::shipments;
+use larder_bus::batch::json_rows;
 use larder_bus::inbox::{self, Recorded};
 use larder_bus::outbox::Outbox;
 use larder_bus::topology::{DELIVERY_ORDERS_CANCELLED, DELIVERY_ORDERS_CONFIRMED};
@@ -55,6 +56,23 @@ pub struct Confirmation {
     pub correlation_id: Option<String>,
     /// The trace the shipment's events continue.
     pub trace: Option<TraceParent>,
+}
+
+/// A new shipment, as [`insert_shipments`]' insert reads it.
+#[derive(serde::Serialize)]
+struct NewShipment<'a> {
+    id: Uuid,
+    order_id: Uuid,
+    correlation_id: Option<&'a str>,
+    traceparent: Option<String>,
+}
+
+/// A shipment's next status, as [`advance_due`]'s update reads it.
+#[derive(serde::Serialize)]
+struct StepRow {
+    id: Uuid,
+    status: &'static str,
+    next_step_at: Option<DateTime<Utc>>,
 }
 
 /// Creates the pending shipment of a confirmed order, its dispatch due after the dispatch delay,
@@ -104,15 +122,13 @@ pub async fn insert_shipments(
         }
     }
     orders.sort_by_key(|c| c.order_id);
-    let rows: Vec<serde_json::Value> = orders
+    let rows: Vec<NewShipment> = orders
         .iter()
-        .map(|c| {
-            serde_json::json!({
-                "id": Uuid::now_v7(),
-                "order_id": c.order_id,
-                "correlation_id": c.correlation_id,
-                "traceparent": c.trace.map(|t| t.to_string()),
-            })
+        .map(|c| NewShipment {
+            id: Uuid::now_v7(),
+            order_id: c.order_id,
+            correlation_id: c.correlation_id.as_deref(),
+            traceparent: c.trace.map(|t| t.to_string()),
         })
         .collect();
     let status = ShipmentStatus::Pending;
@@ -126,7 +142,7 @@ pub async fn insert_shipments(
              ON CONFLICT ON CONSTRAINT shipments_order_id_key DO NOTHING \
              RETURNING *",
             [
-                serde_json::Value::Array(rows).into(),
+                json_rows(&rows)?.into(),
                 status.as_str().into(),
                 Value::from(domain::next_step_at(status, now, settings).map(|t| t.fixed_offset())),
                 now.fixed_offset().into(),
@@ -327,11 +343,11 @@ pub async fn advance_due(
         domain::advance(from, next.status())
             .map_err(|illegal| DbErr::Custom(illegal.to_string()))?;
         taken.insert(shipment.id, next);
-        steps.push(serde_json::json!({
-            "id": shipment.id,
-            "status": next.as_str(),
-            "next_step_at": domain::next_step_at(next.status(), now, settings),
-        }));
+        steps.push(StepRow {
+            id: shipment.id,
+            status: next.as_str(),
+            next_step_at: domain::next_step_at(next.status(), now, settings),
+        });
     }
     if steps.is_empty() {
         return Ok(Vec::new());
@@ -353,7 +369,7 @@ pub async fn advance_due(
              WHERE s.id = v.id AND s.id = ANY($3) \
              RETURNING s.*",
             [
-                serde_json::Value::Array(steps).into(),
+                json_rows(&steps)?.into(),
                 now.fixed_offset().into(),
                 ids.into(),
             ],

@@ -13,6 +13,8 @@ use uuid::Uuid;
 use entities::{merchants, order_lines, order_status_history, orders};
 use larder_contract::events::IngredientAmount;
 
+use larder_bus::batch::json_rows;
+
 use super::catalogue::{find_products, find_recipes};
 use crate::domain::{self, CatalogueProduct, OrderStatus, PricedOrder, Settle};
 
@@ -490,7 +492,7 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
 
     let mut results = Vec::with_capacity(moves.len());
     let mut history = Vec::new();
-    let mut rejections: HashMap<Uuid, serde_json::Value> = HashMap::new();
+    let mut rejections: HashMap<Uuid, &serde_json::Value> = HashMap::new();
     let mut shipments: HashMap<Uuid, ShipmentFact> = HashMap::new();
     for m in moves {
         let Some(status) = current.get_mut(&m.order_id) else {
@@ -501,11 +503,14 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
         let settle = domain::settle(found, m.to);
         if settle == Settle::Apply {
             *status = m.to;
-            history.push(serde_json::json!({
-                "n": history.len(), "order_id": m.order_id, "status": m.to.as_str(), "note": m.note,
-            }));
+            history.push(HistoryRow {
+                n: history.len(),
+                order_id: m.order_id,
+                status: m.to.as_str(),
+                note: m.note.as_deref(),
+            });
             if let Some(rejection) = &m.rejection {
-                rejections.insert(m.order_id, rejection.clone());
+                rejections.insert(m.order_id, rejection);
             }
             if let Some(fact) = m.shipment {
                 let known = shipments.entry(m.order_id).or_insert(fact);
@@ -523,16 +528,18 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
             .filter(|o| Some(o.status) != current.get(&o.id).copied())
             .collect();
         let changed_ids: Vec<Uuid> = changed.iter().map(|o| o.id).collect();
-        let changes: Vec<serde_json::Value> = changed
+        let changes: Vec<StatusChange> = changed
             .iter()
             .map(|o| {
                 let shipment = shipments.get(&o.id);
-                serde_json::json!({
-                    "id": o.id, "status": current[&o.id].as_str(), "rejection": rejections.get(&o.id),
-                    "shipment_id": shipment.map(|s| s.shipment_id),
-                    "dispatched_at": shipment.and_then(|s| s.dispatched_at),
-                    "delivered_at": shipment.and_then(|s| s.delivered_at),
-                })
+                StatusChange {
+                    id: o.id,
+                    status: current[&o.id].as_str(),
+                    rejection: rejections.get(&o.id).copied(),
+                    shipment_id: shipment.map(|s| s.shipment_id),
+                    dispatched_at: shipment.and_then(|s| s.dispatched_at),
+                    delivered_at: shipment.and_then(|s| s.delivered_at),
+                }
             })
             .collect();
         // `o.id = ANY($2)` lets the planner find the rows by primary key, as many as the array
@@ -548,7 +555,7 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
              FROM jsonb_to_recordset($1::jsonb) AS c(id UUID, status TEXT, rejection JSONB, \
                  shipment_id UUID, dispatched_at TIMESTAMPTZ, delivered_at TIMESTAMPTZ) \
              WHERE o.id = c.id AND o.id = ANY($2)",
-            [serde_json::Value::Array(changes).into(), changed_ids.into()],
+            [json_rows(&changes)?.into(), changed_ids.into()],
         ))
         .await?;
         // One foreign-key check per history row: with their cached plans.
@@ -560,7 +567,7 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
              SELECT h.order_id, h.status, h.note \
              FROM jsonb_to_recordset($1::jsonb) AS h(n BIGINT, order_id UUID, status TEXT, note TEXT) \
              ORDER BY h.n",
-            [serde_json::Value::Array(history).into()],
+            [json_rows(&history)?.into()],
         ))
         .await?;
     }
@@ -568,6 +575,26 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
         settled: results,
         merchants: locked.iter().map(|o| (o.id, o.merchant_id)).collect(),
     })
+}
+
+/// An order's new status and facts, as [`advance_orders`]' update reads them.
+#[derive(serde::Serialize)]
+struct StatusChange<'a> {
+    id: Uuid,
+    status: &'static str,
+    rejection: Option<&'a serde_json::Value>,
+    shipment_id: Option<Uuid>,
+    dispatched_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A history entry, as [`advance_orders`]' insert reads it; `n` keeps the batch's order.
+#[derive(serde::Serialize)]
+struct HistoryRow<'a> {
+    n: usize,
+    order_id: Uuid,
+    status: &'static str,
+    note: Option<&'a str>,
 }
 
 /// What [`advance_orders`] did.
