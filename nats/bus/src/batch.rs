@@ -76,6 +76,13 @@ pub async fn plan_as_cached(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
         .map(drop)
 }
 
+/// A batch's rows as the JSON text a statement reads with `jsonb_to_recordset($1::jsonb)`,
+/// written straight from typed rows, not built as `serde_json::Value` trees first (each tree is
+/// allocated node by node, cloned when sea-orm binds it, and dropped twice).
+pub fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, DbErr> {
+    serde_json::to_string(rows).map_err(|e| DbErr::Custom(format!("encode batch rows: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -119,11 +126,4 @@ mod tests {
         assert!(results[0].is_err());
         assert_eq!(calls.into_inner().len(), 1);
     }
-}
-
-/// A batch's rows as the JSON text a statement reads with `jsonb_to_recordset($1::jsonb)`,
-/// written straight from typed rows: building them as `serde_json::Value` trees first cost more
-/// than the statement (every tree is allocated, cloned when bound and dropped).
-pub fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, DbErr> {
-    serde_json::to_string(rows).map_err(|e| DbErr::Custom(format!("encode batch rows: {e}")))
 }
