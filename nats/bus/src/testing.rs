@@ -55,9 +55,19 @@ impl TestNats {
             .await
             .expect("NATS is reachable at NATS_URL (run the tests through ./stack.sh test)");
         let jetstream = jetstream::new(client.clone());
-        if let Err(error) = topology::ensure(&jetstream, &config, &topology::CONSUMERS).await {
+        // nats-server 2.9 removes its account's stream directory when the account's last stream
+        // is deleted; a stream created at that moment fails ("error creating store for stream",
+        // the server logging that it could not mkdir the directory). Tests create and delete
+        // streams in parallel, so on a server with no other streams that happens now and then:
+        // try again a few times before calling the server broken.
+        let mut attempts = 0;
+        while let Err(error) = topology::ensure(&jetstream, &config, &topology::CONSUMERS).await {
             topology::delete_all(&jetstream, &config.namespace).await;
-            panic!("streams and consumers can be created: {error:?}");
+            attempts += 1;
+            if attempts == 3 {
+                panic!("streams and consumers can be created: {error:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Self {
             config,
