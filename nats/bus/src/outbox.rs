@@ -56,10 +56,10 @@ impl Outbox {
             Vec::with_capacity(events.len()),
         );
         for event in events {
-            let prepared = self.prepare(event)?;
-            ids.push(prepared.id);
-            payloads.push(Box::<str>::from(prepared.payload).into_string());
-            headers.push(Box::<str>::from(prepared.headers).into_string());
+            let (payload, event_headers) = encode(event)?;
+            ids.push(event.id);
+            payloads.push(Box::<str>::from(payload).into_string());
+            headers.push(Box::<str>::from(event_headers).into_string());
         }
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -77,19 +77,7 @@ impl Outbox {
     /// The outbox row's values, for a caller that writes the row in a statement of its own (the
     /// order API inserts an order and its event in one statement).
     pub fn prepare<E: Event>(&self, event: &Envelope<E>) -> Result<PreparedEvent, DbErr> {
-        let encode = |e: serde_json::Error| DbErr::Custom(format!("encode event: {e}"));
-        let payload = serde_json::value::to_raw_value(event).map_err(encode)?;
-        let mut headers = vec![(EVENT_TYPE_HEADER, event.kind.clone())];
-        if let Some(trace) = &event.trace {
-            headers.push((
-                larder_contract::trace::TRACEPARENT_HEADER,
-                trace.to_string(),
-            ));
-        }
-        if let Some(correlation_id) = &event.correlation_id {
-            headers.push((CORRELATION_ID_HEADER, correlation_id.clone()));
-        }
-        let headers = serde_json::value::to_raw_value(&HeaderObject(&headers)).map_err(encode)?;
+        let (payload, headers) = encode(event)?;
         Ok(PreparedEvent {
             id: event.id,
             subject: self.namespace.subject(E::SUBJECT),
@@ -97,6 +85,24 @@ impl Outbox {
             headers,
         })
     }
+}
+
+/// An event's outbox payload (the envelope) and headers (a flat JSON object), encoded.
+fn encode<E: Event>(event: &Envelope<E>) -> Result<(Box<RawValue>, Box<RawValue>), DbErr> {
+    let encode_error = |e: serde_json::Error| DbErr::Custom(format!("encode event: {e}"));
+    let payload = serde_json::value::to_raw_value(event).map_err(encode_error)?;
+    let mut headers = vec![(EVENT_TYPE_HEADER, event.kind.clone())];
+    if let Some(trace) = &event.trace {
+        headers.push((
+            larder_contract::trace::TRACEPARENT_HEADER,
+            trace.to_string(),
+        ));
+    }
+    if let Some(correlation_id) = &event.correlation_id {
+        headers.push((CORRELATION_ID_HEADER, correlation_id.clone()));
+    }
+    let headers = serde_json::value::to_raw_value(&HeaderObject(&headers)).map_err(encode_error)?;
+    Ok((payload, headers))
 }
 
 /// Header pairs as the outbox's flat JSON object.

@@ -120,8 +120,7 @@ pub async fn insert_orders_with_events(
     // Sent as JSON text, written straight from these structs and the events' encoded JSON, never
     // built as a tree of `serde_json::Value`s: serde_json was about 30 % of larder's samples in
     // `perf`, most of it building, cloning, dropping and parsing such trees.
-    let input =
-        serde_json::to_string(&input).map_err(|e| DbErr::Custom(format!("encode orders: {e}")))?;
+    let input = json_rows(&input)?;
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
