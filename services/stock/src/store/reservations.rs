@@ -9,6 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use entities::{inbox as inbox_table, ingredients, stock_movements};
+use larder_bus::batch::{plan_as_cached, plan_for_arguments};
 use larder_bus::inbox;
 use larder_bus::outbox::Outbox;
 use larder_contract::Envelope;
@@ -80,8 +81,13 @@ pub async fn reserve_orders(
         // transaction.
         let order_ids = batch.open_orders();
         lock_orders(txn, &order_ids).await?;
+        // Looked up by index, however large the movements have grown since the connection
+        // cached a plan for these statements (a cached plan made while the table was small
+        // scanned it whole, every batch); the inserts below keep their cached plans.
+        plan_for_arguments(txn).await?;
         let cancelled = find_cancelled_orders(txn, &order_ids).await?;
         let already_reserved = find_orders_with(txn, &order_ids, Reason::Reserve).await?;
+        plan_as_cached(txn).await?;
         batch.skip(&cancelled, &already_reserved);
     }
     if !batch.has_open() {
@@ -227,7 +233,10 @@ pub async fn release_orders(
     // The cancel race: serialised with the order's reservation by the order's lock (see
     // `reserve_orders`). After it, the order's movements are final until this commits.
     lock_orders(txn, &order_ids).await?;
+    // By index, as in `reserve_orders`.
+    plan_for_arguments(txn).await?;
     let movements = find_movements(txn, &order_ids).await?;
+    plan_as_cached(txn).await?;
     let outcomes = batch.plan(&movements);
 
     let unreserved: BTreeSet<Uuid> = entries
