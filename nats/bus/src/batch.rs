@@ -76,6 +76,28 @@ pub async fn plan_as_cached(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
         .map(drop)
 }
 
+/// Until [`scans_allowed`] or the end of the transaction, the planner reads no table whole where
+/// an index can answer: for looking a batch's ids up in a table that grows with every order.
+///
+/// With no statistics on such a table (a server without autovacuum never gathers them), the
+/// planner takes each id to match 0.5 % of the rows. A generic plan cached while the table held a
+/// few hundred rows then scans it for every batch, for the connection's life; a plan made for a
+/// batch of hundreds of ids scans it too, even when made for its arguments. Each id matches a
+/// handful of rows at most, so a probe of the index per id is right at any size; the statements
+/// keep whichever plan PostgreSQL caches or makes, only never a sequential scan.
+pub async fn probe_by_index(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+        .await
+        .map(drop)
+}
+
+/// Ends [`probe_by_index`] for the rest of the transaction.
+pub async fn scans_allowed(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    txn.execute_unprepared("SET LOCAL enable_seqscan = on")
+        .await
+        .map(drop)
+}
+
 /// A batch's rows as the JSON text a statement reads with `jsonb_to_recordset($1::jsonb)`,
 /// written straight from typed rows, not built as `serde_json::Value` trees first (each tree is
 /// allocated node by node, cloned when sea-orm binds it, and dropped twice).

@@ -38,10 +38,12 @@ pub async fn record(
     })
 }
 
+/// Rows per INSERT: far below PostgreSQL's 65 535 parameters per statement.
+const CHUNK: usize = 1_000;
+
 /// Records a batch of events and returns the ids that were new. Ids are sorted and deduplicated
 /// first: concurrent transactions then take the inbox's index locks in the same order and cannot
-/// deadlock on overlapping batches. One statement whatever the batch's size (the ids as one array
-/// parameter), so a connection prepares and plans it once.
+/// deadlock on overlapping batches.
 pub async fn record_all(
     db: &impl ConnectionTrait,
     consumer: &str,
@@ -50,18 +52,29 @@ pub async fn record_all(
     let mut ids = event_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    if ids.is_empty() {
-        return Ok(HashSet::new());
+    let mut new = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        // One VALUES row per id: ($1, $2), ($1, $3), ...
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, ${})", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut params = Vec::with_capacity(chunk.len() + 1);
+        params.push(consumer.into());
+        params.extend(chunk.iter().map(|id| (*id).into()));
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "INSERT INTO inbox (consumer, event_id) VALUES {values} \
+                     ON CONFLICT DO NOTHING RETURNING event_id"
+                ),
+                params,
+            ))
+            .await?;
+        for row in rows {
+            new.insert(row.try_get::<Uuid>("", "event_id")?);
+        }
     }
-    db.query_all_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "INSERT INTO inbox (consumer, event_id) \
-         SELECT $1, e.id FROM unnest($2::uuid[]) WITH ORDINALITY AS e(id, n) ORDER BY e.n \
-         ON CONFLICT DO NOTHING RETURNING event_id",
-        [consumer.into(), ids.into()],
-    ))
-    .await?
-    .iter()
-    .map(|row| row.try_get("", "event_id"))
-    .collect()
+    Ok(new)
 }

@@ -479,13 +479,10 @@ pub async fn advance_orders(db: &impl ConnectionTrait, moves: &[Move]) -> Result
     let mut ids: Vec<Uuid> = moves.iter().map(|m| m.order_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    // One statement whatever the batch's size (an array, not one `IN` list per size).
     let locked = orders::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT * FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            [ids.into()],
-        ))
+        .filter(orders::Column::Id.is_in(ids))
+        .order_by_asc(orders::Column::Id)
+        .lock_exclusive()
         .all(db)
         .await?;
     let mut current: HashMap<Uuid, OrderStatus> = HashMap::with_capacity(locked.len());

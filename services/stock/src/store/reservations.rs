@@ -2,11 +2,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use uuid::Uuid;
 
-use entities::{ingredients, stock_movements};
-use larder_bus::batch::{plan_as_cached, plan_for_arguments};
+use entities::{inbox as inbox_table, ingredients, stock_movements};
+use larder_bus::batch::{probe_by_index, scans_allowed};
 use larder_bus::inbox;
 use larder_bus::outbox::Outbox;
 use larder_contract::Envelope;
@@ -78,13 +81,11 @@ pub async fn reserve_orders(
         // transaction.
         let order_ids = batch.open_orders();
         lock_orders(txn, &order_ids).await?;
-        // Looked up by index, however large the movements have grown since the connection
-        // cached a plan for these statements (a cached plan made while the table was small
-        // scanned it whole, every batch); the inserts below keep their cached plans.
-        plan_for_arguments(txn).await?;
+        // By index, however large the inbox and the movements have grown (see `probe_by_index`).
+        probe_by_index(txn).await?;
         let cancelled = find_cancelled_orders(txn, &order_ids).await?;
         let already_reserved = find_orders_with(txn, &order_ids, Reason::Reserve).await?;
-        plan_as_cached(txn).await?;
+        scans_allowed(txn).await?;
         batch.skip(&cancelled, &already_reserved);
     }
     if !batch.has_open() {
@@ -230,10 +231,9 @@ pub async fn release_orders(
     // The cancel race: serialised with the order's reservation by the order's lock (see
     // `reserve_orders`). After it, the order's movements are final until this commits.
     lock_orders(txn, &order_ids).await?;
-    // By index, as in `reserve_orders`.
-    plan_for_arguments(txn).await?;
+    probe_by_index(txn).await?;
     let movements = find_movements(txn, &order_ids).await?;
-    plan_as_cached(txn).await?;
+    scans_allowed(txn).await?;
     let outcomes = batch.plan(&movements);
 
     let unreserved: BTreeSet<Uuid> = entries
@@ -301,7 +301,11 @@ async fn record_events(
     ids: &BTreeSet<Uuid>,
 ) -> Result<HashSet<Uuid>, DbErr> {
     let ids: Vec<Uuid> = ids.iter().copied().collect();
-    inbox::record_all(db, consumer, &ids).await
+    let mut new = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        new.extend(inbox::record_all(db, consumer, chunk).await?);
+    }
+    Ok(new)
 }
 
 /// The advisory lock key of an order.
@@ -317,37 +321,42 @@ fn order_lock_key(order_id: Uuid) -> i64 {
 async fn lock_orders(txn: &DatabaseTransaction, order_ids: &BTreeSet<Uuid>) -> Result<(), DbErr> {
     let keys: BTreeSet<i64> = order_ids.iter().map(|id| order_lock_key(*id)).collect();
     let keys: Vec<i64> = keys.into_iter().collect();
-    // ORDER BY: PostgreSQL evaluates the (volatile) lock function after sorting.
-    txn.execute_raw(statement(
-        "SELECT pg_advisory_xact_lock(k.key) FROM unnest($1::bigint[]) AS k(key) ORDER BY k.key",
-        vec![keys.into()],
-    ))
-    .await?;
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let rows = (1..=chunk.len())
+            .map(|n| format!("(${n}::bigint)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // ORDER BY: PostgreSQL evaluates the (volatile) lock function after sorting.
+        txn.execute_raw(statement(
+            format!(
+                "SELECT pg_advisory_xact_lock(v.key) FROM (VALUES {rows}) AS v(key) ORDER BY v.key"
+            ),
+            chunk.iter().map(|k| (*k).into()).collect(),
+        ))
+        .await?;
+    }
     Ok(())
 }
-
-// The lookups below go from each id of the batch to the index, one probe per id, whatever the
-// batch's size. `order_id = ANY($1)` (or `IN (…)`) lets the planner choose, and with no
-// statistics on the table (a server without autovacuum never gathers them) it guesses that each
-// id matches 0.5 % of the rows: for a batch of a few hundred ids it then reads the whole table,
-// even under a plan made for the arguments. One row of `unnest` per id, probed with `EXISTS` (or a
-// `LATERAL` subquery the planner cannot flatten into a hash join), keeps the index.
 
 /// The orders among `order_ids` that were cancelled before they reserved anything.
 async fn find_cancelled_orders(
     txn: &DatabaseTransaction,
     order_ids: &BTreeSet<Uuid>,
 ) -> Result<HashSet<Uuid>, DbErr> {
+    let mut cancelled = HashSet::new();
     let ids: Vec<Uuid> = order_ids.iter().copied().collect();
-    txn.query_all_raw(statement(
-        "SELECT o.id AS event_id FROM unnest($2::uuid[]) AS o(id) \
-         WHERE EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = $1 AND i.event_id = o.id)",
-        vec![CANCELLED_ORDER_MARKER.into(), ids.into()],
-    ))
-    .await?
-    .iter()
-    .map(|row| row.try_get("", "event_id"))
-    .collect()
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let found: Vec<Uuid> = inbox_table::Entity::find()
+            .select_only()
+            .column(inbox_table::Column::EventId)
+            .filter(inbox_table::Column::Consumer.eq(CANCELLED_ORDER_MARKER))
+            .filter(inbox_table::Column::EventId.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        cancelled.extend(found);
+    }
+    Ok(cancelled)
 }
 
 /// The orders among `order_ids` that have a movement with this reason.
@@ -356,16 +365,21 @@ async fn find_orders_with(
     order_ids: &BTreeSet<Uuid>,
     reason: Reason,
 ) -> Result<HashSet<Uuid>, DbErr> {
+    let mut found = HashSet::new();
     let ids: Vec<Uuid> = order_ids.iter().copied().collect();
-    txn.query_all_raw(statement(
-        "SELECT o.id AS order_id FROM unnest($1::uuid[]) AS o(id) \
-         WHERE EXISTS (SELECT 1 FROM stock_movements m WHERE m.order_id = o.id AND m.reason = $2)",
-        vec![ids.into(), reason.as_str().into()],
-    ))
-    .await?
-    .iter()
-    .map(|row| row.try_get("", "order_id"))
-    .collect()
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let orders: Vec<Option<Uuid>> = stock_movements::Entity::find()
+            .select_only()
+            .column(stock_movements::Column::OrderId)
+            .distinct()
+            .filter(stock_movements::Column::OrderId.is_in(chunk.iter().copied()))
+            .filter(stock_movements::Column::Reason.eq(reason))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        found.extend(orders.into_iter().flatten());
+    }
+    Ok(found)
 }
 
 /// The reserve and release movements of the orders, each order's in the order they were written.
@@ -373,26 +387,25 @@ async fn find_movements(
     txn: &DatabaseTransaction,
     order_ids: &BTreeSet<Uuid>,
 ) -> Result<Vec<Movement>, DbErr> {
+    let mut movements = Vec::new();
     let ids: Vec<Uuid> = order_ids.iter().copied().collect();
-    let rows = stock_movements::Entity::find()
-        .from_raw_sql(statement(
-            "SELECT m.* FROM unnest($1::uuid[]) AS o(id) \
-             CROSS JOIN LATERAL (SELECT * FROM stock_movements m WHERE m.order_id = o.id \
-                 AND m.reason IN ('reserve', 'release') OFFSET 0) AS m \
-             ORDER BY m.id",
-            vec![ids.into()],
-        ))
-        .all(txn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Movement {
-            reason: row.reason,
-            order_id: row.order_id,
-            ingredient_id: row.ingredient_id,
-            delta: row.delta,
-        })
-        .collect())
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let rows = stock_movements::Entity::find()
+            .filter(stock_movements::Column::OrderId.is_in(chunk.iter().copied()))
+            .filter(stock_movements::Column::Reason.is_in([Reason::Reserve, Reason::Release]))
+            .order_by_asc(stock_movements::Column::Id)
+            .all(txn)
+            .await?;
+        for row in rows {
+            movements.push(Movement {
+                reason: row.reason,
+                order_id: row.order_id,
+                ingredient_id: row.ingredient_id,
+                delta: row.delta,
+            });
+        }
+    }
+    Ok(movements)
 }
 
 #[cfg(test)]

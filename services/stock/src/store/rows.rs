@@ -3,13 +3,11 @@
 use std::collections::BTreeSet;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, Value,
 };
 
-use entities::ingredients;
-use larder_bus::batch::json_rows;
-use uuid::Uuid;
+use entities::{ingredients, stock_movements};
 
 use super::ROWS_PER_STATEMENT;
 use crate::domain::{Level, Movement};
@@ -92,44 +90,25 @@ pub(super) async fn update_levels(
     Ok(())
 }
 
-/// Appends movements in one statement; their ids follow the order given.
+/// Appends movements, many rows per statement.
 pub(super) async fn insert_movements(
     db: &impl ConnectionTrait,
     movements: &[Movement],
 ) -> Result<(), DbErr> {
-    /// A movement as the statement reads it; `n` keeps the given order.
-    #[derive(serde::Serialize)]
-    struct Row {
-        n: usize,
-        order_id: Option<Uuid>,
-        ingredient_id: i64,
-        delta: i64,
-        reason: &'static str,
+    for chunk in movements.chunks(ROWS_PER_STATEMENT) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let rows = chunk.iter().map(|m| stock_movements::ActiveModel {
+            order_id: Set(m.order_id),
+            ingredient_id: Set(m.ingredient_id),
+            delta: Set(m.delta),
+            reason: Set(m.reason),
+            ..Default::default()
+        });
+        stock_movements::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
     }
-    if movements.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<Row> = movements
-        .iter()
-        .enumerate()
-        .map(|(n, m)| Row {
-            n,
-            order_id: m.order_id,
-            ingredient_id: m.ingredient_id,
-            delta: m.delta,
-            reason: m.reason.as_str(),
-        })
-        .collect();
-    // One statement whatever the batch's size: one prepared statement and cached plan per
-    // connection, where a multi-row VALUES made one per size.
-    db.execute_raw(statement(
-        "INSERT INTO stock_movements (order_id, ingredient_id, delta, reason) \
-         SELECT m.order_id, m.ingredient_id, m.delta, m.reason \
-         FROM jsonb_to_recordset($1::jsonb) \
-             AS m(n BIGINT, order_id UUID, ingredient_id BIGINT, delta BIGINT, reason TEXT) \
-         ORDER BY m.n",
-        vec![json_rows(&rows)?.into()],
-    ))
-    .await?;
     Ok(())
 }

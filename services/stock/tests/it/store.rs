@@ -333,8 +333,7 @@ async fn grow_movements(txn: &DatabaseTransaction, ingredient_id: i64, count: u3
 /// autovacuum, never gets statistics. Two traps: a generic plan cached while the table was small
 /// reads the whole table for every batch as it grows (at 1 000 orders/s it was the database's
 /// largest statement), and a plan for `order_id IN (…)` with hundreds of ids, made without
-/// statistics, reads it whole too. Planned for the batch in hand and probing the index once per
-/// id, they read neither.
+/// statistics, reads it whole too. With `larder_bus::batch::probe_by_index` they read neither.
 #[actix::test]
 async fn batches_find_an_orders_movements_by_index_after_the_table_grew() {
     let test_db = TestDatabase::new().await;
