@@ -20,7 +20,7 @@ variant = sys.argv[1]          # outbox | emit
 clients, txns = 2, int(sys.argv[2]) if len(sys.argv) > 2 else 2000
 events = clients * txns * 16
 
-def relay_outbox(stop, got):
+def relay_outbox(got):
     c = psycopg2.connect(DSN); cur = c.cursor(); last_vac = time.time()
     claim = ("DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE published_at IS NULL "
              "ORDER BY created_at LIMIT 64 FOR UPDATE SKIP LOCKED)) "
@@ -33,7 +33,7 @@ def relay_outbox(stop, got):
         if n == 0: time.sleep(0.005)
     c.close()
 
-def relay_slot(stop, got):
+def relay_slot(got):
     c = psycopg2.connect(DSN); c.autocommit = True; cur = c.cursor()
     while got[0] < events:
         cur.execute("SELECT lsn, data FROM pg_logical_slot_peek_binary_changes('lm', NULL, 1024, "
@@ -52,7 +52,7 @@ if variant == 'emit' and cur.fetchone()[0] == 0:
     cur.execute("SELECT pg_create_logical_replication_slot('lm', 'pgoutput')")
 cur.execute('TRUNCATE outbox'); cur.execute('CHECKPOINT'); cur.execute('SELECT pg_current_wal_lsn()'); lsn0 = cur.fetchone()[0]
 cpu0 = cluster_cpu(os.environ['PGDATA']); t0 = time.time(); got = [0]
-relay = threading.Thread(target=relay_outbox if variant == 'outbox' else relay_slot, args=(None, got))
+relay = threading.Thread(target=relay_outbox if variant == 'outbox' else relay_slot, args=(got,))
 relay.start()
 subprocess.run(['pgbench', '-h', '127.0.0.1', '-p', PORT, '-U', 'postgres', '-n', '-c', str(clients),
                 '-t', str(txns), '-f', os.path.join(HERE, f'produce_{variant}.sql'), DBNAME], check=True, capture_output=True)

@@ -63,17 +63,12 @@ where
 /// too, one per inserted row: insert rows with foreign keys after [`plan_as_cached`], or their
 /// checks are planned again row by row.
 pub async fn plan_for_arguments(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    // SET LOCAL outside a transaction would change nothing.
-    txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
-        .await
-        .map(drop)
+    set_local(txn, "plan_cache_mode = force_custom_plan").await
 }
 
 /// Ends [`plan_for_arguments`] for the rest of the transaction: cached plans again.
 pub async fn plan_as_cached(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    txn.execute_unprepared("SET LOCAL plan_cache_mode = auto")
-        .await
-        .map(drop)
+    set_local(txn, "plan_cache_mode = auto").await
 }
 
 /// Until [`scans_allowed`] or the end of the transaction, the planner reads no table whole where
@@ -86,14 +81,18 @@ pub async fn plan_as_cached(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
 /// handful of rows at most, so a probe of the index per id is right at any size; the statements
 /// keep whichever plan PostgreSQL caches or makes, only never a sequential scan.
 pub async fn probe_by_index(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    txn.execute_unprepared("SET LOCAL enable_seqscan = off")
-        .await
-        .map(drop)
+    set_local(txn, "enable_seqscan = off").await
 }
 
 /// Ends [`probe_by_index`] for the rest of the transaction.
 pub async fn scans_allowed(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    txn.execute_unprepared("SET LOCAL enable_seqscan = on")
+    set_local(txn, "enable_seqscan = on").await
+}
+
+/// Sets a planner setting for the rest of the caller's transaction (outside a transaction,
+/// `SET LOCAL` would change nothing).
+async fn set_local(txn: &impl ConnectionTrait, setting: &str) -> Result<(), DbErr> {
+    txn.execute_unprepared(&format!("SET LOCAL {setting}"))
         .await
         .map(drop)
 }

@@ -356,3 +356,18 @@ impl Drop for TestNats {
         let _ = cleanup.join();
     }
 }
+
+/// Sequential scans of `table` in the caller's transaction so far (`pg_stat_xact_user_tables`):
+/// whether the statements in between read the whole table.
+pub async fn sequential_scans(txn: &impl sea_orm::ConnectionTrait, table: &str) -> i64 {
+    txn.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = $1",
+        [table.into()],
+    ))
+    .await
+    .expect("the table's statistics can be read")
+    .unwrap_or_else(|| panic!("statistics of {table}"))
+    .try_get_by_index(0)
+    .expect("seq_scan is a bigint")
+}

@@ -1,4 +1,5 @@
 use larder_bus::batch::{plan_as_cached, plan_for_arguments};
+use larder_bus::testing::sequential_scans;
 use migration::Service;
 use migration::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
@@ -24,19 +25,6 @@ async fn update_batch(txn: &DatabaseTransaction, ids: &[Uuid]) {
         .await
         .unwrap();
     assert_eq!(done.rows_affected(), ids.len() as u64);
-}
-
-/// Sequential scans of `probe` in this transaction so far.
-async fn seq_scans(txn: &DatabaseTransaction) -> i64 {
-    txn.query_one_raw(Statement::from_string(
-        DbBackend::Postgres,
-        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'probe'",
-    ))
-    .await
-    .unwrap()
-    .expect("probe's statistics")
-    .try_get_by_index(0)
-    .unwrap()
 }
 
 #[tokio::test]
@@ -73,10 +61,10 @@ async fn a_batch_update_planned_for_its_arguments_looks_rows_up_by_index_after_t
     .unwrap();
 
     // The trap: the cached plan still scans the whole table for a batch of 50.
-    let before = seq_scans(&txn).await;
+    let before = sequential_scans(&txn, "probe").await;
     update_batch(&txn, &batch).await;
     assert_eq!(
-        seq_scans(&txn).await,
+        sequential_scans(&txn, "probe").await,
         before + 1,
         "the cached plan was expected to scan the table (if PostgreSQL no longer caches such a \
          plan, plan_for_arguments may no longer be needed)"
@@ -84,14 +72,22 @@ async fn a_batch_update_planned_for_its_arguments_looks_rows_up_by_index_after_t
 
     // Planned for its arguments, the same statement finds the rows by their primary key.
     plan_for_arguments(&txn).await.unwrap();
-    let before = seq_scans(&txn).await;
+    let before = sequential_scans(&txn, "probe").await;
     update_batch(&txn, &batch).await;
-    assert_eq!(seq_scans(&txn).await, before, "no sequential scan");
+    assert_eq!(
+        sequential_scans(&txn, "probe").await,
+        before,
+        "no sequential scan"
+    );
 
     // And back to the cached plan for the rest of the transaction.
     plan_as_cached(&txn).await.unwrap();
-    let before = seq_scans(&txn).await;
+    let before = sequential_scans(&txn, "probe").await;
     update_batch(&txn, &batch).await;
-    assert_eq!(seq_scans(&txn).await, before + 1, "the cached plan again");
+    assert_eq!(
+        sequential_scans(&txn, "probe").await,
+        before + 1,
+        "the cached plan again"
+    );
     txn.rollback().await.unwrap();
 }

@@ -1,11 +1,12 @@
 //! The order service's calls into the stock store: seed, list, restock (SPEC §3).
 
 use larder_bus::outbox::Outbox;
+use larder_bus::testing::sequential_scans;
 use migration::Service;
 use migration::testing::TestDatabase;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, TransactionTrait,
 };
 use stock::store::{self, IngredientSeed, Released, Reserved, RestockError};
 
@@ -305,19 +306,6 @@ async fn the_audit_names_an_ingredient_whose_level_is_not_the_sum_of_its_movemen
     );
 }
 
-/// Sequential scans of `stock_movements` in this transaction so far.
-async fn movement_table_scans(txn: &DatabaseTransaction) -> i64 {
-    txn.query_one_raw(Statement::from_string(
-        DbBackend::Postgres,
-        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'stock_movements'",
-    ))
-    .await
-    .unwrap()
-    .expect("the table's statistics")
-    .try_get_by_index(0)
-    .unwrap()
-}
-
 /// Adds `count` reserve movements of other orders.
 async fn grow_movements(txn: &DatabaseTransaction, ingredient_id: i64, count: u32) {
     txn.execute_unprepared(&format!(
@@ -372,7 +360,7 @@ async fn batches_find_an_orders_movements_by_index_after_the_table_grew() {
     grow_movements(&txn, catalogue.beef.id, 200_000).await;
 
     // A small batch (the cached plan's size) and a large one.
-    let before = movement_table_scans(&txn).await;
+    let before = sequential_scans(&txn, "stock_movements").await;
     for size in [10, 300] {
         let batch: Vec<_> = (0..size).map(|_| catalogue.burger_order(1)).collect();
         let outcomes = store::reserve_orders(&txn, &outbox, &batch).await.unwrap();
@@ -382,7 +370,7 @@ async fn batches_find_an_orders_movements_by_index_after_the_table_grew() {
         assert_eq!(outcomes, vec![Released::Released; size]);
     }
     assert_eq!(
-        movement_table_scans(&txn).await,
+        sequential_scans(&txn, "stock_movements").await,
         before,
         "no sequential scan of the movements"
     );
