@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use larder_bus::config::ServiceConfig;
-use larder_bus::{NatsConfig, OutboxConfig};
+use larder_bus::{ConsumeConfig, NatsConfig, OutboxConfig};
 use migration::Service;
 use migration::database::{DatabaseConfig, ServiceDatabases};
 
@@ -72,6 +72,8 @@ pub struct Shared {
     pub nats: NatsConfig,
     #[command(flatten)]
     pub outbox: OutboxConfig,
+    #[command(flatten)]
+    pub consume: ConsumeConfig,
     /// Where to serve Prometheus `GET /metrics` on a listener of its own. Unset: a process with
     /// the order service serves it on its HTTP port; `larder stock`, `notification` and
     /// `delivery` alone on 127.0.0.1:9102, :9103 and :9104. Port 0 picks a free one (logged).
@@ -163,13 +165,14 @@ pub struct MigrateArgs {
 }
 
 impl Shared {
-    /// `service`'s configuration: its own database URL, the shared NATS and relay settings,
+    /// `service`'s configuration: its own database URL, the shared NATS, relay and consumer settings,
     /// and the settings only it has.
     pub fn config<S>(&self, service: Service, settings: S) -> ServiceConfig<S> {
         ServiceConfig {
             database: self.database.config(service),
             nats: self.nats.clone(),
             outbox: self.outbox.clone(),
+            consume: self.consume.clone(),
             settings,
         }
     }

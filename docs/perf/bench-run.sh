@@ -11,8 +11,9 @@
 # Environment: PGPORT (5432), MODE (default "--mode closed --concurrency 64", or e.g.
 # "--mode open --rate 1000"), SLOTS (logical replication slots streamed by pg_recvlogical while
 # the stack runs: round 6's decoding cost; needs wal_level = logical), STATS (1: dump
-# pg_stat_statements, if loaded, and pg_stat_user_tables before the database goes), OUT (where
-# logs and the bench's output go, /tmp/larder-perf).
+# pg_stat_statements, if loaded, and pg_stat_user_tables before the database goes), SQL (a file of
+# statements run as postgres in the fresh database right after `larder migrate`: a variant of the
+# schema to measure), OUT (where logs and the bench's output go, /tmp/larder-perf).
 # Needs psql and pg_recvlogical, curl, python3 with nats-py (`pip install nats-py`).
 set -u
 N=$1; BIN=$2; DUR=${3:-20}
@@ -28,6 +29,7 @@ for s in order stock delivery notification; do
   export "${s^^}_DATABASE_URL=postgres://larder_$s:larder_$s@127.0.0.1:$PGPORT/$DB?sslmode=disable"
 done
 DATABASE_URL="$URL" "$BIN/larder" migrate >"$OUT/migrate.$N.log" 2>&1 || { echo "migrate failed"; exit 1; }
+if [ -n "${SQL:-}" ]; then $P -d "$DB" -v ON_ERROR_STOP=1 -f "$SQL" || { echo "$SQL failed"; exit 1; }; fi
 RECV=()
 if [ "$SLOTS" -gt 0 ]; then
   # Messages only: a publication with no tables.

@@ -69,6 +69,7 @@ pub struct ServiceConfig<S> {
     pub database: DatabaseConfig,
     pub nats: NatsConfig,
     pub outbox: OutboxConfig,
+    pub consume: ConsumeConfig,
     pub settings: S,
 }
 
@@ -91,6 +92,47 @@ pub struct OutboxConfig {
         default_value_t = 1000
     )]
     pub poll_interval_ms: u64,
+    /// After a wake-up, how long the relay waits for more rows before it claims (0: at once); a
+    /// round claims what committed meanwhile. The shutdown flush never waits.
+    #[arg(
+        id = "outbox_linger_ms",
+        long = "outbox-linger-ms",
+        env = "OUTBOX_LINGER_MS",
+        default_value_t = 10
+    )]
+    pub linger_ms: u64,
+}
+
+/// How the consumer runners batch (see [`crate::consume`]).
+///
+/// The linger, here and in [`OutboxConfig`]: every batch costs a transaction, a commit and their
+/// round trips whatever its size. Under saturation batches fill by themselves; at a moderate rate
+/// a stage that starts at once handles an event or two per batch and pays those costs per order.
+/// Letting each batch fill for a few milliseconds trades a little latency (up to the linger per
+/// hop) for a good part of that CPU (docs/PERFORMANCE.md, round 7).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConsumeConfig {
+    /// After a batch's first message arrives, how long a consumer waits for more (up to its
+    /// batch size) before it handles them (0: whatever has arrived, at once).
+    #[arg(
+        id = "consumer_linger_ms",
+        long = "consumer-linger-ms",
+        env = "CONSUMER_LINGER_MS",
+        default_value_t = 10
+    )]
+    pub linger_ms: u64,
+}
+
+impl Default for ConsumeConfig {
+    fn default() -> Self {
+        declared_defaults()
+    }
+}
+
+impl ConsumeConfig {
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
 }
 
 impl Default for OutboxConfig {
@@ -113,6 +155,10 @@ pub fn declared_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
 impl OutboxConfig {
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
     }
 }
 

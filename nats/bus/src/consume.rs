@@ -11,7 +11,11 @@
 //!   brings back only the messages of an instance that died.
 //! - A message that does not decode, or that the actor [rejects](Outcome::Reject), is poison: it
 //!   is dead-lettered and terminated at once, and the rest of the batch carries on.
-//! - On shutdown the runner stops pulling and finishes the batch in hand.
+//! - A batch may linger ([`crate::config::ConsumeConfig`]): once its first message arrives, the
+//!   runner waits that long for more, up to the batch size, so that a moderate rate does not pay a
+//!   transaction per message.
+//! - On shutdown the runner stops pulling and finishes the batch in hand; messages still
+//!   lingering are not in hand: the server redelivers them after the ack wait.
 
 use std::time::Duration;
 
@@ -93,6 +97,7 @@ pub struct ConsumerRunner<E: Decode, H> {
     spec: ConsumerSpec,
     handler: H,
     batch_size: usize,
+    linger: Duration,
     events: std::marker::PhantomData<fn() -> E>,
 }
 
@@ -103,6 +108,7 @@ impl<E: Decode, H: HandleEvents<E>> ConsumerRunner<E, H> {
         spec: ConsumerSpec,
         handler: H,
         batch_size: usize,
+        linger: Duration,
     ) -> Self {
         Self {
             js,
@@ -110,6 +116,7 @@ impl<E: Decode, H: HandleEvents<E>> ConsumerRunner<E, H> {
             spec,
             handler,
             batch_size: batch_size.max(1),
+            linger,
             events: std::marker::PhantomData,
         }
     }
@@ -154,8 +161,17 @@ impl<E: Decode, H: HandleEvents<E>> ConsumerRunner<E, H> {
             self.spec.durable.to_owned(),
             shutdown.clone(),
         ));
-        // Whatever has arrived, up to a batch, without waiting for a full one.
-        let mut batches = messages.ready_chunks(self.batch_size);
+        // Up to a batch: what arrives within the linger of its first message, or without one,
+        // whatever has arrived.
+        let mut batches: futures::stream::BoxStream<'_, Vec<_>> = if self.linger.is_zero() {
+            Box::pin(messages.ready_chunks(self.batch_size))
+        } else {
+            Box::pin(tokio_stream::StreamExt::chunks_timeout(
+                messages,
+                self.batch_size,
+                self.linger,
+            ))
+        };
         tracing::info!(%durable, "consuming");
         loop {
             let batch = tokio::select! {

@@ -42,6 +42,6 @@ pub mod testing;
 pub mod topology;
 pub mod trace;
 
-pub use config::{NatsConfig, OutboxConfig, connect, connect_jetstream};
+pub use config::{ConsumeConfig, NatsConfig, OutboxConfig, connect, connect_jetstream};
 pub use error::NatsError;
 pub use namespace::Namespace;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use migration::Service;
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::config::ServiceConfig;
+use crate::config::{ConsumeConfig, ServiceConfig};
 use crate::consume::{ConsumerRunner, HandleEvents};
 use crate::relay::{self, OutboxRelay};
 use crate::topology::ConsumerSpec;
@@ -102,6 +102,7 @@ pub enum LifecycleError {
 pub struct Lifecycle {
     js: jetstream::Context,
     namespace: Namespace,
+    consume: ConsumeConfig,
     shutdown: CancellationToken,
     /// Stops the runners: cancelled by the shutdown, or by a runner that ends.
     consuming: CancellationToken,
@@ -111,11 +112,17 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// Runners on `js` in `namespace`, until `shutdown` is cancelled.
-    pub fn new(js: jetstream::Context, namespace: Namespace, shutdown: &CancellationToken) -> Self {
+    /// Runners on `js` in `namespace`, batching as `consume` says, until `shutdown` is cancelled.
+    pub fn new(
+        js: jetstream::Context,
+        namespace: Namespace,
+        consume: &ConsumeConfig,
+        shutdown: &CancellationToken,
+    ) -> Self {
         Self {
             js,
             namespace,
+            consume: consume.clone(),
             shutdown: shutdown.clone(),
             consuming: shutdown.child_token(),
             runners: Vec::new(),
@@ -123,7 +130,8 @@ impl Lifecycle {
         }
     }
 
-    /// Pulls `spec` in batches of up to `batch_size` and hands them to `handler`, from now on.
+    /// Pulls `spec` in batches of up to `batch_size` (each lingering as configured) and hands
+    /// them to `handler`, from now on.
     pub fn consume<E: Decode, H: HandleEvents<E>>(
         &mut self,
         spec: ConsumerSpec,
@@ -137,6 +145,7 @@ impl Lifecycle {
             spec,
             handler,
             batch_size,
+            self.consume.linger(),
         );
         let consuming = self.consuming.clone();
         let handle = tokio::spawn(async move {

@@ -7,7 +7,9 @@
 //! [`publish_pending`] is one round, a plain function tests can drive. [`OutboxRelay`] is the
 //! actor that runs rounds: woken by `LISTEN` on its service's channel (the schema's insert
 //! trigger notifies `larder_outbox_<schema>`, `migration::Service::outbox_channel`), with a
-//! fallback poll in case a wake-up is lost, and flushed on shutdown.
+//! fallback poll in case a wake-up is lost, and flushed on shutdown. A round starts a linger
+//! after its wake-up ([`OutboxConfig::linger_ms`]): at a moderate rate a round then takes several
+//! transactions' rows rather than one.
 //!
 //! The table holds only what is in flight. Every [`VACUUM_EVERY`] the relay vacuums it
 //! ([`vacuum_outbox`]), so the claim never walks the dead index entries of rows published long
@@ -267,7 +269,19 @@ impl OutboxRelay {
 
     fn queue_drain(&self, ctx: &mut Context<Self>) {
         if !self.drain_queued.swap(true, Ordering::AcqRel) {
-            ctx.notify(Drain);
+            self.drain_after_linger(ctx);
+        }
+    }
+
+    /// Drains once the linger has passed ([`OutboxConfig::linger_ms`]), so that a round takes
+    /// what commits meanwhile. A timer, not a wait inside the drain: the actor stays free, and a
+    /// [`FlushAndStop`] goes ahead of it. Wake-ups meanwhile find the drain queued.
+    fn drain_after_linger(&self, ctx: &mut Context<Self>) {
+        match self.config.linger() {
+            linger if linger.is_zero() => ctx.notify(Drain),
+            linger => {
+                ctx.notify_later(Drain, linger);
+            }
         }
     }
 }
@@ -276,8 +290,9 @@ impl Actor for OutboxRelay {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Rows left by a previous run go out first.
-        self.queue_drain(ctx);
+        // Rows left by a previous run go out first, with no linger.
+        self.drain_queued.store(true, Ordering::Release);
+        ctx.notify(Drain);
         ctx.run_interval(self.config.poll_interval(), |relay, ctx| {
             relay.queue_drain(ctx)
         });
@@ -351,7 +366,7 @@ async fn listen_for_inserts(
             match listener.recv().await {
                 Ok(_) => {
                     if !drain_queued.swap(true, Ordering::AcqRel) {
-                        relay.do_send(Drain);
+                        relay.do_send(Woken);
                     }
                 }
                 Err(error) => {
@@ -360,6 +375,19 @@ async fn listen_for_inserts(
                 }
             }
         }
+    }
+}
+
+/// An insert was notified (and the drain flag set): drain after the linger.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Woken;
+
+impl Handler<Woken> for OutboxRelay {
+    type Result = ();
+
+    fn handle(&mut self, _: Woken, ctx: &mut Self::Context) {
+        self.drain_after_linger(ctx);
     }
 }
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServiceConfig;
 use crate::outbox::Outbox;
 use crate::relay;
-use crate::{Namespace, NatsConfig, OutboxConfig, topology};
+use crate::{ConsumeConfig, Namespace, NatsConfig, OutboxConfig, topology};
 
 mod server;
 
@@ -90,6 +90,7 @@ impl TestNats {
                 poll_interval_ms: 100,
                 ..OutboxConfig::default()
             },
+            consume: ConsumeConfig::default(),
             settings,
         }
     }

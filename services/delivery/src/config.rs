@@ -17,6 +17,14 @@ pub struct DeliverySettings {
         default_value_t = 5000
     )]
     pub deliver_delay_ms: u64,
+    /// The timer takes steps on a grid of this many milliseconds: a step is up to this late, and
+    /// the steps falling due within one slot share a transaction instead of one each.
+    #[arg(
+        long = "delivery-timer-slot-ms",
+        env = "DELIVERY_TIMER_SLOT_MS",
+        default_value_t = 10
+    )]
+    pub timer_slot_ms: u64,
 }
 
 impl Default for DeliverySettings {

@@ -213,6 +213,7 @@ mod tests {
         DeliverySettings {
             dispatch_delay_ms: 2_000,
             deliver_delay_ms: 5_000,
+            ..DeliverySettings::default()
         }
     }
 
@@ -274,6 +275,7 @@ mod tests {
         let absurd = DeliverySettings {
             dispatch_delay_ms: u64::MAX,
             deliver_delay_ms: 0,
+            ..DeliverySettings::default()
         };
         assert_eq!(
             next_step_at(Pending, t0, &absurd),

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use larder_bus::Namespace;
 use larder_bus::lifecycle::{self, Connections, Gone, Lifecycle};
 use larder_bus::outbox::Outbox;
 use larder_bus::relay::{self, OutboxRelay};
 use larder_bus::service::CommandService;
 use larder_bus::topology;
+use larder_bus::{ConsumeConfig, Namespace};
 use larder_contract::Envelope;
 use larder_contract::events::{OrderCancelled, OrderConfirmed};
 use migration::Service;
@@ -31,6 +31,7 @@ pub struct Application {
     pub db: DatabaseConnection,
     pub jetstream: async_nats::jetstream::Context,
     namespace: Namespace,
+    consume: ConsumeConfig,
     relay: Addr<OutboxRelay>,
     timer: Addr<DeliveryTimer>,
     timer_gone: Gone,
@@ -70,6 +71,7 @@ impl Application {
             db,
             jetstream,
             namespace,
+            consume: config.consume.clone(),
             relay,
             timer,
             timer_gone,
@@ -84,7 +86,12 @@ impl Application {
     /// step due later waits in the database for the next instance), flush the outbox. A
     /// consumer that stops on its own (it cannot pull) stops the service with an error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut lifecycle = Lifecycle::new(self.jetstream.clone(), self.namespace, &shutdown);
+        let mut lifecycle = Lifecycle::new(
+            self.jetstream.clone(),
+            self.namespace,
+            &self.consume,
+            &shutdown,
+        );
         lifecycle.consume::<Envelope<OrderConfirmed>, _>(
             topology::DELIVERY_ORDERS_CONFIRMED,
             self.shipments.clone(),

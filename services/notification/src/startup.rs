@@ -28,6 +28,7 @@ pub struct Application {
     /// The `stock.low` consumer this instance pulls (the service's retry schedule).
     pub consumer: ConsumerSpec,
     namespace: larder_bus::Namespace,
+    consume: larder_bus::ConsumeConfig,
     batch_size: usize,
     relay: Addr<OutboxRelay>,
     notifier: Addr<NotifierActor>,
@@ -80,6 +81,7 @@ impl Application {
             jetstream,
             consumer,
             namespace: config.nats.namespace.clone(),
+            consume: config.consume.clone(),
             // Small batches: sending is slow, and the ack timers of pulled messages are running.
             batch_size: settings.batch_size,
             relay,
@@ -96,7 +98,12 @@ impl Application {
     /// and wait until it is gone (it owns lettre's pooled transport, which panics if dropped
     /// outside the runtime), flush the outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut lifecycle = Lifecycle::new(self.jetstream.clone(), self.namespace, &shutdown);
+        let mut lifecycle = Lifecycle::new(
+            self.jetstream.clone(),
+            self.namespace,
+            &self.consume,
+            &shutdown,
+        );
         lifecycle.consume(
             self.consumer,
             self.notifier

@@ -133,7 +133,12 @@ impl Application {
             Outbox::new(namespace.clone()),
             pushes.clone(),
         );
-        let mut lifecycle = Lifecycle::new(self.jetstream.clone(), namespace.clone(), &shutdown);
+        let mut lifecycle = Lifecycle::new(
+            self.jetstream.clone(),
+            namespace.clone(),
+            &self.config.consume,
+            &shutdown,
+        );
         if self.config.settings.api_only {
             tracing::info!("API only: this instance consumes no order events");
         } else {

@@ -3,13 +3,13 @@
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use larder_bus::Namespace;
 use larder_bus::lifecycle::{Connections, Lifecycle};
 use larder_bus::outbox::Outbox;
 use larder_bus::push::Pusher;
 use larder_bus::relay::{self, OutboxRelay};
 use larder_bus::service::CommandService;
 use larder_bus::topology;
+use larder_bus::{ConsumeConfig, Namespace};
 use migration::Service;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ pub struct Application {
     pub db: DatabaseConnection,
     pub jetstream: async_nats::jetstream::Context,
     namespace: Namespace,
+    consume: ConsumeConfig,
     batch_size: usize,
     relay: Addr<OutboxRelay>,
     reservations: ReserveOrders,
@@ -49,6 +50,7 @@ impl Application {
             db,
             jetstream,
             namespace,
+            consume: config.consume.clone(),
             batch_size: config.settings.batch_size,
             relay,
             reservations,
@@ -62,7 +64,12 @@ impl Application {
     /// batches in hand, stop serving commands, flush the outbox. A consumer that stops on its
     /// own (it cannot pull) stops the service with an error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut lifecycle = Lifecycle::new(self.jetstream.clone(), self.namespace, &shutdown);
+        let mut lifecycle = Lifecycle::new(
+            self.jetstream.clone(),
+            self.namespace,
+            &self.consume,
+            &shutdown,
+        );
         lifecycle.consume(
             topology::STOCK_ORDERS_CREATED,
             self.reservations,

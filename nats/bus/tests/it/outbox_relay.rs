@@ -244,6 +244,7 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
     let config = OutboxConfig {
         batch_size: 100,
         poll_interval_ms: 3_600_000,
+        ..OutboxConfig::default()
     };
     let relay = OutboxRelay::new(
         db.clone(),
@@ -253,6 +254,24 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
     )
     .start();
     // Insert only once the relay listens, or the wake-up could be missed by design.
+    until_listening(&test_db).await;
+
+    outbox.enqueue(&db, &cancelled(1)).await.unwrap();
+
+    eventually("the outbox is published", || async {
+        unpublished(&db).await == 0
+    })
+    .await;
+    assert_eq!(orders_stream(&nats).await.len(), 1);
+
+    outbox.enqueue(&db, &cancelled(2)).await.unwrap();
+    relay.send(FlushAndStop).await.unwrap().unwrap();
+    assert_eq!(unpublished(&db).await, 0, "flushed before stopping");
+    assert_eq!(orders_stream(&nats).await.len(), 2);
+}
+
+/// Waits until a relay of `test_db` listens for its outbox's inserts.
+async fn until_listening(test_db: &TestDatabase) {
     eventually("the relay listens", || async {
         let row = test_db
             .db
@@ -267,17 +286,39 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
         row.try_get_by_index::<i64>(0).unwrap() > 0
     })
     .await;
+}
+
+#[actix::test]
+async fn a_woken_relay_lingers_before_its_round_but_its_shutdown_flush_does_not() {
+    let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
+    let db = test_db.connect(Service::Order).await;
+    let outbox = Outbox::new(nats.namespace().clone());
+    let config = OutboxConfig {
+        poll_interval_ms: 3_600_000,
+        linger_ms: 60_000,
+        ..OutboxConfig::default()
+    };
+    let relay = OutboxRelay::new(
+        db.clone(),
+        nats.jetstream.clone(),
+        config,
+        Service::Order.outbox_channel(),
+    )
+    .start();
+    until_listening(&test_db).await;
 
     outbox.enqueue(&db, &cancelled(1)).await.unwrap();
-
-    eventually("the outbox is published", || async {
-        unpublished(&db).await == 0
-    })
-    .await;
-    assert_eq!(orders_stream(&nats).await.len(), 1);
-
     outbox.enqueue(&db, &cancelled(2)).await.unwrap();
-    relay.send(FlushAndStop).await.unwrap().unwrap();
+    // Woken, the relay waits out its linger: nothing is published yet.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(unpublished(&db).await, 2, "the round waits for its linger");
+
+    // The shutdown flush goes ahead of the lingering round.
+    tokio::time::timeout(std::time::Duration::from_secs(20), relay.send(FlushAndStop))
+        .await
+        .expect("the flush does not wait for the linger")
+        .unwrap()
+        .unwrap();
     assert_eq!(unpublished(&db).await, 0, "flushed before stopping");
     assert_eq!(orders_stream(&nats).await.len(), 2);
 }

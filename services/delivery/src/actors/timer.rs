@@ -4,8 +4,11 @@
 //! restart could lose. A round claims due shipments with `FOR UPDATE SKIP LOCKED`
 //! ([`store::advance_due`]), so instances running side by side never take a step twice. Rounds run
 //! every [`POLL_INTERVAL`] (shipments created by other instances, or before a restart) and at the
-//! due time of the shipments this instance created or advanced, so steps happen on time.
+//! due time of the shipments this instance created or advanced, so steps happen on time: at the
+//! end of the due time's slot ([`DeliverySettings::timer_slot_ms`]), one round for every step due
+//! in it.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -30,6 +33,8 @@ pub struct DeliveryTimer {
     settings: DeliverySettings,
     /// Set while a round is queued, so a burst of wake-ups queues one round, not many.
     round_queued: bool,
+    /// The slots a wake-up is scheduled for: one timer per slot, however many steps fall in it.
+    wakes: BTreeSet<DateTime<Utc>>,
     /// Dropped with the timer: tells shutdown it is gone.
     _gone: GoneGuard,
 }
@@ -46,6 +51,7 @@ impl DeliveryTimer {
             outbox,
             settings,
             round_queued: false,
+            wakes: BTreeSet::new(),
             _gone: gone,
         }
     }
@@ -58,8 +64,15 @@ impl DeliveryTimer {
     }
 
     fn wake_at(&mut self, at: DateTime<Utc>, ctx: &mut Context<Self>) {
-        let delay = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        ctx.run_later(delay, |timer, ctx| timer.queue_round(ctx));
+        let slot = slot_end(at, self.settings.timer_slot_ms);
+        if !self.wakes.insert(slot) {
+            return;
+        }
+        let delay = (slot - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        ctx.run_later(delay, move |timer, ctx| {
+            timer.wakes.remove(&slot);
+            timer.queue_round(ctx);
+        });
     }
 }
 
@@ -128,6 +141,17 @@ impl Handler<Stop> for DeliveryTimer {
     }
 }
 
+/// The end of the slot of `slot_ms` milliseconds that holds `at`: the earliest wake-up on the
+/// grid at or after `at` (a slot of 0 is taken as 1 ms).
+pub fn slot_end(at: DateTime<Utc>, slot_ms: u64) -> DateTime<Utc> {
+    let slot_ms = i64::try_from(slot_ms.max(1)).unwrap_or(i64::MAX);
+    let start = at.timestamp_millis().div_euclid(slot_ms).saturating_mul(slot_ms);
+    match DateTime::from_timestamp_millis(start) {
+        Some(start) if start == at => at,
+        _ => DateTime::from_timestamp_millis(start.saturating_add(slot_ms)).unwrap_or(at),
+    }
+}
+
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default)]
 struct Round {
@@ -155,5 +179,43 @@ async fn run_round(
         if (advanced.len() as u64) < ROUND_BATCH {
             return Ok(round);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn at(millis: i64, extra_nanos: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(millis).unwrap() + TimeDelta::nanoseconds(extra_nanos)
+    }
+
+    #[test]
+    fn a_step_wakes_at_the_end_of_its_slot_never_before_it_and_less_than_a_slot_after() {
+        for (due, expected) in [
+            (at(1_000, 0), at(1_000, 0)),
+            (at(1_000, 1), at(1_010, 0)),
+            (at(1_001, 0), at(1_010, 0)),
+            (at(1_009, 999_999), at(1_010, 0)),
+            (at(1_010, 0), at(1_010, 0)),
+        ] {
+            let wake = slot_end(due, 10);
+            assert_eq!(wake, expected, "{due}");
+            assert!(wake >= due && wake - due < TimeDelta::milliseconds(10));
+        }
+    }
+
+    #[test]
+    fn steps_due_within_one_slot_share_its_wake_up() {
+        let wakes: BTreeSet<_> = (0..10).map(|ms| slot_end(at(2_001 + ms, 0), 10)).collect();
+        assert_eq!(wakes.len(), 1, "{wakes:?}");
+    }
+
+    #[test]
+    fn a_slot_of_zero_wakes_on_the_millisecond() {
+        assert_eq!(slot_end(at(5_000, 300), 0), at(5_001, 0));
+        assert_eq!(slot_end(at(5_000, 0), 0), at(5_000, 0));
     }
 }

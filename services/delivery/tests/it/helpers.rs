@@ -28,6 +28,7 @@ pub fn courier(dispatch_delay_ms: u64, deliver_delay_ms: u64) -> DeliverySetting
     DeliverySettings {
         dispatch_delay_ms,
         deliver_delay_ms,
+        ..DeliverySettings::default()
     }
 }
 
