@@ -7,7 +7,8 @@ use larder_bus::topology::STOCK_ORDERS_CANCELLED;
 use larder_contract::Envelope;
 use larder_contract::events::OrderCancelled;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+
+use crate::outbox_relay::cancelled;
 
 /// Answers `Done` and remembers the size of every batch it was handed.
 #[derive(Clone, Default)]
@@ -24,17 +25,6 @@ impl HandleEvents<Envelope<OrderCancelled>> for BatchSizes {
         self.0.lock().unwrap().push(batch.len());
         vec![Outcome::Done; batch.len()]
     }
-}
-
-fn cancelled() -> Envelope<OrderCancelled> {
-    Envelope::new(
-        OrderCancelled {
-            order_id: Uuid::new_v4(),
-            merchant_id: 1,
-            release_stock: true,
-        },
-        None,
-    )
 }
 
 /// Runs a consumer of `orders.cancelled` with `linger` until the returned token is cancelled.
@@ -69,7 +59,7 @@ async fn a_lingering_batch_takes_what_arrives_within_the_linger_and_no_more() {
     // Three events 50 ms apart: one batch. Then, well after the linger, a fourth: its own batch,
     // handled without waiting for the batch to fill.
     for _ in 0..3 {
-        t.publish(&cancelled()).await;
+        t.publish(&cancelled(1)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eventually("the first batch is handled", || async {
@@ -77,7 +67,7 @@ async fn a_lingering_batch_takes_what_arrives_within_the_linger_and_no_more() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    t.publish(&cancelled()).await;
+    t.publish(&cancelled(1)).await;
     t.wait_until_consumed(STOCK_ORDERS_CANCELLED, Duration::from_secs(10))
         .await;
     stop.cancel();

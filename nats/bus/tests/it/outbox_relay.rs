@@ -13,7 +13,7 @@ use migration::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use uuid::Uuid;
 
-fn cancelled(merchant_id: i64) -> Envelope<OrderCancelled> {
+pub fn cancelled(merchant_id: i64) -> Envelope<OrderCancelled> {
     Envelope::new(
         OrderCancelled {
             order_id: Uuid::new_v4(),
@@ -240,21 +240,7 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
     let (test_db, nats) = (TestDatabase::new().await, TestNats::new().await);
     let db = test_db.connect(Service::Order).await;
     let outbox = Outbox::new(nats.namespace().clone());
-    // A poll interval far beyond the test: only LISTEN/NOTIFY can wake the relay in time.
-    let config = OutboxConfig {
-        batch_size: 100,
-        poll_interval_ms: 3_600_000,
-        ..OutboxConfig::default()
-    };
-    let relay = OutboxRelay::new(
-        db.clone(),
-        nats.jetstream.clone(),
-        config,
-        Service::Order.outbox_channel(),
-    )
-    .start();
-    // Insert only once the relay listens, or the wake-up could be missed by design.
-    until_listening(&test_db).await;
+    let relay = start_listening_relay(&test_db, &db, &nats, OutboxConfig::default()).await;
 
     outbox.enqueue(&db, &cancelled(1)).await.unwrap();
 
@@ -270,8 +256,26 @@ async fn the_relay_actor_is_woken_by_an_insert_and_flushes_on_shutdown() {
     assert_eq!(orders_stream(&nats).await.len(), 2);
 }
 
-/// Waits until a relay of `test_db` listens for its outbox's inserts.
-async fn until_listening(test_db: &TestDatabase) {
+/// Starts a relay actor on `db` with `config`, whose fallback poll is pushed far beyond the test
+/// (only LISTEN/NOTIFY can wake it in time), and returns once it listens: an insert before that
+/// could miss its wake-up, by design.
+async fn start_listening_relay(
+    test_db: &TestDatabase,
+    db: &sea_orm::DatabaseConnection,
+    nats: &TestNats,
+    config: OutboxConfig,
+) -> actix::Addr<OutboxRelay> {
+    let config = OutboxConfig {
+        poll_interval_ms: 3_600_000,
+        ..config
+    };
+    let relay = OutboxRelay::new(
+        db.clone(),
+        nats.jetstream.clone(),
+        config,
+        Service::Order.outbox_channel(),
+    )
+    .start();
     eventually("the relay listens", || async {
         let row = test_db
             .db
@@ -286,6 +290,7 @@ async fn until_listening(test_db: &TestDatabase) {
         row.try_get_by_index::<i64>(0).unwrap() > 0
     })
     .await;
+    relay
 }
 
 #[actix::test]
@@ -294,18 +299,10 @@ async fn a_woken_relay_lingers_before_its_round_but_its_shutdown_flush_does_not(
     let db = test_db.connect(Service::Order).await;
     let outbox = Outbox::new(nats.namespace().clone());
     let config = OutboxConfig {
-        poll_interval_ms: 3_600_000,
         linger_ms: 60_000,
         ..OutboxConfig::default()
     };
-    let relay = OutboxRelay::new(
-        db.clone(),
-        nats.jetstream.clone(),
-        config,
-        Service::Order.outbox_channel(),
-    )
-    .start();
-    until_listening(&test_db).await;
+    let relay = start_listening_relay(&test_db, &db, &nats, config).await;
 
     outbox.enqueue(&db, &cancelled(1)).await.unwrap();
     outbox.enqueue(&db, &cancelled(2)).await.unwrap();

@@ -145,7 +145,10 @@ impl Handler<Stop> for DeliveryTimer {
 /// grid at or after `at` (a slot of 0 is taken as 1 ms).
 pub fn slot_end(at: DateTime<Utc>, slot_ms: u64) -> DateTime<Utc> {
     let slot_ms = i64::try_from(slot_ms.max(1)).unwrap_or(i64::MAX);
-    let start = at.timestamp_millis().div_euclid(slot_ms).saturating_mul(slot_ms);
+    let start = at
+        .timestamp_millis()
+        .div_euclid(slot_ms)
+        .saturating_mul(slot_ms);
     match DateTime::from_timestamp_millis(start) {
         Some(start) if start == at => at,
         _ => DateTime::from_timestamp_millis(start.saturating_add(slot_ms)).unwrap_or(at),
