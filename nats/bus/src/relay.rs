@@ -277,11 +277,11 @@ impl OutboxRelay {
     /// what commits meanwhile. A timer, not a wait inside the drain: the actor stays free, and a
     /// [`FlushAndStop`] goes ahead of it. Wake-ups meanwhile find the drain queued.
     fn drain_after_linger(&self, ctx: &mut Context<Self>) {
-        match self.config.linger() {
-            linger if linger.is_zero() => ctx.notify(Drain),
-            linger => {
-                ctx.notify_later(Drain, linger);
-            }
+        let linger = self.config.linger();
+        if linger.is_zero() {
+            ctx.notify(Drain);
+        } else {
+            ctx.notify_later(Drain, linger);
         }
     }
 }

@@ -143,7 +143,7 @@ impl Handler<Stop> for DeliveryTimer {
 
 /// The end of the slot of `slot_ms` milliseconds that holds `at`: the earliest wake-up on the
 /// grid at or after `at` (a slot of 0 is taken as 1 ms).
-pub fn slot_end(at: DateTime<Utc>, slot_ms: u64) -> DateTime<Utc> {
+fn slot_end(at: DateTime<Utc>, slot_ms: u64) -> DateTime<Utc> {
     let slot_ms = i64::try_from(slot_ms.max(1)).unwrap_or(i64::MAX);
     let start = at
         .timestamp_millis()
