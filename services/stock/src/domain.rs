@@ -440,9 +440,9 @@ pub struct ReservationPlan {
 /// A batch of `orders.created` on its way to a [`ReservationPlan`]. The store learns the facts
 /// in the order it may lock them, and tells the batch each in turn:
 ///
-/// 1. [`ReservationBatch::new`]: which events the inbox took as new (duplicates drop out);
+/// 1. [`ReservationBatch::new`]: which events were not decided before (the others drop out);
 /// 2. [`ReservationBatch::skip`]: which of the remaining orders were cancelled before, or have
-///    reserved already (lock [`ReservationBatch::open_orders`] first);
+///    reserved already;
 /// 3. [`ReservationBatch::plan`]: the levels of [`ReservationBatch::ingredient_ids`], locked.
 #[derive(Clone, Debug)]
 pub struct ReservationBatch<'a> {
@@ -452,8 +452,8 @@ pub struct ReservationBatch<'a> {
 }
 
 impl<'a> ReservationBatch<'a> {
-    /// `orders` with their event ids, in stream order; `new_events` the ids the inbox recorded
-    /// as new.
+    /// `orders` with their event ids, in stream order; `new_events` the ids the inbox does not
+    /// hold.
     pub fn new(
         orders: impl IntoIterator<Item = (Uuid, &'a OrderCreated)>,
         new_events: &HashSet<Uuid>,

@@ -58,36 +58,41 @@ pub enum Released {
 /// Reserves a batch of orders in the caller's transaction, in stream order, and returns what
 /// happened to each, in the same order (SPEC §5 rules 1-3).
 ///
-/// The ingredient rows the batch touches are locked once, then [`ReservationBatch::plan`]
-/// evaluates every order in memory against the levels the orders before it left, then the plan
-/// is written: the stock movements, the new levels and alert states, the outbox events
-/// (carrying each incoming envelope's `correlation_id`) and the inbox records. Either all of it
-/// commits or none does; the caller acks after the commit.
+/// The batch's orders are locked first, so what any other transaction decided for them has
+/// committed (or waits for this one). Then [`ReservationBatch::plan`] evaluates every order not
+/// decided before in memory against the levels the orders before it left, on the ingredient rows
+/// the batch touches, locked once, and the plan is written: the stock movements, the new levels and
+/// alert states, the outbox events (carrying each incoming envelope's `correlation_id`) and the
+/// inbox records of the decisions that wrote no movement. Either all of it commits or none does;
+/// the caller acks after the commit.
 pub async fn reserve_orders(
     txn: &DatabaseTransaction,
     outbox: &Outbox,
     orders: &[Envelope<OrderCreated>],
 ) -> Result<Vec<Reserved>, DbErr> {
-    // SPEC §5 rule 1: the inbox record commits with the effects, so a redelivery (same envelope
-    // id, whatever its Nats-Msg-Id) finds it and changes nothing.
+    // The cancel race (SPEC §5 rule 4) and a redelivery handled by another instance at the same
+    // time: once the orders' locks are held, a cancellation or an earlier decision either
+    // committed before (visible: each statement of a READ COMMITTED transaction sees what
+    // committed before it started) or will run after this transaction.
+    let order_ids: BTreeSet<Uuid> = orders.iter().map(|o| o.data.order_id).collect();
+    lock_orders(txn, &order_ids).await?;
+    // SPEC §5 rule 1 by two keys. A reservation is unique per order: its movements say it was
+    // made, so a confirmed order needs no inbox row. A decision that wrote no movement (a
+    // rejection) left its envelope id in the inbox.
     let event_ids: BTreeSet<Uuid> = orders.iter().map(|o| o.id).collect();
-    let new_events = record_events(txn, RESERVATIONS_CONSUMER, &event_ids).await?;
+    // By index, however large the inbox and the movements have grown (see `probe_by_index`).
+    probe_by_index(txn).await?;
+    let decided = find_recorded(txn, RESERVATIONS_CONSUMER, &event_ids).await?;
+    let cancelled = find_recorded(txn, CANCELLED_ORDER_MARKER, &order_ids).await?;
+    let already_reserved = find_orders_with(txn, &order_ids, Reason::Reserve).await?;
+    scans_allowed(txn).await?;
+    let new_events: HashSet<Uuid> = event_ids
+        .iter()
+        .filter(|id| !decided.contains(id))
+        .copied()
+        .collect();
     let mut batch = ReservationBatch::new(orders.iter().map(|o| (o.id, &o.data)), &new_events);
-
-    if batch.has_open() {
-        // The cancel race (SPEC §5 rule 4): once the order's lock is held, a cancellation
-        // either committed before (its marker is visible: each statement of a READ COMMITTED
-        // transaction sees what committed before it started) or will run after this
-        // transaction.
-        let order_ids = batch.open_orders();
-        lock_orders(txn, &order_ids).await?;
-        // By index, however large the inbox and the movements have grown (see `probe_by_index`).
-        probe_by_index(txn).await?;
-        let cancelled = find_cancelled_orders(txn, &order_ids).await?;
-        let already_reserved = find_orders_with(txn, &order_ids, Reason::Reserve).await?;
-        scans_allowed(txn).await?;
-        batch.skip(&cancelled, &already_reserved);
-    }
+    batch.skip(&cancelled, &already_reserved);
     if !batch.has_open() {
         // Every entry is decided already: the plan needs no levels, so none are locked.
         return Ok(batch.plan([]).outcomes.iter().map(reserved).collect());
@@ -109,6 +114,7 @@ pub async fn reserve_orders(
     let mut confirmed = Vec::new();
     let mut rejected = Vec::new();
     let mut low = Vec::new();
+    let mut unkeyed = BTreeSet::new();
     for (cause, outcome) in orders.iter().zip(&plan.outcomes) {
         // Only an evaluated order causes events (and gets a span).
         if matches!(
@@ -162,6 +168,10 @@ pub async fn reserve_orders(
                     },
                     cause,
                 ));
+                if reservation.amounts.is_empty() {
+                    // Nothing to reserve, so no movement keys the decision.
+                    unkeyed.insert(cause.id);
+                }
                 tracing::debug!("reserved");
             }
             ReservationOutcome::Rejected(Shortages(shortages)) => {
@@ -173,6 +183,7 @@ pub async fn reserve_orders(
                     },
                     cause,
                 ));
+                unkeyed.insert(cause.id);
                 tracing::debug!("rejected: short of stock");
             }
             ReservationOutcome::Duplicate | ReservationOutcome::Cancelled => {}
@@ -182,6 +193,7 @@ pub async fn reserve_orders(
     let updates: Vec<(i64, &Level)> = plan.levels.iter().map(|(id, level)| (*id, level)).collect();
     update_levels(txn, &updates).await?;
     insert_movements(txn, &movements).await?;
+    record_events(txn, RESERVATIONS_CONSUMER, &unkeyed).await?;
     for chunk in confirmed.chunks(ROWS_PER_STATEMENT) {
         outbox.enqueue_all(txn, chunk).await?;
     }
@@ -338,25 +350,27 @@ async fn lock_orders(txn: &DatabaseTransaction, order_ids: &BTreeSet<Uuid>) -> R
     Ok(())
 }
 
-/// The orders among `order_ids` that were cancelled before they reserved anything.
-async fn find_cancelled_orders(
+/// The ids among `ids` recorded in `consumer`'s inbox: events, or for
+/// [`CANCELLED_ORDER_MARKER`] the orders cancelled before they reserved anything.
+async fn find_recorded(
     txn: &DatabaseTransaction,
-    order_ids: &BTreeSet<Uuid>,
+    consumer: &str,
+    ids: &BTreeSet<Uuid>,
 ) -> Result<HashSet<Uuid>, DbErr> {
-    let mut cancelled = HashSet::new();
-    let ids: Vec<Uuid> = order_ids.iter().copied().collect();
+    let mut recorded = HashSet::new();
+    let ids: Vec<Uuid> = ids.iter().copied().collect();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let found: Vec<Uuid> = inbox_table::Entity::find()
             .select_only()
             .column(inbox_table::Column::EventId)
-            .filter(inbox_table::Column::Consumer.eq(CANCELLED_ORDER_MARKER))
+            .filter(inbox_table::Column::Consumer.eq(consumer))
             .filter(inbox_table::Column::EventId.is_in(chunk.iter().copied()))
             .into_tuple()
             .all(txn)
             .await?;
-        cancelled.extend(found);
+        recorded.extend(found);
     }
-    Ok(cancelled)
+    Ok(recorded)
 }
 
 /// The orders among `order_ids` that have a movement with this reason.

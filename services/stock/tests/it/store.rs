@@ -2,19 +2,23 @@
 
 use larder_bus::outbox::Outbox;
 use larder_bus::testing::sequential_scans;
+use larder_contract::Envelope;
+use larder_contract::events::OrderCreated;
+use larder_contract::subjects;
 use migration::Service;
 use migration::testing::TestDatabase;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 use stock::store::{self, IngredientSeed, Released, Reserved, RestockError};
 
-use entities::{ingredients, stock_movements};
+use entities::{inbox, ingredients, outbox, stock_movements};
+use uuid::Uuid;
 
 use crate::helpers::{
     Catalogue, MERCHANT_EMAIL, MERCHANT_ID, assert_movements_sum_to_stock, burger_seeds,
-    cancellation, seed_burger_stock,
+    cancellation, movements_of_order, seed_burger_stock,
 };
 
 /// Reserves `burgers` burgers through the store, as the reservation actor would.
@@ -375,4 +379,100 @@ async fn batches_find_an_orders_movements_by_index_after_the_table_grew() {
         "no sequential scan of the movements"
     );
     txn.rollback().await.unwrap();
+}
+
+/// Runs one batch through the reservation store in a transaction of its own.
+async fn reserve(db: &DatabaseConnection, orders: &[Envelope<OrderCreated>]) -> Vec<Reserved> {
+    let txn = db.begin().await.unwrap();
+    let reserved = store::reserve_orders(&txn, &Outbox::default(), orders)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    reserved
+}
+
+/// The ids the reservations consumer recorded in the inbox.
+async fn reservation_inbox(db: &DatabaseConnection) -> Vec<Uuid> {
+    inbox::Entity::find()
+        .filter(inbox::Column::Consumer.eq(store::RESERVATIONS_CONSUMER))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.event_id)
+        .collect()
+}
+
+/// How many events the outbox holds on `subject`.
+async fn outbox_events_on(db: &DatabaseConnection, subject: &str) -> u64 {
+    outbox::Entity::find()
+        .filter(outbox::Column::Subject.eq(subject))
+        .count(db)
+        .await
+        .unwrap()
+}
+
+#[actix::test]
+async fn a_confirmed_order_is_known_by_its_movements_and_writes_no_inbox_row() {
+    let test_db = TestDatabase::new().await;
+    let db = &test_db.connect(Service::Stock).await;
+    let catalogue = seed_burger_stock(db).await;
+    let order = catalogue.burger_order(2);
+
+    assert_eq!(
+        reserve(db, std::slice::from_ref(&order)).await,
+        [Reserved::Confirmed]
+    );
+    assert!(
+        reservation_inbox(db).await.is_empty(),
+        "the movements key it"
+    );
+
+    // The same envelope again, alone and beside a copy of itself.
+    assert_eq!(
+        reserve(db, std::slice::from_ref(&order)).await,
+        [Reserved::Duplicate]
+    );
+    assert_eq!(
+        reserve(db, &[order.clone(), order.clone()]).await,
+        [Reserved::Duplicate, Reserved::Duplicate]
+    );
+    assert_eq!(movements_of_order(db, order.data.order_id).await.len(), 3);
+    assert_eq!(outbox_events_on(db, subjects::ORDERS_CONFIRMED).await, 1);
+    assert_movements_sum_to_stock(db).await;
+}
+
+#[actix::test]
+async fn a_rejected_order_redelivered_after_a_restock_is_not_decided_again() {
+    // Arrange: 60 burgers against onion for 50: rejected.
+    let test_db = TestDatabase::new().await;
+    let db = &test_db.connect(Service::Stock).await;
+    let catalogue = seed_burger_stock(db).await;
+    let order = catalogue.burger_order(60);
+    assert_eq!(
+        reserve(db, std::slice::from_ref(&order)).await,
+        [Reserved::Rejected]
+    );
+    assert_eq!(
+        reservation_inbox(db).await,
+        [order.id],
+        "no movement keys it"
+    );
+
+    // Act: onion for 100 burgers now, and the same envelope again.
+    restock(db, MERCHANT_ID, catalogue.onion.id, 1_000)
+        .await
+        .unwrap();
+    let again = reserve(db, std::slice::from_ref(&order)).await;
+
+    // Assert: the rejection stands; a second decision would confirm it.
+    assert_eq!(again, [Reserved::Duplicate]);
+    assert!(movements_of_order(db, order.data.order_id).await.is_empty());
+    assert_eq!(outbox_events_on(db, subjects::ORDERS_REJECTED).await, 1);
+    assert_eq!(outbox_events_on(db, subjects::ORDERS_CONFIRMED).await, 0);
+    assert_eq!(
+        reserve(db, &[catalogue.burger_order(60)]).await,
+        [Reserved::Confirmed],
+        "a new order of the same size fits now"
+    );
 }
