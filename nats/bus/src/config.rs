@@ -34,7 +34,7 @@ pub struct NatsConfig {
         default_value_t = 1
     )]
     pub replicas: usize,
-    /// How long streams keep messages.
+    /// How long streams keep messages; inbox rows are kept twice as long (`inbox::retention`).
     #[arg(id = "nats_max_age_secs", long = "nats-max-age-secs", env = "NATS_MAX_AGE_SECS", default_value_t = 7 * 24 * 3600)]
     pub max_age_secs: u64,
     /// Window in which the server drops a re-published Nats-Msg-Id as a duplicate.

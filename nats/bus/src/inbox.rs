@@ -5,6 +5,7 @@
 //! carries a new `Nats-Msg-Id` but is still recognised.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use uuid::Uuid;
@@ -77,4 +78,25 @@ pub async fn record_all(
         }
     }
     Ok(new)
+}
+
+/// How long an inbox row must be kept, given the streams' max age (`NATS_MAX_AGE_SECS`). An
+/// event handled at `t` was published before `t`, so its stream copy (a redelivery, a producer's
+/// re-publish) is gone by `t + max_age`; a dead letter of that copy, the one way it can come back
+/// later, is replayable for at most another `max_age`. After both, its row guards nothing.
+pub fn retention(stream_max_age: Duration) -> Duration {
+    stream_max_age.saturating_mul(2)
+}
+
+/// Deletes the rows processed more than `keep` ago and returns how many went: without it the
+/// table grows with every event a service ever recorded.
+pub async fn prune(db: &impl ConnectionTrait, keep: Duration) -> Result<u64, DbErr> {
+    let result = db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM inbox WHERE processed_at < now() - make_interval(secs => $1)",
+            [keep.as_secs_f64().into()],
+        ))
+        .await?;
+    Ok(result.rows_affected())
 }

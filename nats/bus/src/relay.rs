@@ -14,9 +14,14 @@
 //! The table holds only what is in flight. Every [`VACUUM_EVERY`] the relay vacuums it
 //! ([`vacuum_outbox`]), so the claim never walks the dead index entries of rows published long
 //! ago (this project's PostgreSQL may run without autovacuum).
+//!
+//! Started by [`start`], the relay also keeps its service's inbox bounded: at start and every
+//! [`PRUNE_INBOX_EVERY`] it deletes the rows older than [`crate::inbox::retention`] allows
+//! ([`prune_inbox`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use actix::prelude::*;
 use async_nats::HeaderMap;
@@ -32,6 +37,8 @@ use crate::{NatsError, OutboxConfig};
 pub const PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How often the relay vacuums its outbox.
 pub const VACUUM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a relay started with an inbox retention prunes the inbox.
+pub const PRUNE_INBOX_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -187,6 +194,22 @@ pub async fn vacuum_outbox(db: &DatabaseConnection) -> Result<(), NatsError> {
     Ok(())
 }
 
+/// Deletes the inbox rows processed more than `retention` ago and vacuums the table when any
+/// went; failures are logged, and the next round tries again.
+pub async fn prune_inbox(db: DatabaseConnection, retention: Duration) {
+    use sea_orm::ConnectionTrait;
+    match crate::inbox::prune(&db, retention).await {
+        Ok(0) => {}
+        Ok(pruned) => {
+            tracing::info!(pruned, "inbox pruned");
+            if let Err(error) = db.execute_unprepared("VACUUM (SKIP_LOCKED) inbox").await {
+                tracing::warn!(%error, "inbox vacuum failed");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "inbox pruning failed; will retry"),
+    }
+}
+
 /// What the relay publishes for an outbox row: its encoded payload, its headers (the row's flat
 /// JSON object), `Nats-Msg-Id` = its id.
 pub(crate) fn message(payload: Vec<u8>, headers: &str, message_id: &str) -> PublishMessage {
@@ -216,16 +239,20 @@ fn header_map(headers: &str) -> HeaderMap {
 /// behind their batches while nothing was published, and everything downstream waited with it.
 pub const POOL_SIZE: u32 = 3;
 
-/// Starts `service`'s relay on a pool of its own: [`POOL_SIZE`] connections of `database`.
-/// Call it inside the actix system.
+/// Starts `service`'s relay on a pool of its own: [`POOL_SIZE`] connections of `database`,
+/// keeping its inbox rows for `inbox_retention` ([`crate::inbox::retention`]). Call it inside
+/// the actix system.
 pub async fn start(
     database: &DatabaseConfig,
     service: Service,
     js: jetstream::Context,
     config: OutboxConfig,
+    inbox_retention: Duration,
 ) -> Result<Addr<OutboxRelay>, DbErr> {
     let db = migration::database::connect(&database.with_max_connections(POOL_SIZE)).await?;
-    Ok(OutboxRelay::new(db, js, config, service.outbox_channel()).start())
+    Ok(OutboxRelay::new(db, js, config, service.outbox_channel())
+        .pruning_inbox(inbox_retention)
+        .start())
 }
 
 /// The relay actor. Start it in every service that writes to the outbox.
@@ -241,6 +268,8 @@ pub struct OutboxRelay {
     vacuum_running: Arc<AtomicBool>,
     /// Set when a round deleted rows: an idle relay has nothing to vacuum.
     published_since_vacuum: Arc<AtomicBool>,
+    /// How long inbox rows are kept; `None`: the inbox is left alone.
+    inbox_retention: Option<Duration>,
     /// The LISTEN loop. A tokio task rather than an actor future: the runtime drops it inside its
     /// own context at shutdown, which sqlx's listener needs.
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -263,8 +292,16 @@ impl OutboxRelay {
             drain_queued: Arc::new(AtomicBool::new(false)),
             vacuum_running: Arc::new(AtomicBool::new(false)),
             published_since_vacuum: Arc::new(AtomicBool::new(false)),
+            inbox_retention: None,
             listener: None,
         }
+    }
+
+    /// Also prunes the inbox of `db`'s schema: at start, then every [`PRUNE_INBOX_EVERY`], the
+    /// rows processed more than `retention` ago go.
+    pub fn pruning_inbox(mut self, retention: Duration) -> Self {
+        self.inbox_retention = Some(retention);
+        self
     }
 
     fn queue_drain(&self, ctx: &mut Context<Self>) {
@@ -311,6 +348,14 @@ impl Actor for OutboxRelay {
                 });
             }
         });
+        if let Some(retention) = self.inbox_retention {
+            let prune = move |relay: &mut Self, _: &mut Context<Self>| {
+                // A task of its own, like the vacuum: it scans the whole inbox.
+                tokio::spawn(prune_inbox(relay.db.clone(), retention));
+            };
+            prune(self, ctx);
+            ctx.run_interval(PRUNE_INBOX_EVERY, prune);
+        }
         let service = self
             .channel
             .strip_prefix("larder_outbox_")
