@@ -23,12 +23,7 @@ use crate::helpers::{
 
 /// Reserves `burgers` burgers through the store, as the reservation actor would.
 async fn reserve_burgers(db: &DatabaseConnection, catalogue: &Catalogue, burgers: i64) {
-    let txn = db.begin().await.unwrap();
-    let reserved =
-        store::reserve_orders(&txn, &Outbox::default(), &[catalogue.burger_order(burgers)])
-            .await
-            .unwrap();
-    txn.commit().await.unwrap();
+    let reserved = reserve(db, &[catalogue.burger_order(burgers)]).await;
     assert_eq!(reserved, vec![Reserved::Confirmed]);
 }
 
