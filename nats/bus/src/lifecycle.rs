@@ -72,7 +72,7 @@ impl Connections {
             service,
             jetstream.clone(),
             config.outbox.clone(),
-            crate::inbox::retention(config.nats.max_age()),
+            config.nats.max_age(),
         )
         .await
         .map_err(StartError::Relay)?;

@@ -240,18 +240,18 @@ fn header_map(headers: &str) -> HeaderMap {
 pub const POOL_SIZE: u32 = 3;
 
 /// Starts `service`'s relay on a pool of its own: [`POOL_SIZE`] connections of `database`,
-/// keeping its inbox rows for `inbox_retention` ([`crate::inbox::retention`]). Call it inside
-/// the actix system.
+/// keeping its inbox rows as long as streams of `stream_max_age` need them
+/// ([`crate::inbox::retention`]). Call it inside the actix system.
 pub async fn start(
     database: &DatabaseConfig,
     service: Service,
     js: jetstream::Context,
     config: OutboxConfig,
-    inbox_retention: Duration,
+    stream_max_age: Duration,
 ) -> Result<Addr<OutboxRelay>, DbErr> {
     let db = migration::database::connect(&database.with_max_connections(POOL_SIZE)).await?;
     Ok(OutboxRelay::new(db, js, config, service.outbox_channel())
-        .pruning_inbox(inbox_retention)
+        .pruning_inbox(crate::inbox::retention(stream_max_age))
         .start())
 }
 

@@ -93,7 +93,7 @@ impl Application {
             migration::Service::Order,
             jetstream.clone(),
             config.outbox.clone(),
-            larder_bus::inbox::retention(config.nats.max_age()),
+            config.nats.max_age(),
         )
         .await
         .context("Failed to start the outbox relay")?;
